@@ -1,0 +1,135 @@
+/*
+ * mp_crypto.h - the primitives libmp builds on, through OpenSSL 3 EVP.
+ *
+ * Performance rule: algorithms are fetched once per object and contexts
+ * are reused, because in OpenSSL 3 a per-call lookup costs more than a
+ * hash of 32 bytes. The objects below are therefore long-lived and NOT
+ * thread-safe: give each thread its own (mp_mac_dup() is cheap).
+ *
+ * Every object owns its OpenSSL state and wipes its key material on
+ * free. Free functions accept NULL.
+ */
+#ifndef MP_CRYPTO_H
+#define MP_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mp_status.h"
+
+#define MP_HASH_LEN    32     /* SHA-256 and HMAC-SHA256 output */
+#define MP_SECRET_LEN  32     /* every symmetric secret libmp makes */
+#define MP_SECRET_MAX  256    /* longest HMAC key libmp accepts (RFC 4231 uses 131) */
+
+/* Constant-time comparison: 1 when the a_len bytes of a equal the b_len
+ * bytes of b (lengths compared first, in the open), else 0. */
+int mp_ct_equal(const void *a, size_t a_len, const void *b, size_t b_len);
+
+/* Wipes n bytes at p so that the compiler cannot elide it. */
+void mp_wipe(void *p, size_t n);
+
+/* Fills buf with n bytes from OpenSSL's CSPRNG. MP_ERR_CRYPTO. */
+mp_status mp_random(void *buf, size_t n);
+
+/* ---- SHA-256 ---------------------------------------------------------- */
+
+typedef struct mp_sha mp_sha;
+
+/* Creates a reusable SHA-256 hasher. MP_ERR_NOMEM, MP_ERR_CRYPTO. */
+mp_status mp_sha_new(mp_sha **out);
+void mp_sha_free(mp_sha *h);
+
+/* out = SHA-256(data). */
+mp_status mp_sha_digest(mp_sha *h, const void *data, size_t len,
+                        uint8_t out[MP_HASH_LEN]);
+
+/* out = SHA-256^times(in) (times >= 0; times = 0 copies in). Used for
+ * hash chains: the intermediate values never leave this function. */
+mp_status mp_sha_iterate(mp_sha *h, const uint8_t in[MP_HASH_LEN],
+                         uint32_t times, uint8_t out[MP_HASH_LEN]);
+
+/* One-shot SHA-256 for cold paths (fetches the digest per call). */
+mp_status mp_sha256(const void *data, size_t len, uint8_t out[MP_HASH_LEN]);
+
+/* ---- HMAC-SHA256 (EVP_MAC) ------------------------------------------- */
+
+typedef struct mp_mac mp_mac;
+
+/* Creates an HMAC-SHA256 context keyed with key (1..MP_SECRET_MAX bytes).
+ * The object keeps its own copy of the key state; the caller may wipe
+ * key afterwards. MP_ERR_ARG, MP_ERR_NOMEM, MP_ERR_CRYPTO. */
+mp_status mp_mac_new(const uint8_t *key, size_t key_len, mp_mac **out);
+
+/* A fresh, independent copy (for another thread). */
+mp_status mp_mac_dup(const mp_mac *m, mp_mac **out);
+
+/* Re-keys an existing context (cheaper than free + new for per-message
+ * keys such as a customer secret). */
+mp_status mp_mac_rekey(mp_mac *m, const uint8_t *key, size_t key_len);
+
+void mp_mac_free(mp_mac *m);
+
+/* out = HMAC(key, part[0] || part[1] || ... ) over nparts parts; parts
+ * with len 0 are allowed. nparts <= 8. */
+typedef struct { const void *p; size_t len; } mp_iov;
+mp_status mp_mac_compute(mp_mac *m, const mp_iov *parts, size_t nparts,
+                         uint8_t out[MP_HASH_LEN]);
+
+/* One-shot HMAC-SHA256 for cold paths and tests. */
+mp_status mp_hmac(const uint8_t *key, size_t key_len, const void *data,
+                  size_t len, uint8_t out[MP_HASH_LEN]);
+
+/* ---- Signatures ------------------------------------------------------- */
+
+typedef enum {
+    MP_KEY_ED25519 = 1,   /* sign and verify */
+    MP_KEY_RSA     = 2    /* RSASSA-PKCS1-v1_5 with SHA-256, 2048..4096 bits:
+                             verify (and sign, for tests and old brokers) */
+} mp_key_alg;
+
+#define MP_ED25519_PUB_LEN 32
+#define MP_ED25519_SIG_LEN 64
+#define MP_PUBKEY_MAX      600   /* DER SubjectPublicKeyInfo of RSA-4096 is 550 */
+#define MP_SIG_MAX         512   /* RSA-4096 signature */
+
+/* A public key as it travels: raw 32 bytes for Ed25519, DER
+ * SubjectPublicKeyInfo for RSA. Plain data, copyable. */
+typedef struct {
+    uint8_t  alg;                 /* mp_key_alg */
+    uint16_t len;
+    uint8_t  key[MP_PUBKEY_MAX];
+} mp_pubkey;
+
+/* Key id: SHA-256 over alg byte || key bytes. Names a key in files and
+ * logs without exposing anything secret. */
+mp_status mp_pubkey_id(const mp_pubkey *pk, uint8_t out[MP_HASH_LEN]);
+
+/* Checks that pk is a usable key of its algorithm (RSA: 2048..4096
+ * bits). MP_ERR_KEY. */
+mp_status mp_pubkey_check(const mp_pubkey *pk);
+
+/* Verifies sig over msg with pk. MP_ERR_FORGED when the signature does not
+ * verify, MP_ERR_KEY for an unusable key. */
+mp_status mp_verify(const mp_pubkey *pk, const void *msg, size_t msg_len,
+                    const uint8_t *sig, size_t sig_len);
+
+typedef struct mp_signer mp_signer;
+
+/* A new random Ed25519 key. */
+mp_status mp_signer_generate(mp_signer **out);
+/* A new RSA key of bits (2048..4096): for tests and RSA-signing brokers. */
+mp_status mp_signer_generate_rsa(unsigned bits, mp_signer **out);
+/* An Ed25519 key from its 32-byte RFC 8032 private seed (vectors, wallets
+ * that derive keys). */
+mp_status mp_signer_from_seed(const uint8_t seed[32], mp_signer **out);
+/* A private key from PEM (PKCS#8, unencrypted), Ed25519 or RSA. */
+mp_status mp_signer_from_pem(const char *pem, size_t len, mp_signer **out);
+/* Writes the PEM (PKCS#8) of the private key into buf; *len gets its length.
+ * The caller must wipe buf. MP_ERR_BUFFER. */
+mp_status mp_signer_to_pem(const mp_signer *s, char *buf, size_t cap, size_t *len);
+mp_status mp_signer_pubkey(const mp_signer *s, mp_pubkey *out);
+/* Signs msg; *sig_len gets the signature length (<= MP_SIG_MAX). */
+mp_status mp_sign(const mp_signer *s, const void *msg, size_t msg_len,
+                  uint8_t sig[MP_SIG_MAX], size_t *sig_len);
+void mp_signer_free(mp_signer *s);
+
+#endif
