@@ -129,7 +129,11 @@ mp_status mp_pw_state_init(const mp_pw_commit *c, mp_pw_state *out);
  * Checks payment p against state st: i <= n (else MP_ERR_EXHAUSTED), 1 <=
  * k <= i, i - k >= l (else MP_ERR_SPENT: it reuses words already paid),
  * and SHA-256^(i-l)(w_i) == w_l (else MP_ERR_FORGED). On success *next is
- * (i, w_i). Words between l and i-k are skipped and never paid for.
+ * (i, w_i). Words between l and i-k are revealed but not used by this
+ * payment; redemption pays the vendor l * unit, so they are not lost to
+ * it. This check alone is strictly sequential: payments that arrive out
+ * of order need the interval bookkeeping of docs/PROTOCOL.md (7.5), which
+ * the vendor keeps on top of it.
  * Does not check the commitment id or expiry: the caller found st by id.
  */
 mp_status mp_pw_accept(mp_sha *h, const mp_pw_state *st, const mp_pw_payment *p,
