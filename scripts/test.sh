@@ -1,0 +1,79 @@
+#!/bin/sh
+# The whole test suite (README's test command; .ci/run calls it):
+#   1. release build, `make check` (CUnit suites, layering check, vectors
+#      against the openssl CLI, CLI demo)
+#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   3. libFuzzer targets for a bounded time each
+#   4. `make distcheck`
+# Exits non-zero when anything fails; closes with "N passed, N failed".
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+sh scripts/deps.sh || exit 1
+
+passed=0; failed=0
+note() { printf '\n=== %s\n' "$*"; }
+# Adds the CUnit tally of a build's mp_unit log and the script tests' results.
+tally() {
+    log=$1/tests/unit/mp_unit.log
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" 2>/dev/null | tail -n 1)
+    if [ -n "$line" ]; then
+        passed=$((passed + ${line%% passed*}))
+        f=${line#*, }; failed=$((failed + ${f%% failed}))
+    else
+        failed=$((failed + 1))
+    fi
+    for t in "$1"/tests/*.trs "$1"/tests/vectors/*.trs; do
+        [ -f "$t" ] || continue
+        if grep -q '^:test-result: PASS' "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    done
+}
+check_build() {   # name, then configure arguments
+    name=$1; shift
+    note "build $name: configure $*"
+    if ! sh scripts/build.sh "$name" "$@"; then
+        echo "build $name FAILED"; failed=$((failed + 1)); return
+    fi
+    note "make check ($name)"
+    if (cd "build/$name" && make -s check >check.out 2>&1); then
+        grep -E '^(# |PASS|FAIL|ERROR)' "build/$name/check.out"
+    else
+        cat "build/$name/check.out"; cat "build/$name/test-suite.log" 2>/dev/null
+    fi
+    tally "build/$name"
+}
+
+check_build release
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    check_build sanitize --enable-sanitizers
+
+note "fuzz targets (libFuzzer, ${MP_FUZZ_SECONDS:-20} s each)"
+if sh scripts/build.sh fuzz --enable-fuzzing CC=clang \
+   && (cd build/fuzz && make -s tests/fuzz/fuzz_wire tests/fuzz/fuzz_amount >/dev/null); then
+    for f in wire amount; do
+        corpus=$(mktemp -d)
+        cp "$top"/tests/fuzz/corpus/$f/* "$corpus"/ 2>/dev/null
+        if build/fuzz/tests/fuzz/fuzz_$f -max_total_time="${MP_FUZZ_SECONDS:-20}" \
+               -max_len=8192 -print_final_stats=1 "$corpus" >"build/fuzz/fuzz_$f.log" 2>&1; then
+            echo "PASS: fuzz_$f $(grep -E 'stat::number_of_executed_units' build/fuzz/fuzz_$f.log)"
+            passed=$((passed + 1))
+        else
+            tail -n 40 "build/fuzz/fuzz_$f.log"; echo "FAIL: fuzz_$f"
+            failed=$((failed + 1))
+        fi
+        rm -rf "$corpus"
+    done
+else
+    echo "FAIL: fuzz build"; failed=$((failed + 1))
+fi
+
+note "make distcheck"
+if (cd build/release && make -s distcheck >distcheck.out 2>&1); then
+    echo "PASS: distcheck"; passed=$((passed + 1))
+else
+    tail -n 60 build/release/distcheck.out; echo "FAIL: distcheck"; failed=$((failed + 1))
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
