@@ -31,7 +31,9 @@ typedef struct {
     mp_amount price;                     /* > 0 */
     uint8_t   schemes;                   /* MP_SCHEME_* bits, at least one */
     mp_amount pw_unit;                   /* PayWord word value the vendor
-                                            accepts; price is a multiple */
+                                            accepts; price is a multiple;
+                                            0 units (same currency) when
+                                            PayWord is not offered */
     char      broker_url[MP_URL_MAX + 1];/* may be empty */
     uint32_t  receipt_window;            /* seconds; 0: no receipts */
     uint64_t  expiry;                    /* offer valid while now < expiry */
