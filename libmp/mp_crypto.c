@@ -135,23 +135,23 @@ struct mp_mac {
     EVP_MAC_CTX *ctx;
 };
 
+/* The digest is set once when the context is made; re-keying passes no
+ * parameters, because naming the digest again makes OpenSSL fetch it again,
+ * which costs more than the MAC of a short message. The keyed context is
+ * kept: later EVP_MAC_init(ctx, NULL, 0, NULL) calls restart from the
+ * stored key state without re-deriving it. */
 static mp_status mac_set_key(mp_mac *m, const uint8_t *key, size_t key_len)
 {
-    OSSL_PARAM params[2];
-
     if (key == NULL || key_len == 0 || key_len > MP_SECRET_MAX)
         return MP_ERR_ARG;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    /* The keyed context is kept: later EVP_MAC_init(ctx, NULL, 0, NULL)
-     * calls restart from the stored key state without re-deriving it. */
-    if (EVP_MAC_init(m->ctx, key, key_len, params) != 1)
+    if (EVP_MAC_init(m->ctx, key, key_len, NULL) != 1)
         return MP_ERR_CRYPTO;
     return MP_OK;
 }
 
 mp_status mp_mac_new(const uint8_t *key, size_t key_len, mp_mac **out)
 {
+    OSSL_PARAM params[2];
     mp_mac *m;
     mp_status st = MP_ERR_NOMEM;
 
@@ -160,8 +160,11 @@ mp_status mp_mac_new(const uint8_t *key, size_t key_len, mp_mac **out)
     if ((m = calloc(1, sizeof *m)) == NULL)
         goto done;
     st = MP_ERR_CRYPTO;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
     if ((m->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL
-        || (m->ctx = EVP_MAC_CTX_new(m->mac)) == NULL)
+        || (m->ctx = EVP_MAC_CTX_new(m->mac)) == NULL
+        || EVP_MAC_CTX_set_params(m->ctx, params) != 1)
         goto done;
     if ((st = mac_set_key(m, key, key_len)) != MP_OK)
         goto done;

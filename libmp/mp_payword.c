@@ -7,6 +7,7 @@
  * verification checks signatures over what was actually signed instead of
  * over a re-encoding that could differ from it.
  */
+#include <stdlib.h>
 #include <string.h>
 #include "mp_payword.h"
 #include "mp_wire.h"
@@ -443,11 +444,18 @@ out:
     return st;
 }
 
+/* The common payment (no commitment) is the per-request path: it is decoded
+ * into a few locals and only those fields are copied out, because the
+ * struct with its room for a commitment is ~6 KB and clearing and copying
+ * it would cost more than the hash that verifies the word. */
 mp_status mp_pw_payment_decode(const uint8_t *in, size_t len, mp_pw_payment *out)
 {
-    mp_pw_payment p;
+    mp_pw_commit *commit = NULL;
+    uint8_t commit_id[MP_HASH_LEN], w[MP_HASH_LEN];
+    uint32_t i, k;
+    uint8_t has_commit;
     mp_rbuf r;
-    const uint8_t *commit;
+    const uint8_t *cbytes;
     size_t commit_len = 0;
     mp_status st;
 
@@ -455,29 +463,39 @@ mp_status mp_pw_payment_decode(const uint8_t *in, size_t len, mp_pw_payment *out
         st = MP_ERR_ARG;
         goto out;
     }
-    memset(&p, 0, sizeof p);
     mp_r_init(&r, in, len);
     mp_r_header(&r, MP_T_PW_PAYMENT);
-    mp_r_bytes(&r, p.commit_id, MP_HASH_LEN);
-    p.i = mp_r_u32(&r);
-    p.k = mp_r_u32(&r);
-    if (r.err == MP_OK && (p.i < 1 || p.k < 1 || p.k > p.i))
+    mp_r_bytes(&r, commit_id, MP_HASH_LEN);
+    i = mp_r_u32(&r);
+    k = mp_r_u32(&r);
+    if (r.err == MP_OK && (i < 1 || k < 1 || k > i))
         mp_r_fail(&r, MP_ERR_MALFORMED);
-    mp_r_bytes(&r, p.w, MP_HASH_LEN);
-    p.has_commit = mp_r_u8(&r);
-    if (r.err == MP_OK && p.has_commit > 1)
+    mp_r_bytes(&r, w, MP_HASH_LEN);
+    has_commit = mp_r_u8(&r);
+    if (r.err == MP_OK && has_commit > 1)
         mp_r_fail(&r, MP_ERR_MALFORMED);
-    if (r.err == MP_OK && p.has_commit) {
-        commit = mp_r_blob16(&r, MP_PW_COMMIT_MAX, &commit_len);
-        if (commit != NULL && (st = mp_pw_commit_decode(commit, commit_len, &p.commit)) != MP_OK)
+    if (r.err == MP_OK && has_commit) {
+        if ((commit = malloc(sizeof *commit)) == NULL) {
+            st = MP_ERR_NOMEM;
+            goto out;
+        }
+        cbytes = mp_r_blob16(&r, MP_PW_COMMIT_MAX, &commit_len);
+        if (cbytes != NULL && (st = mp_pw_commit_decode(cbytes, commit_len, commit)) != MP_OK)
             mp_r_fail(&r, st);
-        if (r.err == MP_OK && !hash_equal(p.commit.id, p.commit_id))
+        if (r.err == MP_OK && !hash_equal(commit->id, commit_id))
             mp_r_fail(&r, MP_ERR_MALFORMED);
     }
     if ((st = mp_r_end(&r)) != MP_OK)
         goto out;
-    memcpy(out, &p, sizeof p);
+    memcpy(out->commit_id, commit_id, MP_HASH_LEN);
+    out->i = i;
+    out->k = k;
+    memcpy(out->w, w, MP_HASH_LEN);
+    out->has_commit = has_commit;
+    if (has_commit)
+        memcpy(&out->commit, commit, sizeof *commit);
 out:
+    free(commit);
     return st;
 }
 

@@ -108,7 +108,8 @@ typedef struct {
     uint32_t k;                    /* units paid, 1..i */
     uint8_t  w[MP_HASH_LEN];       /* w_i */
     uint8_t  has_commit;           /* first contact: commitment included */
-    mp_pw_commit commit;
+    mp_pw_commit commit;           /* meaningful only when has_commit; the
+                                      decoder leaves it untouched otherwise */
 } mp_pw_payment;
 
 mp_status mp_pw_payment_encode(const mp_pw_payment *p, uint8_t *buf, size_t cap, size_t *len);

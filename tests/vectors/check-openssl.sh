@@ -18,7 +18,7 @@ v() {   # v SECTION NAME: value of NAME in [SECTION]
 }
 bin() { perl -e 'print pack("H*", $ARGV[0])' "$1"; }                    # hex -> bytes
 hexof() { perl -e 'local $/; print unpack("H*", <STDIN>)'; }           # bytes -> hex
-u64() { perl -e 'print pack("Q>", $ARGV[0])'; }                       # decimal -> u64 BE
+u64() { perl -e 'print pack("Q>", $ARGV[0])' "$1"; }                       # decimal -> u64 BE
 hmac() { openssl mac -digest SHA256 -macopt "hexkey:$1" -binary HMAC | hexof; }
 sha() { openssl dgst -sha256 -binary | hexof; }
 check() {   # check WHAT EXPECTED ACTUAL
