@@ -1,7 +1,7 @@
 /*
  * Known-answer vectors: fixed keys, secrets and seeds to the exact bytes of
  * every record (tests/vectors/libmp.txt). The file is the reference other
- * implementations test against; tests/vectors/check-openssl.sh re-derives
+ * implementations test against; tests/check-vectors.sh re-derives
  * its MACs, hashes and signatures with the openssl command line tool, so
  * the vectors are not merely our code agreeing with itself.
  *

@@ -6,7 +6,7 @@
 # receipt MAC and base64url text. Proves the vectors follow
 # docs/PROTOCOL.md rather than merely agreeing with our own code.
 set -u
-dir=$(cd "$(dirname "$0")" && pwd)
+dir=$(cd "${top_srcdir:-$(dirname "$0")/..}/tests/vectors" && pwd)
 vec=$dir/libmp.txt
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
