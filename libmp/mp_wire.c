@@ -155,31 +155,53 @@ void mp_w_bytes(mp_wbuf *w, const void *p, size_t n)
     w->len += n;
 }
 
+/* The fixed-size puts reserve their room once and store bytes directly:
+ * they run several times per scrip stamp on the payment path. */
+static uint8_t *w_reserve(mp_wbuf *w, size_t n)
+{
+    uint8_t *p;
+
+    if (!w_room(w, n))
+        return NULL;
+    p = w->buf + w->len;
+    w->len += n;
+    return p;
+}
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    int i;
+
+    for (i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
 void mp_w_u8(mp_wbuf *w, uint8_t v)
 {
-    mp_w_bytes(w, &v, 1);
+    uint8_t *p = w_reserve(w, 1);
+    if (p)
+        p[0] = v;
 }
 
 void mp_w_u16(mp_wbuf *w, uint16_t v)
 {
-    uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
-    mp_w_bytes(w, b, 2);
+    uint8_t *p = w_reserve(w, 2);
+    if (p)
+        put_be(p, v, 2);
 }
 
 void mp_w_u32(mp_wbuf *w, uint32_t v)
 {
-    uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
-    mp_w_bytes(w, b, 4);
+    uint8_t *p = w_reserve(w, 4);
+    if (p)
+        put_be(p, v, 4);
 }
 
 void mp_w_u64(mp_wbuf *w, uint64_t v)
 {
-    uint8_t b[8];
-    int i;
-
-    for (i = 7; i >= 0; i--, v >>= 8)
-        b[i] = (uint8_t)v;
-    mp_w_bytes(w, b, 8);
+    uint8_t *p = w_reserve(w, 8);
+    if (p)
+        put_be(p, v, 8);
 }
 
 /* Text fields are visible ASCII only; an encoder must never emit what the
@@ -197,6 +219,7 @@ static int visible(const char *s, size_t n)
 void mp_w_str8(mp_wbuf *w, const char *s)
 {
     size_t n;
+    uint8_t *p;
 
     if (w->err != MP_OK)
         return;
@@ -204,44 +227,60 @@ void mp_w_str8(mp_wbuf *w, const char *s)
         w->err = MP_ERR_ARG;
         return;
     }
-    mp_w_u8(w, (uint8_t)n);
-    mp_w_bytes(w, s, n);
+    if ((p = w_reserve(w, 1 + n)) != NULL) {
+        p[0] = (uint8_t)n;
+        memcpy(p + 1, s, n);
+    }
 }
 
 void mp_w_str16(mp_wbuf *w, const char *s, size_t n)
 {
+    uint8_t *p;
+
     if (w->err != MP_OK)
         return;
     if ((s == NULL && n > 0) || n > 0xffff || (n > 0 && !visible(s, n))) {
         w->err = MP_ERR_ARG;
         return;
     }
-    mp_w_u16(w, (uint16_t)n);
-    mp_w_bytes(w, s, n);
+    if ((p = w_reserve(w, 2 + n)) != NULL) {
+        put_be(p, n, 2);
+        if (n > 0)
+            memcpy(p + 2, s, n);
+    }
 }
 
-void mp_w_blob16(mp_wbuf *w, const void *p, size_t n)
+void mp_w_blob16(mp_wbuf *w, const void *b, size_t n)
 {
+    uint8_t *p;
+
     if (w->err != MP_OK)
         return;
-    if ((p == NULL && n > 0) || n > 0xffff) {
+    if ((b == NULL && n > 0) || n > 0xffff) {
         w->err = MP_ERR_ARG;
         return;
     }
-    mp_w_u16(w, (uint16_t)n);
-    mp_w_bytes(w, p, n);
+    if ((p = w_reserve(w, 2 + n)) != NULL) {
+        put_be(p, n, 2);
+        if (n > 0)
+            memcpy(p + 2, b, n);
+    }
 }
 
 void mp_w_amount(mp_wbuf *w, const mp_amount *a)
 {
+    uint8_t *p;
+
     if (w->err != MP_OK)
         return;
     if (a == NULL || !mp_currency_valid(a->cur) || a->units > MP_AMOUNT_MAX) {
         w->err = MP_ERR_ARG;
         return;
     }
-    mp_w_bytes(w, a->cur, 3);
-    mp_w_u64(w, a->units);
+    if ((p = w_reserve(w, 11)) != NULL) {
+        memcpy(p, a->cur, 3);
+        put_be(p + 3, a->units, 8);
+    }
 }
 
 void mp_w_header(mp_wbuf *w, uint8_t type)
