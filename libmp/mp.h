@@ -13,4 +13,6 @@
 #include "mp_payword.h"
 #include "mp_chain.h"
 #include "mp_offer.h"
+#include "mp_pwtrack.h"
+#include "mp_keyfile.h"
 #endif

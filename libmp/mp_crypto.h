@@ -103,6 +103,12 @@ typedef struct {
  * logs without exposing anything secret. */
 mp_status mp_pubkey_id(const mp_pubkey *pk, uint8_t out[MP_HASH_LEN]);
 
+/* Reads a PEM SubjectPublicKeyInfo ("BEGIN PUBLIC KEY") of an Ed25519 or
+ * RSA (2048..4096 bit) key. MP_ERR_KEY for anything else. */
+mp_status mp_pubkey_from_pem(const char *pem, size_t len, mp_pubkey *out);
+/* Writes pk as PEM SubjectPublicKeyInfo; *len gets its length. */
+mp_status mp_pubkey_to_pem(const mp_pubkey *pk, char *buf, size_t cap, size_t *len);
+
 /* Checks that pk is a usable key of its algorithm (RSA: 2048..4096
  * bits). MP_ERR_KEY. */
 mp_status mp_pubkey_check(const mp_pubkey *pk);

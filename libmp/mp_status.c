@@ -33,6 +33,8 @@ static const char *const messages[MP_STATUS_COUNT] = {
     [MP_ERR_UNKNOWN_COMMITMENT]= "unknown PayWord commitment",
     [MP_ERR_EXHAUSTED]         = "PayWord chain exhausted",
     [MP_ERR_CREDIT]            = "commitment exceeds the certificate's credit limit",
+    [MP_ERR_STORE]             = "payment store unavailable or corrupt",
+    [MP_ERR_BUSY]              = "concurrent update, retry",
 };
 
 static const char *const reasons[MP_STATUS_COUNT] = {
@@ -65,6 +67,8 @@ static const char *const reasons[MP_STATUS_COUNT] = {
     [MP_ERR_UNKNOWN_COMMITMENT]= "unknown-commitment",
     [MP_ERR_EXHAUSTED]         = "exhausted",
     [MP_ERR_CREDIT]            = "insufficient",
+    [MP_ERR_STORE]             = "internal",
+    [MP_ERR_BUSY]              = "internal",
 };
 
 const char *mp_strerror(mp_status st)

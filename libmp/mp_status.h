@@ -49,6 +49,10 @@ typedef enum {
     MP_ERR_EXHAUSTED,      /* PayWord chain has no words left ("exhausted") */
     MP_ERR_CREDIT,         /* commitment worth more than the certificate's credit limit ("insufficient") */
 
+    /* errors of the callers' stores (mod_micropay, broker): reason "internal" */
+    MP_ERR_STORE,          /* the store is missing, unreadable, corrupt or failed */
+    MP_ERR_BUSY,           /* optimistic update lost a race: re-read and retry */
+
     MP_STATUS_COUNT        /* not a status: the number of statuses */
 } mp_status;
 

@@ -45,6 +45,7 @@ enum {
     MP_T_PW_COMMIT    = 0x11,
     MP_T_PW_PAYMENT   = 0x12,
     MP_T_PW_REDEEM    = 0x13,
+    MP_T_PW_TRACK     = 0x14,   /* vendor storage only, never on HTTP */
     MP_T_RECEIPT      = 0x20,
     MP_T_OFFER        = 0x30
 };

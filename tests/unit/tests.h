@@ -22,6 +22,8 @@ int register_chain_tests(void);
 int register_offer_tests(void);
 int register_vector_tests(void);
 int register_mutation_tests(void);
+int register_pwtrack_tests(void);
+int register_keyfile_tests(void);
 
 /* Asserts that expression e returns status s, printing both names when
  * it does not. */

@@ -1,0 +1,62 @@
+/*
+ * mp_keyfile.h - the vendor secrets file (MicropaySecretsFile).
+ *
+ * Text, one secret per line, '#' comments and blank lines ignored:
+ *
+ *   scrip    <series> <hex secret> [retire=<unix time>]
+ *   customer <series> <hex secret>
+ *   receipt  <series> <hex secret>
+ *
+ * series is 0..65535 (the top 16 bits of scrip and customer ids); a secret
+ * is 16..64 bytes (32..128 hex digits). Fields are separated by spaces or
+ * tabs. At most MP_MAX_SERIES entries of each kind, no duplicate (kind,
+ * series), at least one scrip and one customer entry; receipt entries are
+ * optional (the newest, highest series, stamps receipts). The file is at
+ * most MP_KEYFILE_MAX bytes.
+ *
+ * The parser is fed from a file only root should read, but a config file
+ * is still input: it is bounded, never reads past len, and says which line
+ * is wrong. The caller must mp_keyfile_wipe() the result.
+ */
+#ifndef MP_KEYFILE_H
+#define MP_KEYFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mp_status.h"
+#include "mp_millicent.h"
+
+#define MP_KEYFILE_MAX  65536
+#define MP_KEY_SCRIP    1
+#define MP_KEY_CUSTOMER 2
+#define MP_KEY_RECEIPT  3
+
+typedef struct {
+    uint8_t  kind;            /* MP_KEY_* */
+    uint16_t series;
+    uint8_t  len;
+    uint8_t  secret[64];
+    uint64_t retire_at;       /* scrip only; 0 = none */
+} mp_keyfile_entry;
+
+typedef struct {
+    size_t n;
+    mp_keyfile_entry e[3 * MP_MAX_SERIES];
+} mp_keyfile;
+
+/* Parses text of len bytes. On error *line (if not NULL) gets the 1-based
+ * line at fault (0 for whole-file errors such as a missing kind):
+ * MP_ERR_TOO_LARGE, MP_ERR_MALFORMED, MP_ERR_CHARSET. */
+mp_status mp_keyfile_parse(const char *text, size_t len, mp_keyfile *out, size_t *line);
+
+/* Writes the file text for kf (with a header comment) into buf. */
+mp_status mp_keyfile_format(const mp_keyfile *kf, char *buf, size_t cap, size_t *len);
+
+/* Loads every scrip and customer entry into iss; *receipt_key gets an HMAC
+ * context keyed with the highest-series receipt entry, or NULL when the
+ * file has none. */
+mp_status mp_keyfile_apply(const mp_keyfile *kf, mp_mc_issuer *iss, mp_mac **receipt_key);
+
+void mp_keyfile_wipe(mp_keyfile *kf);
+
+#endif

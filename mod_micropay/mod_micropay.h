@@ -1,0 +1,117 @@
+/*
+ * mod_micropay.h - what the module's files share.
+ *
+ * The module is glue: payment logic lives in libmp, state in the LMDB
+ * store (mod_micropay_store.c). Files:
+ *   mod_micropay.c           module record, hooks, directive table
+ *   mod_micropay_config.c    per-server and per-directory configuration,
+ *                            loading secrets and broker keys at startup
+ *   mod_micropay_request.c   the payment path (fixups hook)
+ *   mod_micropay_response.c  402 offers, failure answers, paid-response
+ *                            headers; the one place statuses become HTTP
+ *
+ * Log lines carry ids MP00001.. (see docs/mod_micropay.md, "Log messages").
+ */
+#ifndef MOD_MICROPAY_H
+#define MOD_MICROPAY_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "apr_thread_mutex.h"
+#include "util_filter.h"
+#include "mp.h"
+#include "mod_micropay_store.h"
+
+extern module AP_MODULE_DECLARE_DATA micropay_module;
+
+#define MP_UNSET (-1)
+
+/* Per virtual host: who the vendor is and what it holds. */
+typedef struct {
+    const char *vendor;          /* MicropayVendor */
+    const char *secrets_file;    /* MicropaySecretsFile */
+    const char *store_dir;       /* MicropayStore */
+    int         store_sync;      /* MicropayStoreSync, MP_UNSET */
+    const char *broker_url;      /* MicropayBrokerURL */
+    apr_array_header_t *trust;   /* MicropayTrustBroker: mpx_trust_conf */
+    apr_int64_t pw_grace;        /* MicropayPayWordGrace seconds, -1 unset */
+
+    /* Filled at post_config (parent, as root) and after fork (child). */
+    mp_mc_issuer *issuer;        /* template; each thread dups its own */
+    mp_mac       *receipt_key;   /* template */
+    mp_pw_trust   pw_trust;
+    uint16_t      change_series; /* newest scrip series: change is minted there */
+    mps          *store;         /* opened in child_init; NULL = fail closed */
+    const char   *store_error;   /* why store is NULL */
+    apr_thread_mutex_t *ids_lock;/* guards the change-id block below */
+    uint64_t      ids_next, ids_end;
+} mpx_server_conf;
+
+typedef struct {
+    const char *name;
+    const char *keyfile;
+} mpx_trust_conf;
+
+/* Per directory / location: what is for sale there. */
+typedef struct {
+    int         enabled;         /* Micropay on|off, MP_UNSET */
+    int         price_set;
+    mp_amount   price;           /* MicropayPrice */
+    int         schemes;         /* MicropaySchemes: MP_SCHEME_* bits, MP_UNSET */
+    int         unit_set;
+    mp_amount   pw_unit;         /* MicropayPayWordUnit */
+    apr_int64_t receipt_window;  /* MicropayReceiptWindow, -1 unset */
+    apr_int64_t offer_lifetime;  /* MicropayOfferLifetime, -1 unset */
+} mpx_dir_conf;
+
+/* Defaults applied when a field is unset all the way up. */
+#define MPX_DEFAULT_SCHEMES        (MP_SCHEME_MILLICENT | MP_SCHEME_PAYWORD)
+#define MPX_DEFAULT_RECEIPT_WINDOW 600
+#define MPX_DEFAULT_OFFER_LIFETIME 300
+#define MPX_DEFAULT_PW_GRACE       (30 * 86400)
+
+/* mod_micropay_config.c */
+extern const command_rec mpx_directives[];
+void *mpx_create_server_conf(apr_pool_t *p, server_rec *s);
+void *mpx_merge_server_conf(apr_pool_t *p, void *base, void *add);
+void *mpx_create_dir_conf(apr_pool_t *p, char *dir);
+void *mpx_merge_dir_conf(apr_pool_t *p, void *base, void *add);
+int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
+void mpx_child_init(apr_pool_t *p, server_rec *s);
+
+/* mod_micropay_request.c */
+int mpx_fixups(request_rec *r);
+
+/* Per-thread crypto objects (libmp's are not thread-safe). */
+typedef struct {
+    mp_mc_issuer *issuer;
+    mp_mac       *scratch;
+    mp_mac       *receipt_key;
+    mp_sha       *sha;
+} mpx_thread_crypto;
+mpx_thread_crypto *mpx_crypto_for(request_rec *r, mpx_server_conf *sc);
+
+/* mod_micropay_response.c: the one place a payment outcome becomes HTTP. */
+typedef enum {
+    MPX_OUT_OFFER,        /* no credential: 402 with the offer */
+    MPX_OUT_FAILED,       /* credential refused: 400 or 402 by the status */
+    MPX_OUT_PAID,         /* accepted: let the handler run, add headers */
+    MPX_OUT_ERROR         /* store or server failure: 500 */
+} mpx_outcome;
+
+typedef struct {
+    mp_offer    offer;
+    const char *offer_b64;       /* base64url of the offer record */
+    mp_status   status;          /* for MPX_OUT_FAILED / MPX_OUT_ERROR */
+    const char *change_b64;      /* Payment-Change, or NULL */
+    const char *receipt_b64;     /* Payment-Receipt, or NULL */
+} mpx_answer;
+
+int mpx_respond(request_rec *r, mpx_outcome outcome, mpx_answer *a);
+int mpx_handler(request_rec *r);
+apr_status_t mpx_paid_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+#define MPX_HANDLER_402   "micropay-402"
+#define MPX_PAID_FILTER   "MICROPAY_PAID"
+
+#endif
