@@ -267,6 +267,7 @@ typedef struct {
     mpx_thread_crypto *tc;
     mp_request       req;
     const char      *target;
+    const char      *path;       /* URL path as sent, no query: prices, ledger */
     mp_amount        price;
     uint8_t          schemes;
     uint32_t         window;     /* receipt window, 0 = none */
@@ -307,8 +308,8 @@ static mp_status pay_millicent(mpx_pay *x, const uint8_t *rec, size_t len)
         return st;
     earn.time = x->now;
     earn.scheme = MP_SCHEME_MILLICENT;
-    earn.path = r->uri;
-    earn.path_len = strlen(r->uri);
+    earn.path = x->path;
+    earn.path_len = strlen(x->path);
     earn.amount = x->price;
     st = mps_mc_spend(x->sc->store, x->sc->vendor, p->scrip.id, p->scrip.expiry, p->req_sig,
                       enc, enc_len, &earn, &retry, stored, &stored_len);
@@ -354,8 +355,8 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
         return st;
     earn.time = x->now;
     earn.scheme = MP_SCHEME_PAYWORD;
-    earn.path = r->uri;
-    earn.path_len = strlen(r->uri);
+    earn.path = x->path;
+    earn.path_len = strlen(x->path);
     earn.amount = x->price;
     /* Optimistic: hash outside the store's write lock, write back only if
      * nobody changed the tracker meanwhile, else decide again. */
@@ -443,7 +444,9 @@ static mp_status price_for(request_rec *r, mpx_server_conf *sc, mpx_dir_conf *dc
     int found = 0, schemes;
     mp_status st;
 
-    st = mps_price_get(sc->store, sc->vendor, r->uri, strlen(r->uri), &table, &found);
+    /* The table is keyed by the path as it appears in URLs (percent-encoded,
+     * always visible ASCII), the same bytes the ledger records. */
+    st = mps_price_get(sc->store, sc->vendor, x->path, strlen(x->path), &table, &found);
     if (st != MP_OK && st != MP_ERR_ARG)       /* ARG: a path no table entry can name */
         return st;
     if (found)
@@ -548,6 +551,7 @@ int mpx_fixups(request_rec *r)
     x.sc = sc;
     x.now = (uint64_t)apr_time_sec(r->request_time);
     x.target = request_target(r);
+    x.path = r->parsed_uri.path ? r->parsed_uri.path : "/";
     if (strlen(x.target) > MP_TARGET_MAX || !visible(x.target, strlen(x.target))) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00034: request target of a paid location "
                       "is longer than %d bytes", MP_TARGET_MAX);

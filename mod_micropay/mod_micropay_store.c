@@ -1,0 +1,1333 @@
+/*
+ * mod_micropay_store.c - the vendor's durable state in LMDB (the contract
+ * is in mod_micropay_store.h).
+ *
+ * Records (integers big-endian, so keys sort by number):
+ *   meta    "format" -> "mod_micropay-store-1"; "last_compact" -> u64
+ *   spent   vendor NUL u64 id       -> u64 expiry | 32 req_sig | reply
+ *   pw      32 commitment id        -> u64 keep_until | u16 track_len | track
+ *                                      | commitment
+ *   ledger  u32 day | u8 scheme | 3 currency | 16 SHA-256(path) prefix
+ *                                   -> u64 units | u64 count | path
+ *   prices  vendor NUL path         -> 3 currency | u64 units
+ *   ids     vendor NUL u16 series   -> u64 next sequence
+ *   expiry  u64 time | u8 kind | key of the record -> empty
+ * The expiry index starts with the time so that compaction reads only the
+ * records that are due, from the front.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <lmdb.h>
+#include "mod_micropay_store.h"
+
+#define FORMAT          "mod_micropay-store-1"
+#define NDBS            7
+#define KIND_SPENT      1
+#define KIND_PW         2
+#define PATH_BUF        4096
+#define SPENT_HDR       (8 + MP_HASH_LEN)
+#define SPENT_KEY_MAX   (MP_NAME_MAX + 1 + 8)
+#define PW_HDR          (8 + 2)
+#define EXPIRY_KEY_MAX  (8 + 1 + SPENT_KEY_MAX)
+#define LEDGER_KEY_LEN  (4 + 1 + 3 + 16)
+#define LEDGER_HDR      (8 + 8)
+#define PRICE_VAL_LEN   (3 + 8)
+#define IDS_KEY_MAX     (MP_NAME_MAX + 1 + 2)
+#define SEQ_LIMIT       ((uint64_t)1 << 48)
+/* mps_maybe_compact runs on the request path: a bounded batch keeps one
+ * unlucky request from paying for a large backlog. */
+#define COMPACT_BATCH   1000
+
+struct mps {
+    MDB_env *env;
+    MDB_dbi  meta, spent, pw, ledger, prices, ids, expiry;
+    int      rdonly;
+    size_t   maxkey;
+};
+
+/* Per thread rather than per handle: threads share a handle, and a message
+ * must belong to the failure the calling thread is about to log. */
+static __thread char errbuf[256];
+
+__attribute__((format(printf, 1, 2)))
+static void set_msg(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+}
+
+__attribute__((format(printf, 3, 4)))
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static mp_status lmdb_fail(const char *what, int rc)
+{
+    if (rc == MDB_MAP_FULL)
+        set_msg("store full (%s)", what);
+    else
+        set_msg("store %s: %s", what, mdb_strerror(rc));
+    return MP_ERR_STORE;
+}
+
+static mp_status corrupt(const char *what)
+{
+    set_msg("store: corrupt %s", what);
+    return MP_ERR_STORE;
+}
+
+static mp_status bad_arg(const char *what)
+{
+    set_msg("store: invalid %s", what);
+    return MP_ERR_ARG;
+}
+
+/* ---- encoding ------------------------------------------------------------------ */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)(v >> 32));
+    put_u32(p + 4, (uint32_t)v);
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+}
+
+static MDB_val val(const void *p, size_t n)
+{
+    MDB_val v;
+
+    v.mv_size = n;
+    v.mv_data = (void *)p;
+    return v;
+}
+
+/* Writes "vendor NUL", the prefix of every per-vendor key; 0 when vendor
+ * is not a usable name. */
+static size_t vendor_prefix(const char *vendor, uint8_t *key)
+{
+    size_t n;
+
+    if (vendor == NULL)
+        return 0;
+    n = strnlen(vendor, MP_NAME_MAX + 1);
+    if (n == 0 || n > MP_NAME_MAX)
+        return 0;
+    memcpy(key, vendor, n);
+    key[n] = 0;
+    return n + 1;
+}
+
+static int price_path_valid(const char *path, size_t len)
+{
+    size_t i;
+
+    if (path == NULL || len == 0 || len > MP_TARGET_MAX || path[0] != '/')
+        return 0;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)path[i] < 0x21 || (unsigned char)path[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static int amount_valid(const mp_amount *a)
+{
+    return mp_currency_valid(a->cur) && a->units <= MP_AMOUNT_MAX;
+}
+
+/* 3 currency | u64 units, as prices keep it. */
+static mp_status amount_decode(const MDB_val *v, mp_amount *out)
+{
+    const uint8_t *p = v->mv_data;
+    mp_amount a;
+
+    if (v->mv_size != PRICE_VAL_LEN)
+        return corrupt("price");
+    memcpy(a.cur, p, 3);
+    a.cur[3] = 0;
+    a.units = get_u64(p + 3);
+    if (!amount_valid(&a))
+        return corrupt("price");
+    *out = a;
+    return MP_OK;
+}
+
+/* ---- ledger -------------------------------------------------------------------- */
+
+/* Validates e and derives its key. Done before the write transaction
+ * because it hashes. */
+static mp_status ledger_key(const mps_earning *e, uint8_t key[LEDGER_KEY_LEN])
+{
+    uint8_t h[MP_HASH_LEN];
+    uint64_t day;
+    mp_status st = MP_ERR_ARG;
+
+    if ((e->scheme != MP_SCHEME_MILLICENT && e->scheme != MP_SCHEME_PAYWORD)
+        || (e->path == NULL && e->path_len != 0) || e->path_len > MP_TARGET_MAX
+        || !amount_valid(&e->amount)) {
+        st = bad_arg("earning");
+        goto out;
+    }
+    day = e->time / 86400;
+    if (day > UINT32_MAX) {
+        st = bad_arg("earning time");
+        goto out;
+    }
+    if ((st = mp_sha256(e->path != NULL ? e->path : "", e->path_len, h)) != MP_OK) {
+        set_msg("store: cannot hash the ledger path");
+        goto out;
+    }
+    put_u32(key, (uint32_t)day);
+    key[4] = e->scheme;
+    memcpy(key + 5, e->amount.cur, 3);
+    memcpy(key + 8, h, 16);
+out:
+    return st;
+}
+
+static mp_status ledger_add(mps *s, MDB_txn *txn, const uint8_t key[LEDGER_KEY_LEN],
+                            const mps_earning *e)
+{
+    uint8_t buf[LEDGER_HDR + MP_TARGET_MAX];
+    uint64_t units = 0, count = 0;
+    MDB_val k = val(key, LEDGER_KEY_LEN), v;
+    mp_status st = MP_ERR_STORE;
+    int rc;
+
+    rc = mdb_get(txn, s->ledger, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size < LEDGER_HDR) {
+            st = corrupt("ledger line");
+            goto out;
+        }
+        units = get_u64(v.mv_data);
+        count = get_u64((const uint8_t *)v.mv_data + 8);
+    } else if (rc != MDB_NOTFOUND) {
+        st = lmdb_fail("ledger read", rc);
+        goto out;
+    }
+    if (units > MP_AMOUNT_MAX - e->amount.units || count == UINT64_MAX) {
+        set_msg("store: ledger line overflows");
+        st = MP_ERR_OVERFLOW;
+        goto out;
+    }
+    put_u64(buf, units + e->amount.units);
+    put_u64(buf + 8, count + 1);
+    if (e->path_len)
+        memcpy(buf + LEDGER_HDR, e->path, e->path_len);
+    v = val(buf, LEDGER_HDR + e->path_len);
+    if ((rc = mdb_put(txn, s->ledger, &k, &v, 0)) != 0) {
+        st = lmdb_fail("ledger write", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    return st;
+}
+
+static mp_status expiry_add(mps *s, MDB_txn *txn, uint64_t time, uint8_t kind,
+                            const uint8_t *rkey, size_t rlen)
+{
+    uint8_t key[EXPIRY_KEY_MAX];
+    MDB_val k, v = val("", 0);
+    int rc;
+
+    put_u64(key, time);
+    key[8] = kind;
+    memcpy(key + 9, rkey, rlen);
+    k = val(key, 9 + rlen);
+    if ((rc = mdb_put(txn, s->expiry, &k, &v, 0)) != 0)
+        return lmdb_fail("expiry index write", rc);
+    return MP_OK;
+}
+
+/* ---- open, create, close --------------------------------------------------------- */
+
+static int data_path(char *buf, const char *dir, const char *file)
+{
+    int n = snprintf(buf, PATH_BUF, "%s/%s", dir, file);
+    return n > 0 && n < PATH_BUF;
+}
+
+static const char *const db_names[NDBS] = {
+    "meta", "spent", "pw", "ledger", "prices", "ids", "expiry"
+};
+
+static MDB_dbi *db_slot(mps *s, size_t i)
+{
+    MDB_dbi *slots[NDBS];
+
+    slots[0] = &s->meta;   slots[1] = &s->spent; slots[2] = &s->pw;
+    slots[3] = &s->ledger; slots[4] = &s->prices; slots[5] = &s->ids;
+    slots[6] = &s->expiry;
+    return slots[i];
+}
+
+mp_status mps_create(const char *dir, long uid, long gid, char *err, size_t errlen)
+{
+    char data[PATH_BUF], lock[PATH_BUF];
+    struct stat sb;
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_val k = val("format", 6), v = val(FORMAT, strlen(FORMAT));
+    int fd, made = 0, lock_existed = 1, rc;
+    size_t i;
+    mp_status st = MP_ERR_STORE;
+
+    if (dir == NULL || !data_path(data, dir, "data.mdb") || !data_path(lock, dir, "lock.mdb")) {
+        set_err(err, errlen, "invalid store directory");
+        st = MP_ERR_ARG;
+        goto out;
+    }
+    if (stat(dir, &sb) != 0) {
+        set_err(err, errlen, "store directory %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        set_err(err, errlen, "store directory %s: not a directory", dir);
+        goto out;
+    }
+    lock_existed = stat(lock, &sb) == 0;
+    /* O_EXCL claims the name atomically: of two concurrent creates, one
+     * fails here instead of both initialising the same file. LMDB takes an
+     * empty data file for a new environment. */
+    fd = open(data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            set_err(err, errlen, "store %s already exists", dir);
+        else
+            set_err(err, errlen, "store %s: %s", data, strerror(errno));
+        goto out;
+    }
+    made = 1;
+    close(fd);
+    if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, NDBS)) != 0
+        || (rc = mdb_env_set_mapsize(env, MPS_MAP_SIZE_DEFAULT)) != 0
+        || (rc = mdb_env_open(env, dir, MDB_NOTLS | MDB_WRITEMAP, 0600)) != 0
+        || (rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0) {
+        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    for (i = 0; i < NDBS; i++) {
+        if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &dbi)) != 0)
+            break;
+        if (i == 0 && (rc = mdb_put(txn, dbi, &k, &v, 0)) != 0)
+            break;
+    }
+    if (rc != 0) {
+        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    mdb_env_close(env);
+    env = NULL;
+    if ((uid >= 0 || gid >= 0)
+        && (chown(data, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0
+            || chown(lock, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)) {
+        set_err(err, errlen, "store %s: chown: %s", dir, strerror(errno));
+        goto out;
+    }
+    /* The new directory entries must survive a power loss too. */
+    if ((fd = open(dir, O_RDONLY | O_CLOEXEC)) >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (env != NULL)
+        mdb_env_close(env);
+    /* A half-made store would block the retry with "already exists", and
+     * nothing can be in it yet. */
+    if (st != MP_OK && made) {
+        unlink(data);
+        if (!lock_existed)
+            unlink(lock);
+    }
+    return st;
+}
+
+mp_status mps_open(const char *dir, unsigned flags, mps **out, char *err, size_t errlen)
+{
+    char data[PATH_BUF];
+    struct stat sb;
+    mps *s = NULL;
+    MDB_txn *txn = NULL;
+    MDB_envinfo info;
+    MDB_stat est;
+    MDB_val k = val("format", 6), v;
+    unsigned eflags = MDB_NOTLS | MDB_NORDAHEAD;
+    int rc, dead;
+    size_t i;
+    mp_status st = MP_ERR_STORE;
+
+    if (dir == NULL || out == NULL || (flags & ~(unsigned)(MPS_RDONLY | MPS_SYNC)) != 0
+        || !data_path(data, dir, "data.mdb")) {
+        set_err(err, errlen, "invalid store arguments");
+        st = MP_ERR_ARG;
+        goto out;
+    }
+    /* mdb_env_open would create a missing file, and an empty store would
+     * accept every replay: look first. */
+    if (stat(data, &sb) != 0) {
+        if (errno == ENOENT)
+            set_err(err, errlen, "store %s does not exist; create it with mpadmin store init", dir);
+        else
+            set_err(err, errlen, "store %s: %s", data, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size == 0) {
+        /* LMDB would initialise an empty file as a new store. */
+        set_err(err, errlen, "store %s: %s is %s", dir, data,
+                S_ISREG(sb.st_mode) ? "empty" : "not a regular file");
+        goto out;
+    }
+    if ((s = calloc(1, sizeof *s)) == NULL) {
+        set_err(err, errlen, "store %s: out of memory", dir);
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    s->rdonly = (flags & MPS_RDONLY) != 0;
+    if (s->rdonly)
+        eflags |= MDB_RDONLY;
+    else {
+        eflags |= MDB_WRITEMAP;
+        if (!(flags & MPS_SYNC))
+            eflags |= MDB_NOSYNC | MDB_NOMETASYNC;
+    }
+    if ((rc = mdb_env_create(&s->env)) != 0) {
+        s->env = NULL;
+        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    if ((rc = mdb_env_set_maxdbs(s->env, NDBS)) != 0
+        || (rc = mdb_env_set_mapsize(s->env, MPS_MAP_SIZE_DEFAULT)) != 0
+        || (rc = mdb_env_set_maxreaders(s->env, 1024)) != 0
+        || (rc = mdb_env_open(s->env, dir, eflags, 0600)) != 0
+        || (rc = mdb_env_info(s->env, &info)) != 0
+        || (rc = mdb_env_stat(s->env, &est)) != 0) {
+        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    /* A read-only map of a file shorter than its data faults (SIGBUS) on
+     * the missing pages, and a writable one zero-fills them; compare with
+     * the size seen before opening, since writers (all WRITEMAP) keep the
+     * file at the full map size. */
+    if ((uint64_t)info.me_last_pgno + 1 > (uint64_t)sb.st_size / est.ms_psize) {
+        set_err(err, errlen, "store %s: %s is truncated", dir, data);
+        goto out;
+    }
+    /* Apache children die holding reader slots; free them now. */
+    if ((rc = mdb_reader_check(s->env, &dead)) != 0
+        || (rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    /* Never MDB_CREATE here: a foreign LMDB file must stay untouched. */
+    rc = mdb_dbi_open(txn, "meta", 0, &s->meta);
+    if (rc == 0)
+        rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == 0 && (v.mv_size != strlen(FORMAT) || memcmp(v.mv_data, FORMAT, v.mv_size) != 0))
+        rc = MDB_NOTFOUND;
+    for (i = 1; rc == 0 && i < NDBS; i++)
+        rc = mdb_dbi_open(txn, db_names[i], 0, db_slot(s, i));
+    if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
+        set_err(err, errlen, "store %s: not a mod_micropay store or wrong version", dir);
+        goto out;
+    }
+    if (rc != 0) {
+        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    /* Committing a read transaction is what makes its dbi handles usable
+     * by later transactions. */
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    s->maxkey = (size_t)mdb_env_get_maxkeysize(s->env);
+    *out = s;
+    s = NULL;
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (s != NULL) {
+        if (s->env != NULL)
+            mdb_env_close(s->env);
+        free(s);
+    }
+    return st;
+}
+
+void mps_close(mps *s)
+{
+    if (s == NULL)
+        return;
+    mdb_env_close(s->env);
+    free(s);
+}
+
+const char *mps_errmsg(const mps *s)
+{
+    (void)s;
+    return errbuf[0] ? errbuf : "no store error";
+}
+
+mp_status mps_sync(mps *s)
+{
+    int rc;
+
+    if (s == NULL)
+        return bad_arg("handle");
+    if (s->rdonly)
+        return MP_OK;
+    if ((rc = mdb_env_sync(s->env, 1)) != 0)
+        return lmdb_fail("sync", rc);
+    return MP_OK;
+}
+
+/* ---- Millicent ----------------------------------------------------------------- */
+
+mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t expiry,
+                       const uint8_t req_sig[MP_HASH_LEN],
+                       const uint8_t *reply, size_t reply_len, const mps_earning *earn,
+                       int *retry, uint8_t *reply_out, size_t *reply_out_len)
+{
+    uint8_t key[SPENT_KEY_MAX], lkey[LEDGER_KEY_LEN], rec[SPENT_HDR + MP_WIRE_MAX];
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    size_t klen, n;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || req_sig == NULL || (reply == NULL && reply_len != 0)
+        || reply_len > MP_WIRE_MAX || retry == NULL || reply_out == NULL
+        || reply_out_len == NULL) {
+        st = bad_arg("spend arguments");
+        goto out;
+    }
+    if ((klen = vendor_prefix(vendor, key)) == 0) {
+        st = bad_arg("vendor");
+        goto out;
+    }
+    put_u64(key + klen, scrip_id);
+    klen += 8;
+    if (earn != NULL && (st = ledger_key(earn, lkey)) != MP_OK)
+        goto out;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    k = val(key, klen);
+    rc = mdb_get(txn, s->spent, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size < SPENT_HDR || v.mv_size - SPENT_HDR > MP_WIRE_MAX) {
+            st = corrupt("spent record");
+            goto out;
+        }
+        n = v.mv_size - SPENT_HDR;
+        if (!mp_ct_equal((const uint8_t *)v.mv_data + 8, MP_HASH_LEN, req_sig, MP_HASH_LEN)) {
+            st = MP_ERR_SPENT;
+            goto out;
+        }
+        memcpy(reply_out, (const uint8_t *)v.mv_data + SPENT_HDR, n);
+        *reply_out_len = n;
+        *retry = 1;
+        st = MP_OK;
+        goto out;               /* a retry writes nothing: the abort below ends it */
+    }
+    if (rc != MDB_NOTFOUND) {
+        st = lmdb_fail("spent read", rc);
+        goto out;
+    }
+    put_u64(rec, expiry);
+    memcpy(rec + 8, req_sig, MP_HASH_LEN);
+    if (reply_len)
+        memcpy(rec + SPENT_HDR, reply, reply_len);
+    v = val(rec, SPENT_HDR + reply_len);
+    if ((rc = mdb_put(txn, s->spent, &k, &v, MDB_NOOVERWRITE)) != 0) {
+        st = lmdb_fail("spent write", rc);
+        goto out;
+    }
+    if ((st = expiry_add(s, txn, expiry, KIND_SPENT, key, klen)) != MP_OK
+        || (earn != NULL && (st = ledger_add(s, txn, lkey, earn)) != MP_OK))
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    *retry = 0;
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_reserve_ids(mps *s, const char *vendor, uint16_t series, uint32_t count,
+                          uint64_t *first)
+{
+    uint8_t key[IDS_KEY_MAX], buf[8];
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    uint64_t next = 1;
+    size_t klen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || count == 0 || first == NULL || (klen = vendor_prefix(vendor, key)) == 0) {
+        st = bad_arg("id reservation");
+        goto out;
+    }
+    put_u16(key + klen, series);
+    k = val(key, klen + 2);
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    rc = mdb_get(txn, s->ids, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != 8 || (next = get_u64(v.mv_data)) == 0) {
+            st = corrupt("id counter");
+            goto out;
+        }
+    } else if (rc != MDB_NOTFOUND) {
+        st = lmdb_fail("ids read", rc);
+        goto out;
+    }
+    if (next > SEQ_LIMIT || count > SEQ_LIMIT - next) {
+        set_msg("store: change ids of series %u exhausted", (unsigned)series);
+        st = MP_ERR_STORE;
+        goto out;
+    }
+    put_u64(buf, next + count);
+    v = val(buf, 8);
+    if ((rc = mdb_put(txn, s->ids, &k, &v, 0)) != 0) {
+        st = lmdb_fail("ids write", rc);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    *first = (uint64_t)series << 48 | next;
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+/* ---- PayWord ------------------------------------------------------------------- */
+
+/* Splits a pw record; the tracker must decode and belong to its key. */
+static mp_status pw_parse(const MDB_val *v, const uint8_t id[MP_HASH_LEN], mp_pw_track *t,
+                          size_t *track_len)
+{
+    const uint8_t *p = v->mv_data;
+    size_t n;
+
+    if (v->mv_size < PW_HDR)
+        return corrupt("tracker");
+    n = get_u16(p + 8);
+    if (n > v->mv_size - PW_HDR || v->mv_size - PW_HDR - n > MP_PW_COMMIT_MAX
+        || mp_pw_track_decode(p + PW_HDR, n, t) != MP_OK
+        || memcmp(t->commit_id, id, MP_HASH_LEN) != 0)
+        return corrupt("tracker");
+    *track_len = n;
+    return MP_OK;
+}
+
+mp_status mps_pw_get(mps *s, const uint8_t commit_id[MP_HASH_LEN], mp_pw_track *out)
+{
+    mp_pw_track t;
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    size_t tlen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || commit_id == NULL || out == NULL) {
+        st = bad_arg("tracker lookup");
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    k = val(commit_id, MP_HASH_LEN);
+    rc = mdb_get(txn, s->pw, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        st = MP_ERR_UNKNOWN_COMMITMENT;
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("tracker read", rc);
+        goto out;
+    }
+    if ((st = pw_parse(&v, commit_id, &t, &tlen)) != MP_OK)
+        goto out;
+    memcpy(out, &t, sizeof t);
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_pw_register(mps *s, const mp_pw_commit *c, const mp_pw_track *fresh,
+                          uint64_t keep_until)
+{
+    uint8_t rec[PW_HDR + MP_PW_TRACK_MAX + MP_PW_COMMIT_MAX];
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    size_t tlen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || c == NULL || fresh == NULL || c->enc_len == 0
+        || c->enc_len > MP_PW_COMMIT_MAX
+        || memcmp(fresh->commit_id, c->id, MP_HASH_LEN) != 0) {
+        st = bad_arg("commitment registration");
+        goto out;
+    }
+    if ((st = mp_pw_track_encode(fresh, rec + PW_HDR, MP_PW_TRACK_MAX, &tlen)) != MP_OK) {
+        set_msg("store: tracker does not encode: %s", mp_strerror(st));
+        goto out;
+    }
+    put_u64(rec, keep_until);
+    put_u16(rec + 8, (uint16_t)tlen);
+    memcpy(rec + PW_HDR + tlen, c->enc, c->enc_len);
+    k = val(c->id, MP_HASH_LEN);
+    v = val(rec, PW_HDR + tlen + c->enc_len);
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    rc = mdb_put(txn, s->pw, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        st = MP_OK;             /* known already: its tracker must not be reset */
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("tracker write", rc);
+        goto out;
+    }
+    if ((st = expiry_add(s, txn, keep_until, KIND_PW, c->id, MP_HASH_LEN)) != MP_OK)
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_pw_update(mps *s, uint64_t expect_version, const mp_pw_track *next,
+                        const mps_earning *earn)
+{
+    uint8_t rec[PW_HDR + MP_PW_TRACK_MAX + MP_PW_COMMIT_MAX], lkey[LEDGER_KEY_LEN];
+    const uint8_t *p;
+    mp_pw_track cur;
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    size_t tlen, old_tlen, clen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    /* A version that does not move would let a stale writer overwrite a
+     * newer tracker unnoticed. */
+    if (s == NULL || next == NULL || next->version <= expect_version) {
+        st = bad_arg("tracker update");
+        goto out;
+    }
+    if (earn != NULL && (st = ledger_key(earn, lkey)) != MP_OK)
+        goto out;
+    if ((st = mp_pw_track_encode(next, rec + PW_HDR, MP_PW_TRACK_MAX, &tlen)) != MP_OK) {
+        set_msg("store: tracker does not encode: %s", mp_strerror(st));
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    k = val(next->commit_id, MP_HASH_LEN);
+    rc = mdb_get(txn, s->pw, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        st = MP_ERR_UNKNOWN_COMMITMENT;
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("tracker read", rc);
+        goto out;
+    }
+    if ((st = pw_parse(&v, next->commit_id, &cur, &old_tlen)) != MP_OK)
+        goto out;
+    if (cur.version != expect_version) {
+        set_msg("store: tracker changed concurrently");
+        st = MP_ERR_BUSY;
+        goto out;
+    }
+    /* Copied out before the put: a value read in a write transaction may
+     * live in a page the put rewrites. */
+    p = v.mv_data;
+    clen = v.mv_size - PW_HDR - old_tlen;
+    memcpy(rec, p, 8);
+    put_u16(rec + 8, (uint16_t)tlen);
+    memcpy(rec + PW_HDR + tlen, p + PW_HDR + old_tlen, clen);
+    v = val(rec, PW_HDR + tlen + clen);
+    if ((rc = mdb_put(txn, s->pw, &k, &v, 0)) != 0) {
+        st = lmdb_fail("tracker write", rc);
+        goto out;
+    }
+    if (earn != NULL && (st = ledger_add(s, txn, lkey, earn)) != MP_OK)
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+/* ---- prices -------------------------------------------------------------------- */
+
+/* Builds "vendor NUL path"; 0 when either is invalid or the key would
+ * exceed LMDB's limit. */
+static size_t price_key(const mps *s, const char *vendor, const char *path, uint8_t *key)
+{
+    size_t vlen, plen;
+
+    if ((vlen = vendor_prefix(vendor, key)) == 0 || path == NULL)
+        return 0;
+    plen = strnlen(path, MP_TARGET_MAX + 1);
+    if (!price_path_valid(path, plen) || vlen + plen > s->maxkey)
+        return 0;
+    memcpy(key + vlen, path, plen);
+    return vlen + plen;
+}
+
+mp_status mps_price_get(mps *s, const char *vendor, const char *path, size_t path_len,
+                        mp_amount *out, int *found)
+{
+    uint8_t key[MP_NAME_MAX + 1 + MP_TARGET_MAX];
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    size_t vlen, len;
+    mp_amount a;
+    int rc, hit = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || out == NULL || found == NULL || (vlen = vendor_prefix(vendor, key)) == 0
+        || !price_path_valid(path, path_len)) {
+        st = bad_arg("price lookup");
+        goto out;
+    }
+    memcpy(key + vlen, path, path_len);
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    /* The exact path, then each prefix ending in '/', longest first. A
+     * key above the LMDB limit cannot have been stored: skip it. */
+    len = path_len;
+    do {
+        if (vlen + len <= s->maxkey) {
+            k = val(key, vlen + len);
+            rc = mdb_get(txn, s->prices, &k, &v);
+            if (rc == 0) {
+                if ((st = amount_decode(&v, &a)) != MP_OK)
+                    goto out;
+                hit = 1;
+                break;
+            }
+            if (rc != MDB_NOTFOUND) {
+                st = lmdb_fail("price read", rc);
+                goto out;
+            }
+        }
+        while (--len > 0 && path[len - 1] != '/')
+            ;
+    } while (len > 0);
+    if (hit)
+        *out = a;
+    *found = hit;
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_price_set(mps *s, const char *vendor, const char *path, const mp_amount *a)
+{
+    uint8_t key[MP_NAME_MAX + 1 + MP_TARGET_MAX], buf[PRICE_VAL_LEN];
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    size_t klen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || a == NULL || !amount_valid(a)
+        || (klen = price_key(s, vendor, path, key)) == 0) {
+        st = bad_arg("price entry");
+        goto out;
+    }
+    memcpy(buf, a->cur, 3);
+    put_u64(buf + 3, a->units);
+    k = val(key, klen);
+    v = val(buf, sizeof buf);
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    if ((rc = mdb_put(txn, s->prices, &k, &v, 0)) != 0) {
+        st = lmdb_fail("price write", rc);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_price_del(mps *s, const char *vendor, const char *path)
+{
+    uint8_t key[MP_NAME_MAX + 1 + MP_TARGET_MAX];
+    MDB_txn *txn = NULL;
+    MDB_val k;
+    size_t klen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || (klen = price_key(s, vendor, path, key)) == 0) {
+        st = bad_arg("price entry");
+        goto out;
+    }
+    k = val(key, klen);
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    rc = mdb_del(txn, s->prices, &k, NULL);
+    if (rc == MDB_NOTFOUND) {
+        st = bad_arg("price entry: none for this path");
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("price delete", rc);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_price_list(mps *s, const char *vendor, mps_price_cb cb, void *ctx)
+{
+    uint8_t prefix[MP_NAME_MAX + 1];
+    char path[MP_TARGET_MAX + 1];
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    size_t vlen, plen;
+    mp_amount a;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || cb == NULL || (vlen = vendor_prefix(vendor, prefix)) == 0) {
+        st = bad_arg("price listing");
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0
+        || (rc = mdb_cursor_open(txn, s->prices, &cur)) != 0) {
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    k = val(prefix, vlen);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < vlen || memcmp(k.mv_data, prefix, vlen) != 0)
+            break;
+        plen = k.mv_size - vlen;
+        if (plen == 0 || plen > MP_TARGET_MAX) {
+            st = corrupt("price key");
+            goto out;
+        }
+        if ((st = amount_decode(&v, &a)) != MP_OK)
+            goto out;
+        memcpy(path, (const uint8_t *)k.mv_data + vlen, plen);
+        path[plen] = 0;
+        if (cb(ctx, path, &a) != 0)
+            break;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("price listing", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+/* ---- ledger and maintenance ------------------------------------------------------- */
+
+mp_status mps_ledger_list(mps *s, mps_ledger_cb cb, void *ctx)
+{
+    char path[MP_TARGET_MAX + 1], cur[4];
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    const uint8_t *kp, *vp;
+    size_t plen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || cb == NULL) {
+        st = bad_arg("ledger listing");
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0
+        || (rc = mdb_cursor_open(txn, s->ledger, &c)) != 0) {
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        kp = k.mv_data;
+        vp = v.mv_data;
+        if (k.mv_size != LEDGER_KEY_LEN || v.mv_size < LEDGER_HDR
+            || (plen = v.mv_size - LEDGER_HDR) > MP_TARGET_MAX) {
+            st = corrupt("ledger line");
+            goto out;
+        }
+        memcpy(cur, kp + 5, 3);
+        cur[3] = 0;
+        memcpy(path, vp + LEDGER_HDR, plen);
+        path[plen] = 0;
+        if (cb(ctx, get_u32(kp), kp[4], path, get_u64(vp), cur, get_u64(vp + 8)) != 0)
+            break;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("ledger listing", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+/*
+ * Deletes the records indexed as due at now, up to max index entries,
+ * inside txn. *more is set when max stopped it. A record whose own time
+ * differs from its index entry was written again later under the same
+ * key, and is kept; an entry that cannot be parsed is dropped so that it
+ * cannot block compaction for ever.
+ */
+static mp_status compact_txn(mps *s, MDB_txn *txn, uint64_t now, size_t max,
+                             size_t *removed, int *more)
+{
+    uint8_t rkey[EXPIRY_KEY_MAX];
+    MDB_cursor *c = NULL;
+    MDB_val k, v, rk, rv;
+    const uint8_t *p;
+    size_t done = 0, n = 0, rlen;
+    uint64_t t;
+    MDB_dbi dbi;
+    int rc;
+    mp_status st = MP_ERR_STORE;
+
+    *more = 0;
+    if ((rc = mdb_cursor_open(txn, s->expiry, &c)) != 0) {
+        st = lmdb_fail("compaction", rc);
+        goto out;
+    }
+    for (;;) {
+        /* Every processed entry is deleted, so the next is always first. */
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        if (rc == MDB_NOTFOUND)
+            break;
+        if (rc != 0) {
+            st = lmdb_fail("compaction read", rc);
+            goto out;
+        }
+        p = k.mv_data;
+        if (k.mv_size >= 9 && get_u64(p) > now)
+            break;
+        if (done == max) {
+            *more = 1;
+            break;
+        }
+        if (k.mv_size > 9 && k.mv_size <= EXPIRY_KEY_MAX
+            && (p[8] == KIND_SPENT || p[8] == KIND_PW)) {
+            dbi = p[8] == KIND_SPENT ? s->spent : s->pw;
+            t = get_u64(p);
+            rlen = k.mv_size - 9;
+            memcpy(rkey, p + 9, rlen);
+            rk = val(rkey, rlen);
+            rc = mdb_get(txn, dbi, &rk, &rv);
+            if (rc == 0 && rv.mv_size >= 8 && get_u64(rv.mv_data) == t) {
+                if ((rc = mdb_del(txn, dbi, &rk, NULL)) != 0) {
+                    st = lmdb_fail("compaction delete", rc);
+                    goto out;
+                }
+                n++;
+            } else if (rc != 0 && rc != MDB_NOTFOUND) {
+                st = lmdb_fail("compaction read", rc);
+                goto out;
+            }
+        }
+        if ((rc = mdb_cursor_del(c, 0)) != 0) {
+            st = lmdb_fail("compaction delete", rc);
+            goto out;
+        }
+        done++;
+    }
+    *removed = n;
+    st = MP_OK;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    return st;
+}
+
+mp_status mps_compact(mps *s, uint64_t now, size_t max, size_t *removed)
+{
+    MDB_txn *txn = NULL;
+    size_t n = 0;
+    int rc, more;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || removed == NULL) {
+        st = bad_arg("compaction arguments");
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    if ((st = compact_txn(s, txn, now, max, &n, &more)) != MP_OK)
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    *removed = n;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+/* *due = 1 when the recorded compaction is interval or more before now
+ * (or after it: the clock went back). */
+static mp_status compact_due(mps *s, MDB_txn *txn, uint64_t now, uint64_t interval, int *due)
+{
+    MDB_val k = val("last_compact", 12), v;
+    uint64_t last = 0;
+    int rc;
+
+    rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 8)
+        last = get_u64(v.mv_data);
+    else if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmdb_fail("meta read", rc);
+    *due = last > now || now - last >= interval;
+    return MP_OK;
+}
+
+mp_status mps_maybe_compact(mps *s, uint64_t now, uint64_t interval, size_t *removed)
+{
+    uint8_t buf[8];
+    MDB_txn *txn = NULL;
+    MDB_val k = val("last_compact", 12), v;
+    size_t n = 0;
+    int rc, due = 0, more = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || removed == NULL) {
+        st = bad_arg("compaction arguments");
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    st = compact_due(s, txn, now, interval, &due);
+    mdb_txn_abort(txn);
+    txn = NULL;
+    if (st != MP_OK || !due)
+        goto out;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    /* Another process may have compacted while we waited for the lock. */
+    if ((st = compact_due(s, txn, now, interval, &due)) != MP_OK || !due)
+        goto out;
+    if ((st = compact_txn(s, txn, now, COMPACT_BATCH, &n, &more)) != MP_OK)
+        goto out;
+    /* With a backlog left, the time stays old so the next call continues. */
+    if (!more) {
+        put_u64(buf, now);
+        v = val(buf, 8);
+        if ((rc = mdb_put(txn, s->meta, &k, &v, 0)) != 0) {
+            st = lmdb_fail("meta write", rc);
+            goto out;
+        }
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (st == MP_OK)
+        *removed = n;
+    return st;
+}
+
+mp_status mps_stat(mps *s, mps_stats *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_stat ms;
+    mps_stats r;
+    MDB_dbi dbis[5];
+    size_t *dst[5], i;
+    int rc = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || out == NULL) {
+        st = bad_arg("stat arguments");
+        goto out;
+    }
+    dbis[0] = s->spent;  dst[0] = &r.spent;
+    dbis[1] = s->pw;     dst[1] = &r.pw;
+    dbis[2] = s->prices; dst[2] = &r.prices;
+    dbis[3] = s->ledger; dst[3] = &r.ledger;
+    dbis[4] = s->expiry; dst[4] = &r.expiry_index;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    for (i = 0; i < 5; i++) {
+        if ((rc = mdb_stat(txn, dbis[i], &ms)) != 0) {
+            st = lmdb_fail("stat", rc);
+            goto out;
+        }
+        *dst[i] = ms.ms_entries;
+    }
+    *out = r;
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
