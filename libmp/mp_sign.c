@@ -79,6 +79,92 @@ mp_status mp_pubkey_id(const mp_pubkey *pk, uint8_t out[MP_HASH_LEN])
     return mp_sha256(buf, 1 + (size_t)pk->len, out);
 }
 
+mp_status mp_pubkey_from_pem(const char *pem, size_t len, mp_pubkey *out)
+{
+    BIO *bio = NULL;
+    EVP_PKEY *p = NULL;
+    unsigned char *der = NULL;
+    mp_pubkey pk;
+    size_t n = MP_ED25519_PUB_LEN;
+    int dlen, bits;
+    mp_status st = MP_ERR_ARG;
+
+    if (pem == NULL || out == NULL || len == 0 || len > 16384)
+        goto done;
+    st = MP_ERR_NOMEM;
+    if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL)
+        goto done;
+    st = MP_ERR_KEY;
+    if ((p = PEM_read_bio_PUBKEY_ex(bio, NULL, NULL, NULL, NULL, NULL)) == NULL)
+        goto done;
+    memset(&pk, 0, sizeof pk);
+    /* The same forms mp_signer_pubkey produces, so that a key read from a
+     * file and one taken from the signer compare (and hash to key ids)
+     * equal. */
+    switch (EVP_PKEY_get_base_id(p)) {
+    case EVP_PKEY_ED25519:
+        if (EVP_PKEY_get_raw_public_key(p, pk.key, &n) != 1 || n != MP_ED25519_PUB_LEN)
+            goto done;
+        pk.alg = MP_KEY_ED25519;
+        pk.len = (uint16_t)n;
+        break;
+    case EVP_PKEY_RSA:
+        bits = EVP_PKEY_get_bits(p);
+        if (bits < 2048 || bits > 4096)
+            goto done;
+        dlen = i2d_PUBKEY(p, &der);
+        if (dlen <= 0 || dlen > MP_PUBKEY_MAX)
+            goto done;
+        memcpy(pk.key, der, (size_t)dlen);
+        pk.alg = MP_KEY_RSA;
+        pk.len = (uint16_t)dlen;
+        break;
+    default:
+        goto done;
+    }
+    *out = pk;
+    st = MP_OK;
+done:
+    OPENSSL_free(der);
+    EVP_PKEY_free(p);
+    BIO_free(bio);
+    return st;
+}
+
+mp_status mp_pubkey_to_pem(const mp_pubkey *pk, char *buf, size_t cap, size_t *len)
+{
+    BIO *bio = NULL;
+    EVP_PKEY *p = NULL;
+    char *data = NULL;
+    long n;
+    mp_status st = MP_ERR_ARG;
+
+    if (pk == NULL || buf == NULL || len == NULL)
+        goto done;
+    if ((st = pkey_from_pub(pk, &p)) != MP_OK)
+        goto done;
+    st = MP_ERR_NOMEM;
+    if ((bio = BIO_new(BIO_s_mem())) == NULL)
+        goto done;
+    st = MP_ERR_CRYPTO;
+    if (PEM_write_bio_PUBKEY(bio, p) != 1)
+        goto done;
+    n = BIO_get_mem_data(bio, &data);
+    if (n <= 0 || data == NULL)
+        goto done;
+    st = MP_ERR_BUFFER;
+    if ((size_t)n + 1 > cap)
+        goto done;
+    memcpy(buf, data, (size_t)n);
+    buf[n] = '\0';
+    *len = (size_t)n;
+    st = MP_OK;
+done:
+    EVP_PKEY_free(p);
+    BIO_free(bio);
+    return st;
+}
+
 mp_status mp_verify(const mp_pubkey *pk, const void *msg, size_t msg_len,
                     const uint8_t *sig, size_t sig_len)
 {

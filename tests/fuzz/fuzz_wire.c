@@ -1,5 +1,6 @@
 /*
- * libFuzzer target for every record decoder and the base64url text form.
+ * libFuzzer target for every record decoder (the vendor's stored PayWord
+ * tracker included) and the base64url text form.
  *
  * Properties checked beyond "no crash, no out-of-bounds read":
  *  - canonical form: whatever decodes re-encodes to exactly the input bytes
@@ -25,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static union {
         mp_scrip s; mp_mc_payment mp; mp_mc_reply mr; mp_pw_cert c; mp_pw_commit cm;
-        mp_pw_payment p; mp_pw_redeem r; mp_receipt rc; mp_offer o;
+        mp_pw_payment p; mp_pw_redeem r; mp_receipt rc; mp_offer o; mp_pw_track t;
     } u;
     static uint8_t bin[MP_WIRE_TEXT_MAX];
     static char txt[MP_WIRE_TEXT_MAX + 1];
@@ -57,5 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         same(data, size, mp_receipt_encode(&u.rc, out, sizeof out, &olen), olen);
     if (mp_offer_decode(data, size, &u.o) == MP_OK)
         same(data, size, mp_offer_encode(&u.o, out, sizeof out, &olen), olen);
+    if (mp_pw_track_decode(data, size, &u.t) == MP_OK)
+        same(data, size, mp_pw_track_encode(&u.t, out, sizeof out, &olen), olen);
     return 0;
 }

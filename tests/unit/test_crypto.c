@@ -987,6 +987,8 @@ static void test_status_texts(void)
         { MP_ERR_UNKNOWN_COMMITMENT, "unknown-commitment" },
         { MP_ERR_EXHAUSTED, "exhausted" },
         { MP_ERR_CREDIT, "insufficient" },
+        { MP_ERR_STORE, "internal" },
+        { MP_ERR_BUSY, "internal" },
     };
     int i, j;
     size_t k;
