@@ -529,6 +529,13 @@ int mpx_fixups(request_rec *r)
         return DECLINED;
     if (r->method_number == M_OPTIONS)
         return DECLINED;               /* CORS preflights cannot carry a credential */
+    /* A file that does not exist, served by the default handler, can only
+     * be a 404: nobody pays for that. Handlers that make their own content
+     * (CGI, proxies, modules) are charged, since only they know. */
+    if (r->finfo.filetype == APR_NOFILE && r->filename != NULL
+        && strncmp(r->filename, "proxy:", 6) != 0
+        && (r->handler == NULL || strcmp(r->handler, "default-handler") == 0))
+        return DECLINED;
 
     memset(&a, 0, sizeof a);
     memset(&x, 0, sizeof x);

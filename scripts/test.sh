@@ -3,8 +3,10 @@
 #   1. release build, `make check` (CUnit suites, layering check, vectors
 #      against the openssl CLI, CLI demo)
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer
-#   3. libFuzzer targets for a bounded time each
-#   4. `make distcheck`
+#   3. integration: Debian's apache2 (prefork and event) with the built module,
+#      driven by libcurl and curl
+#   4. libFuzzer targets for a bounded time each
+#   5. `make distcheck`
 # Exits non-zero when anything fails; closes with "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,10 +49,28 @@ check_build release
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     check_build sanitize --enable-sanitizers
 
+note "integration (apache2 prefork and event)"
+if [ -f build/release/tests/integration/it_client ] || (cd build/release && make -s tests/integration/it_client >/dev/null 2>&1); then
+    if sh tests/integration/run.sh "$top/build/release" > build/release/integration.log 2>&1; then
+        grep -E '^(PASS|FAIL|SKIP)' build/release/integration.log
+    else
+        cat build/release/integration.log
+    fi
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' build/release/integration.log | tail -n 1)
+    if [ -n "$line" ]; then
+        passed=$((passed + ${line%% passed*}))
+        f=${line#*, }; failed=$((failed + ${f%% failed}))
+    else
+        failed=$((failed + 1))
+    fi
+else
+    echo "FAIL: integration client does not build"; failed=$((failed + 1))
+fi
+
 note "fuzz targets (libFuzzer, ${MP_FUZZ_SECONDS:-20} s each)"
 if sh scripts/build.sh fuzz --enable-fuzzing CC=clang \
-   && (cd build/fuzz && make -s tests/fuzz/fuzz_wire tests/fuzz/fuzz_amount >/dev/null); then
-    for f in wire amount; do
+   && (cd build/fuzz && make -s tests/fuzz/fuzz_wire tests/fuzz/fuzz_amount tests/fuzz/fuzz_keyfile >/dev/null); then
+    for f in wire amount keyfile; do
         corpus=$(mktemp -d)
         cp "$top"/tests/fuzz/corpus/$f/* "$corpus"/ 2>/dev/null
         if build/fuzz/tests/fuzz/fuzz_$f -max_total_time="${MP_FUZZ_SECONDS:-20}" \
