@@ -117,6 +117,7 @@ static void set_gaps(const mp_pw_track *t, size_t g, const mp_pw_gap *repl, size
 }
 
 mp_status mp_pw_track_accept(mp_sha *h, const mp_pw_track *t, const mp_pw_payment *p,
+                             const uint8_t tag[MP_PW_TAG_LEN],
                              const mp_amount *price, uint64_t now,
                              mp_pw_track *next, int *retry)
 {
@@ -128,7 +129,8 @@ mp_status mp_pw_track_accept(mp_sha *h, const mp_pw_track *t, const mp_pw_paymen
     size_t j, g = 0, nrepl = 0;
     mp_status st = MP_ERR_ARG;
 
-    if (h == NULL || t == NULL || p == NULL || price == NULL || next == NULL || retry == NULL)
+    if (h == NULL || t == NULL || p == NULL || tag == NULL || price == NULL || next == NULL
+        || retry == NULL)
         goto out;
     if (!track_valid(t) || !hash_equal(p->commit_id, t->commit_id)
         || !mp_currency_valid(price->cur) || price->units > MP_AMOUNT_MAX)
@@ -145,6 +147,12 @@ mp_status mp_pw_track_accept(mp_sha *h, const mp_pw_track *t, const mp_pw_paymen
      * payment was accepted when it was made, only its response was lost. */
     for (j = 0; j < t->nrecent; j++) {
         if (t->recent[j].i == i && t->recent[j].k == k && hash_equal(t->recent[j].w, w)) {
+            /* The same words for another resource would be a second
+             * purchase with one payment. */
+            if (!mp_ct_equal(t->recent[j].tag, MP_PW_TAG_LEN, tag, MP_PW_TAG_LEN)) {
+                st = MP_ERR_SPENT;
+                goto out;
+            }
             if (next != t)
                 memcpy(next, t, sizeof *t);
             *retry = 1;
@@ -221,6 +229,7 @@ mp_status mp_pw_track_accept(mp_sha *h, const mp_pw_track *t, const mp_pw_paymen
     nt.recent[nt.nrecent].i = i;
     nt.recent[nt.nrecent].k = k;
     memcpy(nt.recent[nt.nrecent].w, w, MP_HASH_LEN);
+    memcpy(nt.recent[nt.nrecent].tag, tag, MP_PW_TAG_LEN);
     nt.nrecent++;
     nt.units_paid += k;
     nt.version++;
@@ -264,6 +273,7 @@ mp_status mp_pw_track_encode(const mp_pw_track *t, uint8_t *buf, size_t cap, siz
         mp_w_u32(&w, t->recent[j].i);
         mp_w_u32(&w, t->recent[j].k);
         mp_w_bytes(&w, t->recent[j].w, MP_HASH_LEN);
+        mp_w_bytes(&w, t->recent[j].tag, MP_PW_TAG_LEN);
     }
     /* tmp holds the largest tracker, so any error here is a bad field. */
     if (w.err != MP_OK)
@@ -323,12 +333,46 @@ mp_status mp_pw_track_decode(const uint8_t *in, size_t len, mp_pw_track *out)
         t.recent[j].i = mp_r_u32(&r);
         t.recent[j].k = mp_r_u32(&r);
         mp_r_bytes(&r, t.recent[j].w, MP_HASH_LEN);
+        mp_r_bytes(&r, t.recent[j].tag, MP_PW_TAG_LEN);
         if (r.err == MP_OK && !recent_valid(&t.recent[j], t.last))
             mp_r_fail(&r, MP_ERR_MALFORMED);
     }
     if ((st = mp_r_end(&r)) != MP_OK)
         goto out;
     memcpy(out, &t, sizeof t);
+out:
+    return st;
+}
+
+mp_status mp_request_tag(mp_sha *h, const mp_request *req, uint8_t out[MP_PW_TAG_LEN])
+{
+    static const char label[15] = { 'M','P','1',' ','r','e','q','u','e','s','t','-','t','a','g' };
+    uint8_t buf[sizeof label + 1 + MP_METHOD_MAX + 1 + MP_HOST_MAX + 2 + MP_TARGET_MAX];
+    uint8_t digest[MP_HASH_LEN];
+    size_t n = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (h == NULL || req == NULL || out == NULL || req->method == NULL
+        || req->method_len == 0 || req->method_len > MP_METHOD_MAX
+        || (req->host == NULL && req->host_len > 0) || req->host_len > MP_HOST_MAX
+        || req->target == NULL || req->target_len == 0 || req->target_len > MP_TARGET_MAX)
+        goto out;
+    memcpy(buf, label, sizeof label);
+    n = sizeof label;
+    buf[n++] = (uint8_t)req->method_len;
+    memcpy(buf + n, req->method, req->method_len);
+    n += req->method_len;
+    buf[n++] = (uint8_t)req->host_len;
+    if (req->host_len > 0)
+        memcpy(buf + n, req->host, req->host_len);
+    n += req->host_len;
+    buf[n++] = (uint8_t)(req->target_len >> 8);
+    buf[n++] = (uint8_t)req->target_len;
+    memcpy(buf + n, req->target, req->target_len);
+    n += req->target_len;
+    if ((st = mp_sha_digest(h, buf, n, digest)) != MP_OK)
+        goto out;
+    memcpy(out, digest, MP_PW_TAG_LEN);
 out:
     return st;
 }

@@ -25,21 +25,25 @@
 #include "mp_crypto.h"
 #include "mp_payword.h"
 #include "mp_wire.h"
+#include "mp_millicent.h"
 
 #define MP_PW_GAPS_MAX    64   /* beyond this the lowest gap is forfeited */
 #define MP_PW_RECENT_MAX  32   /* accepted payments remembered for retries */
 /* Largest encoded tracker. */
 #define MP_PW_TRACK_MAX   (2 + 32 + 4 + 11 + 8 + 8 + 4 + 32 + 8 + 1 + MP_PW_GAPS_MAX * 40 \
-                           + 1 + MP_PW_RECENT_MAX * 40)
+                           + 1 + MP_PW_RECENT_MAX * (40 + MP_PW_TAG_LEN))
 
 typedef struct {
     uint32_t a, b;                 /* the gap is words a+1 .. b */
     uint8_t  w_a[MP_HASH_LEN];     /* known word at a (w0 when a = 0) */
 } mp_pw_gap;
 
+#define MP_PW_TAG_LEN 16    /* request tag: binds a remembered payment to its request */
+
 typedef struct {
     uint32_t i, k;
     uint8_t  w[MP_HASH_LEN];
+    uint8_t  tag[MP_PW_TAG_LEN];   /* mp_request_tag() of the request it paid for */
 } mp_pw_recent;
 
 typedef struct {
@@ -60,12 +64,19 @@ typedef struct {
 /* A fresh tracker for a verified commitment: l = 0, w_l = w0. */
 mp_status mp_pw_track_init(const mp_pw_commit *c, mp_pw_track *out);
 
+/* The tag of a request: the first MP_PW_TAG_LEN bytes of SHA-256 over
+ * "MP1 request-tag" || str8 method || str8 host || str16 target. A retry
+ * of a PayWord payment is recognised only for the same request, so that
+ * re-sending a word cannot buy a different resource. */
+mp_status mp_request_tag(mp_sha *h, const mp_request *req, uint8_t out[MP_PW_TAG_LEN]);
+
 /*
  * Decides payment p (already decoded; its commit_id must equal t's, else
- * MP_ERR_ARG) for a resource whose price is price, at time now, following
- * docs/PROTOCOL.md 7.5 in this order:
- *   retry of a remembered payment (same i, k and w)  -> MP_OK, *retry = 1,
- *                                                       *next = *t
+ * MP_ERR_ARG) made for the request whose tag is tag, for a resource whose
+ * price is price, at time now, following docs/PROTOCOL.md 7.5 in this order:
+ *   retry of a remembered payment (same i, k, w       -> MP_OK, *retry = 1,
+ *   and request tag)                                     *next = *t
+ *   a remembered payment for another request          -> MP_ERR_SPENT
  *   now >= expiry                                     -> MP_ERR_EXPIRED
  *   i > n                                             -> MP_ERR_EXHAUSTED
  *   k*unit in another currency or below price         -> MP_ERR_INSUFFICIENT
@@ -76,6 +87,7 @@ mp_status mp_pw_track_init(const mp_pw_commit *c, mp_pw_track *out);
  * next may alias t only if the caller does not need t afterwards.
  */
 mp_status mp_pw_track_accept(mp_sha *h, const mp_pw_track *t, const mp_pw_payment *p,
+                             const uint8_t tag[MP_PW_TAG_LEN],
                              const mp_amount *price, uint64_t now,
                              mp_pw_track *next, int *retry);
 

@@ -123,10 +123,22 @@ static const char *set_path(cmd_parms *cmd, void *dummy, const char *arg)
         return err;
     if ((path = ap_server_root_relative(cmd->pool, arg)) == NULL)
         return apr_psprintf(cmd->pool, "%s: invalid path '%s'", cmd->cmd->name, arg);
-    if (strcmp(cmd->cmd->name, "MicropaySecretsFile") == 0)
+    if (strcmp(cmd->cmd->name, "MicropaySecretsFile") == 0) {
+        apr_finfo_t fi;
+        apr_status_t rv = apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_PROT, cmd->temp_pool);
+
+        /* Checked here too, not only at startup, so `apachectl -t` catches it. */
+        if (rv != APR_SUCCESS || fi.filetype != APR_REG)
+            return apr_psprintf(cmd->pool, "%s: %s is not a readable regular file (create it "
+                                "with: mpadmin keys vendor %s)", cmd->cmd->name, path, path);
+        if (fi.protection & (APR_GREAD | APR_GWRITE | APR_GEXECUTE | APR_WREAD | APR_WWRITE
+                             | APR_WEXECUTE))
+            return apr_psprintf(cmd->pool, "%s: %s is accessible to group or others; make it "
+                                "mode 0600 (chmod 600 %s)", cmd->cmd->name, path, path);
         sc->secrets_file = path;
-    else
+    } else {
         sc->store_dir = path;
+    }
     return NULL;
 }
 

@@ -148,7 +148,7 @@ static const char *payment_token(apr_pool_t *p, const char *v, int *bad, size_t 
 
     while (*v == ' ' || *v == '\t')
         v++;
-    if (strncasecmp(v, "Payment", 7) != 0 || (v[7] != ' ' && v[7] != '\t'))
+    if (strncasecmp(v, "Payment", 7) != 0 || (v[7] != ' ' && v[7] != '\t' && v[7] != '\0'))
         return NULL;
     t = v + 7;
     while (*t == ' ' || *t == '\t')
@@ -191,15 +191,22 @@ static const char *find_credential(request_rec *r, int *bad, size_t *len)
     return payment_token(r->pool, hc.value, bad, len);
 }
 
-/* The request target as sent (path and query, not decoded): req_sig and
- * receipts are bound to it byte for byte. */
+/* The request target exactly as the client sent it (path and query, not
+ * decoded, not normalised): req_sig, offers and receipts are bound to these
+ * bytes, which is all a client can sign. Apache normalises parsed_uri in
+ * place, so the request line's own text is used. An absolute-form target
+ * (a request through a proxy) contributes its path and query. */
 static const char *request_target(request_rec *r)
 {
-    const char *path = r->parsed_uri.path ? r->parsed_uri.path : "/";
+    const char *u = r->unparsed_uri ? r->unparsed_uri : "/", *p;
+    size_t n;
 
-    if (r->parsed_uri.query)
-        return apr_pstrcat(r->pool, path, "?", r->parsed_uri.query, NULL);
-    return path;
+    if (u[0] != '/' && (p = strstr(u, "://")) != NULL) {
+        p = strchr(p + 3, '/');
+        u = p ? p : "/";
+    }
+    n = strcspn(u, "#");
+    return apr_pstrmemdup(r->pool, u, n);
 }
 
 static void set_env(request_rec *r, const char *scheme, uint64_t units, const mp_amount *price,
@@ -332,6 +339,7 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
     mp_pw_payment *p = apr_palloc(r->pool, sizeof *p);
     mp_pw_track *t = apr_palloc(r->pool, sizeof *t), *next = apr_palloc(r->pool, sizeof *next);
     apr_int64_t grace = x->sc->pw_grace >= 0 ? x->sc->pw_grace : MPX_DEFAULT_PW_GRACE;
+    uint8_t tag[MP_PW_TAG_LEN];
     mps_earning earn;
     int retry = 0, attempt;
     mp_status st;
@@ -358,10 +366,12 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
     earn.path = x->path;
     earn.path_len = strlen(x->path);
     earn.amount = x->price;
+    if ((st = mp_request_tag(x->tc->sha, &x->req, tag)) != MP_OK)
+        return st;
     /* Optimistic: hash outside the store's write lock, write back only if
      * nobody changed the tracker meanwhile, else decide again. */
     for (attempt = 0; attempt < 16; attempt++) {
-        if ((st = mp_pw_track_accept(x->tc->sha, t, p, &x->price, x->now, next, &retry)) != MP_OK)
+        if ((st = mp_pw_track_accept(x->tc->sha, t, p, tag, &x->price, x->now, next, &retry)) != MP_OK)
             return st;
         if (retry)
             break;

@@ -27,6 +27,9 @@
 #include <lmdb.h>
 #include "mod_micropay_store.h"
 
+/* Any fixed request tag: these tests are about storage, not retries. */
+static const uint8_t store_tag0[MP_PW_TAG_LEN] = { 0x7a };
+
 #define NOW    1800000000ULL
 #define VENDOR "news.example"
 #define CHAIN_N 100
@@ -666,7 +669,7 @@ static mp_status pay(const mp_pw_track *t, uint32_t i, uint32_t k, mp_pw_track *
     memcpy(p.w, words[i], MP_HASH_LEN);
     if (mp_amount_mul(&t->unit, k, &price) != MP_OK)
         return MP_ERR_ARG;
-    return mp_pw_track_accept(sha, t, &p, &price, NOW, next, &retry);
+    return mp_pw_track_accept(sha, t, &p, store_tag0, &price, NOW, next, &retry);
 }
 
 static int track_equal(const mp_pw_track *a, const mp_pw_track *b)

@@ -6,6 +6,8 @@
 #include <string.h>
 #include "tests.h"
 
+static const uint8_t t_tag0[MP_PW_TAG_LEN] = { 0x7a };
+
 #define NOW 1800000000ULL
 #define N   200
 
@@ -86,7 +88,7 @@ static mp_amount price_of(uint32_t k)
 static mp_status pay(mp_pw_track *t, uint32_t i, uint32_t k, int *retry)
 {
     mp_amount price = price_of(k);
-    return mp_pw_track_accept(sha, t, payment(i, k), &price, NOW, t, retry);
+    return mp_pw_track_accept(sha, t, payment(i, k), t_tag0, &price, NOW, t, retry);
 }
 
 /* Asserts that accepting p fails with want and writes nothing. */
@@ -99,7 +101,7 @@ static void refused(const mp_pw_track *t, const mp_pw_payment *p, const mp_amoun
     memcpy(&before, t, sizeof before);
     memset(&next, 0xa5, sizeof next);
     memcpy(&sentinel, &next, sizeof sentinel);
-    MP_ASSERT_ST(mp_pw_track_accept(sha, t, p, price, now, &next, &retry), want);
+    MP_ASSERT_ST(mp_pw_track_accept(sha, t, p, t_tag0, price, now, &next, &retry), want);
     CU_ASSERT(memcmp(&next, &sentinel, sizeof next) == 0);
     CU_ASSERT(memcmp(t, &before, sizeof before) == 0);
     CU_ASSERT_EQUAL(retry, 7);
@@ -344,16 +346,39 @@ static void test_limits_and_price(void)
     price = price_of(1);
     refused(&t, payment(4, 1), &price, commit.expiry, MP_ERR_EXPIRED);
     refused(&t, payment(4, 1), &price, commit.expiry + 1000, MP_ERR_EXPIRED);
-    MP_ASSERT_OK(mp_pw_track_accept(sha, &t, payment(4, 1), &price, commit.expiry - 1,
+    MP_ASSERT_OK(mp_pw_track_accept(sha, &t, payment(4, 1), t_tag0, &price, commit.expiry - 1,
                                     &next, &retry));
     /* a retry is answered after expiry and whatever the price is now */
-    MP_ASSERT_OK(mp_pw_track_accept(sha, &t, payment(3, 1), &price, commit.expiry + 1000,
+    MP_ASSERT_OK(mp_pw_track_accept(sha, &t, payment(3, 1), t_tag0, &price, commit.expiry + 1000,
                                     &next, &retry));
     CU_ASSERT_EQUAL(retry, 1);
     CU_ASSERT(memcmp(&next, &t, sizeof t) == 0);
     price = price_of(5);
-    MP_ASSERT_OK(mp_pw_track_accept(sha, &t, payment(3, 1), &price, NOW, &next, &retry));
+    MP_ASSERT_OK(mp_pw_track_accept(sha, &t, payment(3, 1), t_tag0, &price, NOW, &next, &retry));
     CU_ASSERT_EQUAL(retry, 1);
+    {
+        /* The same words sent for another request are no retry: one
+         * payment must not buy two resources. */
+        static const mp_request ra = { "GET", 3, "news.example", 12, "/a.html", 7 };
+        static const mp_request rb = { "GET", 3, "news.example", 12, "/b.html", 7 };
+        uint8_t tag_a[MP_PW_TAG_LEN], tag_b[MP_PW_TAG_LEN], tag_a2[MP_PW_TAG_LEN];
+
+        MP_ASSERT_OK(mp_request_tag(sha, &ra, tag_a));
+        MP_ASSERT_OK(mp_request_tag(sha, &ra, tag_a2));
+        MP_ASSERT_OK(mp_request_tag(sha, &rb, tag_b));
+        CU_ASSERT(memcmp(tag_a, tag_a2, MP_PW_TAG_LEN) == 0);
+        CU_ASSERT(memcmp(tag_a, tag_b, MP_PW_TAG_LEN) != 0);
+        price = price_of(1);
+        MP_ASSERT_ST(mp_pw_track_accept(sha, &t, payment(3, 1), tag_a, &price, NOW, &next, &retry),
+                     MP_ERR_SPENT);
+        fresh(&next);
+        MP_ASSERT_OK(mp_pw_track_accept(sha, &next, payment(2, 1), tag_a, &price, NOW, &next, &retry));
+        CU_ASSERT_EQUAL(retry, 0);
+        MP_ASSERT_OK(mp_pw_track_accept(sha, &next, payment(2, 1), tag_a2, &price, NOW, &next, &retry));
+        CU_ASSERT_EQUAL(retry, 1);
+        MP_ASSERT_ST(mp_pw_track_accept(sha, &next, payment(2, 1), tag_b, &price, NOW, &next, &retry),
+                     MP_ERR_SPENT);
+    }
 
     /* expiry is checked before the index, the index before the price */
     price = price_of(7);
@@ -384,10 +409,10 @@ static void test_limits_and_price(void)
     p = payment(4, 1);
     p->commit_id[0] ^= 1;
     refused(&t, p, &price, NOW, MP_ERR_ARG);
-    MP_ASSERT_ST(mp_pw_track_accept(NULL, &t, payment(4, 1), &price, NOW, &next, &retry), MP_ERR_ARG);
-    MP_ASSERT_ST(mp_pw_track_accept(sha, &t, payment(4, 1), NULL, NOW, &next, &retry), MP_ERR_ARG);
-    MP_ASSERT_ST(mp_pw_track_accept(sha, &t, payment(4, 1), &price, NOW, NULL, &retry), MP_ERR_ARG);
-    MP_ASSERT_ST(mp_pw_track_accept(sha, &t, payment(4, 1), &price, NOW, &next, NULL), MP_ERR_ARG);
+    MP_ASSERT_ST(mp_pw_track_accept(NULL, &t, payment(4, 1), t_tag0, &price, NOW, &next, &retry), MP_ERR_ARG);
+    MP_ASSERT_ST(mp_pw_track_accept(sha, &t, payment(4, 1), t_tag0, NULL, NOW, &next, &retry), MP_ERR_ARG);
+    MP_ASSERT_ST(mp_pw_track_accept(sha, &t, payment(4, 1), t_tag0, &price, NOW, NULL, &retry), MP_ERR_ARG);
+    MP_ASSERT_ST(mp_pw_track_accept(sha, &t, payment(4, 1), t_tag0, &price, NOW, &next, NULL), MP_ERR_ARG);
     next = t;
     next.last = N + 1;                      /* a corrupt tracker */
     refused(&next, payment(4, 1), &price, NOW, MP_ERR_ARG);
@@ -523,7 +548,7 @@ static void test_random_order(void)
                 j = hist[m];
                 price = price_of(hi_of[j] - lo_of[j]);
                 before = t;
-                st = mp_pw_track_accept(sha, &t, payment(hi_of[j], hi_of[j] - lo_of[j]),
+                st = mp_pw_track_accept(sha, &t, payment(hi_of[j], hi_of[j] - lo_of[j]), t_tag0,
                                         &price, NOW, &next, &retry);
                 if (nhist - m <= MP_PW_RECENT_MAX) {
                     MP_ASSERT_OK(st);
@@ -601,7 +626,7 @@ static void test_random_order(void)
 #define OFF_NGAPS   109
 #define OFF_GAP(g)  (110 + 40 * (g))
 #define OFF_NRECENT OFF_GAP(2)
-#define OFF_REC(r)  (OFF_NRECENT + 1 + 40 * (r))
+#define OFF_REC(r)  (OFF_NRECENT + 1 + (40 + MP_PW_TAG_LEN) * (r))
 
 static void put32(uint8_t *p, uint32_t v)
 {

@@ -1,0 +1,510 @@
+#!/bin/bash
+# tests/integration/run.sh [BUILD_DIR] [IT_CLIENT]
+#
+# Runs mod_micropay in Debian's apache2 under each MPM (prefork, event) and
+# drives it with it_client: the protocol suites, then restarts (graceful,
+# full, kill -9 of the children under load) after which every spent payment
+# must stay spent, then a server whose store is missing (fails closed) and a
+# secrets file with a loose mode (refuses to start).
+#
+# BUILD_DIR defaults to ../../build/release relative to this script; the
+# module is BUILD_DIR/mod_micropay/.libs/mod_micropay.so and the client
+# BUILD_DIR/tests/integration/it_client unless given.
+# Env: MP_IT_MPMS ("prefork event"), MP_IT_KEEP=1 keeps the temp dirs,
+# APACHE2 (apache2 binary).
+# Servers bind 127.0.0.1 on free ports and are stopped by PID. Needs root
+# (User www-data). Output: PASS/FAIL per step, last line "N passed, M failed".
+# bash is required (arrays, /dev/tcp); `sh run.sh` re-executes under bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build/release}
+if ! build=$(cd "$build" 2>/dev/null && pwd); then
+    echo "run.sh: build directory ${1:-$here/../../build/release} not found" >&2
+    exit 2
+fi
+client=${2:-$build/tests/integration/it_client}
+case $client in /*) ;; *) client=$(pwd)/$client ;; esac
+module=$build/mod_micropay/.libs/mod_micropay.so
+APACHE2=${APACHE2:-$(command -v apache2 || echo /usr/sbin/apache2)}
+moddir=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
+mpms=${MP_IT_MPMS:-prefork event}
+
+for f in "$module" "$client" "$APACHE2"; do
+    if [ ! -x "$f" ] && [ ! -f "$f" ]; then
+        echo "run.sh: missing $f" >&2
+        exit 2
+    fi
+done
+if [ "$(id -u)" != 0 ]; then
+    echo "run.sh: must run as root (Apache switches to www-data)" >&2
+    exit 2
+fi
+
+npass=0
+nfail=0
+apid=""
+lpid=""
+tmpdirs=()
+t0=$(date +%s)
+
+pass() { npass=$((npass + 1)); echo "PASS [$mpm] $*"; }
+fail() { nfail=$((nfail + 1)); echo "FAIL [$mpm] $*"; }
+note() { echo "     [$mpm] $*"; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null && return
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    done
+    return 1
+}
+
+# Waits up to $2 seconds for pid $1 to exit; reaps it. 0 if it exited.
+wait_exit() {
+    local pid=$1 n=$(($2 * 10))
+    while [ $n -gt 0 ] && kill -0 "$pid" 2>/dev/null; do
+        sleep 0.1
+        n=$((n - 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then return 1; fi
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+port_answers() {
+    curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$1/free/a.html"
+}
+
+# start_apache CONF: starts in the foreground as a background job; 0 once the port answers.
+start_apache() {
+    # its own session: on stop Apache signals its whole process group
+    setsid "$APACHE2" -f "$1" -DFOREGROUND >>"$T/apache.out" 2>&1 &
+    apid=$!
+    local n=100
+    while [ $n -gt 0 ]; do
+        if ! kill -0 "$apid" 2>/dev/null; then
+            wait "$apid" 2>/dev/null
+            apid=""
+            return 1
+        fi
+        if port_answers "$port"; then
+            local pf
+            pf=$(cat "$T/run/httpd.pid" 2>/dev/null)
+            [ -n "$pf" ] && [ "$pf" != "$apid" ] && echo "     warning: apache2 pid $pf, job pid $apid" >&2
+            return 0
+        fi
+        sleep 0.1
+        n=$((n - 1))
+    done
+    return 1
+}
+
+stop_apache() {
+    [ -n "$apid" ] || return 0
+    local children
+    children=$(pgrep -P "$apid" 2>/dev/null | tr '\n' ' ')
+    kill -TERM "$apid" 2>/dev/null
+    if ! wait_exit "$apid" 15; then
+        echo "     apache2 $apid did not stop within 15 s; killing it" >&2
+        kill -KILL "$apid" $children 2>/dev/null
+        wait_exit "$apid" 5
+        apid=""
+        return 1
+    fi
+    apid=""
+    return 0
+}
+
+cleanup() {
+    if [ -n "$lpid" ]; then kill -TERM "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null; fi
+    if [ -n "$apid" ]; then stop_apache; fi
+    if [ "${MP_IT_KEEP:-0}" = 1 ] || [ "$nfail" -gt 0 ]; then
+        [ ${#tmpdirs[@]} -gt 0 ] && echo "temp dirs kept: ${tmpdirs[*]}"
+    else
+        for d in "${tmpdirs[@]}"; do rm -rf "$d"; done
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Lines of the error log after line $2 at warn or worse, minus those matching $3.
+bad_log_lines() {
+    local log=$1 from=$2 allow=${3:-}
+    [ -f "$log" ] || return 0
+    tail -n +"$((from + 1))" "$log" | grep -E '\[([a-z0-9_]+:)?(warn|error|crit|alert|emerg)\]' |
+        { if [ -n "$allow" ]; then grep -vE "$allow"; else cat; fi; } || true
+}
+log_lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
+
+# check_log STEP FROM [ALLOW]
+check_log() {
+    local bad
+    bad=$(bad_log_lines "$T/error.log" "$2" "${3:-}")
+    bad+=$(bad_log_lines "$T/apache.out" "$4" "${3:-}")
+    if [ -z "$bad" ]; then
+        pass "$1: error.log has no unexpected warn/error lines"
+    else
+        fail "$1: unexpected error.log lines:"
+        echo "$bad" | head -20 | sed 's/^/       /'
+    fi
+}
+
+# run_client STEP MODE [ARGS]: runs it_client, shows its summary, PASS/FAIL.
+run_client() {
+    local step=$1 out
+    shift
+    out=$T/client-$1.$(date +%s%N).out
+    MP_IT_URL=http://127.0.0.1:$port MP_IT_DIR=$T MP_IT_MPM=$mpm "$client" "$@" >"$out" 2>&1
+    local rc=$?
+    local summary
+    summary=$(tail -n 1 "$out")
+    if [ $rc = 0 ]; then
+        pass "$step ($summary)"
+    else
+        fail "$step (exit $rc: $summary); output in $out:"
+        grep -E 'FAIL|Test: .*\.\.\.FAILED|note:|ledger|load:|replayed|retried' "$out" | head -60 | sed 's/^/       /'
+    fi
+    return $rc
+}
+
+write_site() {
+    mkdir -p "$T/htdocs/free" "$T/htdocs/paid/free" "$T/htdocs/paid/mc" "$T/htdocs/paid/pw" \
+        "$T/htdocs/paid/sub" "$T/htdocs/paid/denied" "$T/htdocs/paid/auth" "$T/cgi-bin" \
+        "$T/backend/backend" "$T/run" "$T/emptystore"
+    local f
+    for f in free/a:FREE-A paid/a:PAID-A paid/b:PAID-B paid/free/x:PAID-FREE-X paid/mc/a:PAID-MC \
+             paid/pw/a:PAID-PW paid/sub/c:PAID-SUB-C paid/denied/a:PAID-DENIED paid/auth/a:PAID-AUTH; do
+        printf '<html><body><p>%s</p></body></html>\n' "${f#*:}" >"$T/htdocs/${f%%:*}.html"
+    done
+    printf '<html><body><p>BACKEND-P</p></body></html>\n' >"$T/backend/backend/p.html"
+    cat >"$T/cgi-bin/paid.cgi" <<'EOF'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\nCache-Control: public, max-age=60\r\n\r\n'
+echo CGI-PAID
+echo "REQUEST_METHOD=$REQUEST_METHOD"
+echo "QUERY_STRING=$QUERY_STRING"
+env | grep '^MICROPAY_' | sort
+[ "$REQUEST_METHOD" = POST ] && cat >/dev/null
+case "$QUERY_STRING" in *slow*) sleep 0.3 ;; esac
+exit 0
+EOF
+    chmod 755 "$T/cgi-bin/paid.cgi"
+    htpasswd -cbs "$T/htpasswd" it itpass >/dev/null 2>&1
+    chmod 644 "$T/htpasswd"
+    chown www-data:www-data "$T/emptystore"
+    chmod 755 "$T"
+}
+
+# gen_conf FILE STORE SECRETS ERRORLOG
+gen_conf() {
+    local cgi
+    if [ "$mpm" = prefork ]; then
+        cgi="LoadModule cgi_module $moddir/mod_cgi.so"
+    else
+        cgi="LoadModule cgid_module $moddir/mod_cgid.so
+ScriptSock $T/run/cgid.sock"
+    fi
+    cat >"$1" <<EOF
+# generated by tests/integration/run.sh
+ServerRoot "$T"
+ServerName 127.0.0.1:$port
+Listen 127.0.0.1:$port
+Listen 127.0.0.1:$bport
+PidFile "$T/run/httpd.pid"
+DefaultRuntimeDir "$T/run"
+Mutex file:$T/run default
+ErrorLog "$4"
+LogLevel warn micropay:info
+User www-data
+Group www-data
+
+LoadModule mpm_${mpm}_module $moddir/mod_mpm_${mpm}.so
+LoadModule authz_core_module $moddir/mod_authz_core.so
+LoadModule authz_host_module $moddir/mod_authz_host.so
+LoadModule authz_user_module $moddir/mod_authz_user.so
+LoadModule authn_core_module $moddir/mod_authn_core.so
+LoadModule authn_file_module $moddir/mod_authn_file.so
+LoadModule auth_basic_module $moddir/mod_auth_basic.so
+LoadModule mime_module $moddir/mod_mime.so
+LoadModule alias_module $moddir/mod_alias.so
+$cgi
+LoadModule proxy_module $moddir/mod_proxy.so
+LoadModule proxy_http_module $moddir/mod_proxy_http.so
+LoadModule micropay_module $module
+
+<IfModule mpm_prefork_module>
+    StartServers 12
+    MinSpareServers 12
+    MaxSpareServers 40
+    MaxRequestWorkers 64
+</IfModule>
+<IfModule mpm_event_module>
+    StartServers 2
+    ServerLimit 4
+    ThreadsPerChild 25
+    MinSpareThreads 25
+    MaxSpareThreads 75
+    MaxRequestWorkers 100
+</IfModule>
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 2
+Timeout 30
+# PROTOCOL.md 7.4: deployments SHOULD allow request fields of at least 8300 bytes
+LimitRequestFieldSize 16384
+TypesConfig /dev/null
+AddType text/html .html
+
+LogFormat "%{X-IT-Id}i|%>s|%m|%U|%{MICROPAY_SCHEME}e|%{MICROPAY_UNITS}e|%{MICROPAY_PAYER}e|%{MICROPAY_RESULT}e|%{MICROPAY_PRICE}e" mpit
+CustomLog "$T/access.log" mpit
+
+MicropayVendor news.example
+MicropaySecretsFile "$3"
+MicropayStore "$2"
+MicropayTrustBroker broker.example "$T/broker.pem"
+MicropayBrokerURL https://broker.example/mp/
+MicropayPayWordGrace 2592000
+
+DocumentRoot "$T/htdocs"
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+<Directory "$T/htdocs">
+    Require all granted
+</Directory>
+<Directory "$T/htdocs/paid">
+    Micropay on
+    MicropayPrice "0.005 USD"
+    MicropaySchemes millicent payword
+    MicropayPayWordUnit "0.001 USD"
+    MicropayReceiptWindow 600
+    MicropayOfferLifetime 300
+</Directory>
+<Directory "$T/htdocs/paid/free">
+    Micropay off
+</Directory>
+<Directory "$T/htdocs/paid/mc">
+    MicropaySchemes millicent
+    MicropayReceiptWindow 0
+</Directory>
+<Directory "$T/htdocs/paid/pw">
+    MicropaySchemes payword
+</Directory>
+<Directory "$T/htdocs/paid/denied">
+    Require all denied
+</Directory>
+<Directory "$T/htdocs/paid/auth">
+    AuthType Basic
+    AuthName "it"
+    AuthBasicProvider file
+    AuthUserFile "$T/htpasswd"
+    Require valid-user
+</Directory>
+
+ScriptAlias /cgi-bin/ "$T/cgi-bin/"
+<Directory "$T/cgi-bin">
+    Require all granted
+</Directory>
+<Location "/cgi-bin/paid.cgi">
+    Micropay on
+    MicropayPrice "0.005 USD"
+    MicropaySchemes millicent payword
+    MicropayPayWordUnit "0.001 USD"
+    MicropayReceiptWindow 600
+</Location>
+
+ProxyPass "/proxy/" "http://127.0.0.1:$bport/backend/"
+ProxyPassReverse "/proxy/" "http://127.0.0.1:$bport/backend/"
+<Location "/proxy/">
+    Micropay on
+    MicropayPrice "0.005 USD"
+    MicropaySchemes millicent payword
+    MicropayPayWordUnit "0.001 USD"
+</Location>
+
+<VirtualHost 127.0.0.1:$bport>
+    ServerName backend.invalid
+    CustomLog "$T/backend-access.log" mpit
+    DocumentRoot "$T/backend"
+    <Directory "$T/backend">
+        Require all granted
+    </Directory>
+</VirtualHost>
+EOF
+}
+
+# The 403 test of the suites (Require all denied under the paid tree).
+suite_allow='AH01630: client denied by server configuration: [^ ]*/htdocs/paid/denied/'
+# Messages the kill -9 scenario may cause (children dying, the CGI daemon restarting).
+kill_allow='AH00052|AH01239|AH01240|AH01257|cgid daemon|cgi daemon'
+# Our fail-closed line when the store is missing.
+nostore_allow='\[micropay:(error|crit|alert|emerg)\].*MP[0-9]{5}'
+
+run_mpm() {
+    T=$(mktemp -d /tmp/mp-it-"$mpm".XXXXXX)
+    tmpdirs+=("$T")
+    port=$(free_port)
+    bport=$(free_port)
+    while [ "$bport" = "$port" ]; do bport=$(free_port); done
+    note "temp dir $T, port $port, backend port $bport"
+    : >"$T/apache.out"
+
+    if MP_IT_DIR=$T "$client" setup "$T" >"$T/setup.out" 2>&1 \
+        && [ "$(stat -c %a "$T/vendor.secrets")" = 600 ] && [ -s "$T/broker.pem" ] && [ -s "$T/rogue.pem" ]; then
+        pass "setup: secrets (0600), broker.pem, rogue.pem, store"
+    else
+        fail "setup: $(tail -n 3 "$T/setup.out")"
+        return
+    fi
+    write_site
+    conf=$T/httpd.conf
+    gen_conf "$conf" "$T/store" "$T/vendor.secrets" "$T/error.log"
+
+    if "$APACHE2" -t -f "$conf" >"$T/configtest.out" 2>&1; then
+        pass "apache2 -t"
+    else
+        fail "apache2 -t: $(tail -n 5 "$T/configtest.out")"
+        return
+    fi
+
+    local from=0 afrom=0
+    if start_apache "$conf"; then
+        pass "start (pid $apid)"
+    else
+        fail "start: $(tail -n 5 "$T/apache.out"; tail -n 5 "$T/error.log" 2>/dev/null)"
+        return
+    fi
+
+    run_client "protocol suites" run
+    check_log "protocol suites" "$from" "$suite_allow" "$afrom"
+
+    # graceful restart
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    kill -USR1 "$apid"
+    sleep 1.5
+    local n=50
+    while [ $n -gt 0 ] && ! port_answers "$port"; do sleep 0.1; n=$((n - 1)); done
+    if kill -0 "$apid" 2>/dev/null && port_answers "$port"; then
+        pass "graceful restart (USR1)"
+        run_client "replay after graceful restart" replay
+    else
+        fail "graceful restart: server gone"
+        return
+    fi
+    check_log "graceful restart" "$from" "" "$afrom"
+
+    # full stop and start
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    if stop_apache; then pass "stop (TERM)"; else fail "stop (TERM) took longer than 15 s"; fi
+    if start_apache "$conf"; then
+        pass "start again (pid $apid)"
+        run_client "replay after full restart" replay
+    else
+        fail "start again: $(tail -n 5 "$T/error.log")"
+        return
+    fi
+    check_log "full restart" "$from" "" "$afrom"
+
+    # kill -9 of every child while fresh payments are under way
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    MP_IT_URL=http://127.0.0.1:$port MP_IT_DIR=$T MP_IT_MPM=$mpm "$client" load 5 >"$T/load.out" 2>&1 &
+    lpid=$!
+    sleep 1.5
+    local before=0 children
+    [ -f "$T/spent.txt" ] && before=$(wc -l <"$T/spent.txt")
+    children=$(pgrep -P "$apid" | tr '\n' ' ')
+    note "kill -9 of children: $children(spent records before: $before)"
+    [ -n "$children" ] && kill -KILL $children 2>/dev/null
+    sleep 1
+    children=$(pgrep -P "$apid" | tr '\n' ' ')
+    [ -n "$children" ] && note "second kill -9: $children" && kill -KILL $children 2>/dev/null
+    if wait "$lpid"; then
+        pass "load across kill -9 ($(grep -o 'load: [0-9].*' "$T/load.out"))"
+    else
+        fail "load across kill -9: $(grep -E 'load: [0-9]|FAIL|refused|lost' "$T/load.out" | head -10)"
+    fi
+    lpid=""
+    n=50
+    while [ $n -gt 0 ] && ! port_answers "$port"; do sleep 0.1; n=$((n - 1)); done
+    if kill -0 "$apid" 2>/dev/null && port_answers "$port"; then
+        pass "server recovered after kill -9"
+        run_client "replay after kill -9" replay
+    else
+        fail "server did not recover after kill -9"
+        return
+    fi
+    check_log "kill -9" "$from" "$kill_allow" "$afrom"
+
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    if stop_apache; then pass "stop (TERM)"; else fail "stop (TERM) took longer than 15 s"; fi
+    check_log "stop" "$from" "" "$afrom"
+    run_client "ledger after all scenarios (store read-only, server stopped)" ledger
+
+    # missing store: fail closed
+    local conf2=$T/httpd-nostore.conf
+    gen_conf "$conf2" "$T/emptystore" "$T/vendor.secrets" "$T/error.log"
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    if start_apache "$conf2"; then
+        pass "start with an empty store directory"
+        run_client "missing store: paid 500, free 200, no content" nostore
+        stop_apache
+        local ours
+        ours=$(tail -n +"$((from + 1))" "$T/error.log" | grep -cE "$nostore_allow")
+        if [ "$ours" -ge 1 ]; then
+            pass "missing store: error.log names the store ($(tail -n +"$((from + 1))" "$T/error.log" | grep -E "$nostore_allow" | head -1 | sed 's/.*\] //' | cut -c1-120))"
+        else
+            fail "missing store: no [micropay:error] MPnnnnn line in error.log"
+        fi
+        check_log "missing store" "$from" "$nostore_allow" "$afrom"
+    else
+        fail "start with an empty store directory: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+    fi
+
+    # secrets file readable by group/other: configtest and start must fail
+    local mode
+    for mode in 0644 0640; do
+        local sf=$T/secrets-$mode conf3=$T/httpd-$mode.conf el=$T/error-$mode.log
+        cp "$T/vendor.secrets" "$sf"
+        chmod "$mode" "$sf"
+        gen_conf "$conf3" "$T/store" "$sf" "$el"
+        local out rc
+        out=$("$APACHE2" -t -f "$conf3" 2>&1)
+        rc=$?
+        if [ $rc != 0 ] && echo "$out" | grep -q "$sf"; then
+            pass "secrets mode $mode: apache2 -t fails ($(echo "$out" | grep "$sf" | head -1 | cut -c1-140))"
+        else
+            fail "secrets mode $mode: apache2 -t exit $rc, output: $(echo "$out" | head -3)"
+        fi
+        : >"$T/apache.out.$mode"
+        setsid "$APACHE2" -f "$conf3" -DFOREGROUND >"$T/apache.out.$mode" 2>&1 &
+        local bpid=$!
+        if wait_exit "$bpid" 10; then
+            wait "$bpid" 2>/dev/null
+            if cat "$T/apache.out.$mode" "$el" 2>/dev/null | grep -q "$sf"; then
+                pass "secrets mode $mode: start refused ($(cat "$T/apache.out.$mode" "$el" 2>/dev/null | grep "$sf" | head -1 | sed 's/.*\] //' | cut -c1-140))"
+            else
+                fail "secrets mode $mode: start refused without naming $sf: $(cat "$T/apache.out.$mode" "$el" 2>/dev/null | tail -n 3)"
+            fi
+        else
+            fail "secrets mode $mode: apache2 started with a group/other-readable secrets file"
+            apid=$bpid
+            stop_apache
+        fi
+    done
+}
+
+for mpm in $mpms; do
+    mpm_t0=$(date +%s)
+    run_mpm
+    if [ -n "$apid" ]; then stop_apache; fi
+    note "done in $(($(date +%s) - mpm_t0)) s"
+done
+mpm=all
+echo "total time $(($(date +%s) - t0)) s"
+echo "$npass passed, $nfail failed"
+[ "$nfail" = 0 ]
