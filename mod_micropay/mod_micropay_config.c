@@ -318,7 +318,7 @@ const command_rec mpx_directives[] = {
         "Seconds a paid resource can be fetched again with its receipt; 0 disables receipts (default 600)"),
     AP_INIT_TAKE1("MicropayOfferLifetime", set_window, NULL, ACCESS_CONF,
         "Seconds a 402 offer's price is guaranteed (default 300)"),
-    { NULL }
+    { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };
 
 /* ---- startup: secrets and broker keys ----------------------------------------- */

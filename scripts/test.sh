@@ -16,15 +16,17 @@ sh scripts/deps.sh || exit 1
 passed=0; failed=0
 note() { printf '\n=== %s\n' "$*"; }
 # Adds the CUnit tally of a build's mp_unit log and the script tests' results.
+# Adds the CUnit tallies of a build's test programs and the script tests' results.
 tally() {
-    log=$1/tests/unit/mp_unit.log
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" 2>/dev/null | tail -n 1)
-    if [ -n "$line" ]; then
-        passed=$((passed + ${line%% passed*}))
-        f=${line#*, }; failed=$((failed + ${f%% failed}))
-    else
-        failed=$((failed + 1))
-    fi
+    for log in "$1"/tests/unit/mp_unit.log "$1"/tests/store/mps_test.log; do
+        line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" 2>/dev/null | tail -n 1)
+        if [ -n "$line" ]; then
+            passed=$((passed + ${line%% passed*}))
+            f=${line#*, }; failed=$((failed + ${f%% failed}))
+        else
+            failed=$((failed + 1))
+        fi
+    done
     for t in "$1"/tests/*.trs; do
         [ -f "$t" ] || continue
         if grep -q '^:test-result: PASS' "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi

@@ -78,6 +78,7 @@ static uint64_t now_s(void)
     return (uint64_t)time(NULL);
 }
 
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...)
 {
     va_list ap;
@@ -108,6 +109,7 @@ static char *xstrdup(const char *s)
     return p;
 }
 
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *xasprintf(const char *fmt, ...)
 {
     va_list ap;
@@ -368,6 +370,7 @@ static uint64_t next_scrip_id(void)
 /* ------------------------------------------------------------------------ */
 /* shared record files                                                      */
 
+static void append_line(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void append_line(const char *name, const char *fmt, ...)
 {
     char *p = path_in(name);
