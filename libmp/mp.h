@@ -15,4 +15,5 @@
 #include "mp_offer.h"
 #include "mp_pwtrack.h"
 #include "mp_keyfile.h"
+#include "mp_broker.h"
 #endif

@@ -11,9 +11,10 @@
 
 #define KF_SECRET_MIN  16
 #define KF_SECRET_MAX  64
-#define KF_MAX_FIELDS  4
-/* Room for the longest line, "scrip 65535 <128 hex> retire=<20 digits>\n" (169). */
-#define KF_LINE_MAX    192
+#define KF_MAX_FIELDS  5
+/* Room for the longest line,
+ * "scrip 65535 <128 hex> retire=<20 digits> delegated\n" (179). */
+#define KF_LINE_MAX    224
 
 static const char kf_header[] = "# mod_micropay vendor secrets (0600, readable by root only)\n";
 
@@ -23,6 +24,7 @@ static const char *kind_name(uint8_t kind)
     case MP_KEY_SCRIP:    return "scrip";
     case MP_KEY_CUSTOMER: return "customer";
     case MP_KEY_RECEIPT:  return "receipt";
+    case MP_KEY_ACCOUNT:  return "account";
     default:              return NULL;
     }
 }
@@ -32,7 +34,8 @@ static const char *kind_name(uint8_t kind)
 static int entry_valid(const mp_keyfile_entry *e)
 {
     return kind_name(e->kind) != NULL && e->len >= KF_SECRET_MIN && e->len <= KF_SECRET_MAX
-        && (e->kind == MP_KEY_SCRIP || e->retire_at == 0);
+        && (e->kind == MP_KEY_SCRIP || (e->retire_at == 0 && !e->delegated))
+        && e->delegated <= 1;
 }
 
 /* Whether entry e (of the first n of kf) may join them: its (kind, series) is
@@ -146,7 +149,7 @@ static int parse_hex(const kf_field *f, uint8_t *out, uint8_t *out_len)
 static mp_status parse_line(const char *s, size_t len, mp_keyfile_entry *e, int *skip)
 {
     kf_field f[KF_MAX_FIELDS];
-    size_t nf = 0, pos = 0, start;
+    size_t nf = 0, pos = 0, start, j;
     uint64_t v;
     mp_status st = MP_ERR_CHARSET;
 
@@ -186,6 +189,8 @@ static mp_status parse_line(const char *s, size_t len, mp_keyfile_entry *e, int 
         e->kind = MP_KEY_CUSTOMER;
     else if (field_is(&f[0], "receipt"))
         e->kind = MP_KEY_RECEIPT;
+    else if (field_is(&f[0], "account"))
+        e->kind = MP_KEY_ACCOUNT;
     else
         goto out;
     if (!parse_decimal(f[1].p, f[1].len, 0xffff, &v))
@@ -193,13 +198,23 @@ static mp_status parse_line(const char *s, size_t len, mp_keyfile_entry *e, int 
     e->series = (uint16_t)v;
     if (!parse_hex(&f[2], e->secret, &e->len))
         goto out;
-    if (nf == 4) {
-        /* Retirement is a property of scrip only: other secrets are
-         * dropped by removing their line. 0 would read as "never". */
-        if (e->kind != MP_KEY_SCRIP || f[3].len < 8 || memcmp(f[3].p, "retire=", 7) != 0
-            || !parse_decimal(f[3].p + 7, f[3].len - 7, UINT64_MAX, &e->retire_at)
-            || e->retire_at == 0)
+    for (j = 3; j < nf; j++) {
+        /* Retirement and delegation are properties of scrip only: other
+         * secrets are dropped by removing their line. 0 would read as
+         * "never"; each attribute may appear once. */
+        if (e->kind != MP_KEY_SCRIP)
             goto out;
+        if (field_is(&f[j], "delegated")) {
+            if (e->delegated)
+                goto out;
+            e->delegated = 1;
+        } else if (f[j].len >= 8 && memcmp(f[j].p, "retire=", 7) == 0 && e->retire_at == 0) {
+            if (!parse_decimal(f[j].p + 7, f[j].len - 7, UINT64_MAX, &e->retire_at)
+                || e->retire_at == 0)
+                goto out;
+        } else {
+            goto out;
+        }
     }
     st = MP_OK;
 out:
@@ -292,6 +307,10 @@ static size_t format_line(const mp_keyfile_entry *e, char buf[KF_LINE_MAX])
         memcpy(buf + n, " retire=", 8);
         n += 8;
         n += put_decimal(buf + n, e->retire_at);
+    }
+    if (e->delegated) {
+        memcpy(buf + n, " delegated", 10);
+        n += 10;
     }
     buf[n++] = '\n';
     return n;

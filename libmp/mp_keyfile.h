@@ -3,9 +3,14 @@
  *
  * Text, one secret per line, '#' comments and blank lines ignored:
  *
- *   scrip    <series> <hex secret> [retire=<unix time>]
+ *   scrip    <series> <hex secret> [retire=<unix time>] [delegated]
  *   customer <series> <hex secret>
  *   receipt  <series> <hex secret>
+ *   account  <series> <hex secret>        (broker files: wraps account keys)
+ *
+ * "delegated" marks a scrip series the vendor gave a broker to mint in
+ * (Millicent's licensed broker): the vendor accepts scrip stamped under it
+ * but never mints change there, so the two never issue the same id.
  *
  * series is 0..65535 (the top 16 bits of scrip and customer ids); a secret
  * is 16..64 bytes (32..128 hex digits). Fields are separated by spaces or
@@ -30,6 +35,7 @@
 #define MP_KEY_SCRIP    1
 #define MP_KEY_CUSTOMER 2
 #define MP_KEY_RECEIPT  3
+#define MP_KEY_ACCOUNT  4
 
 typedef struct {
     uint8_t  kind;            /* MP_KEY_* */
@@ -37,6 +43,7 @@ typedef struct {
     uint8_t  len;
     uint8_t  secret[64];
     uint64_t retire_at;       /* scrip only; 0 = none */
+    uint8_t  delegated;       /* scrip only: minted by a broker, not by us */
 } mp_keyfile_entry;
 
 typedef struct {
@@ -52,7 +59,8 @@ mp_status mp_keyfile_parse(const char *text, size_t len, mp_keyfile *out, size_t
 /* Writes the file text for kf (with a header comment) into buf. */
 mp_status mp_keyfile_format(const mp_keyfile *kf, char *buf, size_t cap, size_t *len);
 
-/* Loads every scrip and customer entry into iss; *receipt_key gets an HMAC
+/* Loads every scrip and customer entry into iss (account entries are the
+ * broker's business and are skipped); *receipt_key gets an HMAC
  * context keyed with the highest-series receipt entry, or NULL when the
  * file has none. */
 mp_status mp_keyfile_apply(const mp_keyfile *kf, mp_mc_issuer *iss, mp_mac **receipt_key);

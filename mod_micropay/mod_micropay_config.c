@@ -402,9 +402,11 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
         goto done;
     }
     apr_pool_cleanup_register(pconf, sc, free_issuer, apr_pool_cleanup_null);
-    /* Change is minted in the newest scrip series still in service. */
+    /* Change is minted in the newest scrip series still in service that
+     * is ours: series delegated to a broker are its to mint in. */
     for (i = 0; i < kf->n; i++) {
-        if (kf->e[i].kind == MP_KEY_SCRIP && (kf->e[i].retire_at == 0 || kf->e[i].retire_at > now)
+        if (kf->e[i].kind == MP_KEY_SCRIP && !kf->e[i].delegated
+            && (kf->e[i].retire_at == 0 || kf->e[i].retire_at > now)
             && (!found || kf->e[i].series > sc->change_series)) {
             sc->change_series = kf->e[i].series;
             found = 1;
@@ -413,7 +415,7 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
     mp_keyfile_wipe(kf);
     if (!found) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00003: MicropaySecretsFile %s has no scrip "
-                     "series that is not retired", sc->secrets_file);
+                     "series that is neither retired nor delegated", sc->secrets_file);
         goto done;
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MP00001: vendor %s: secrets loaded, change in "

@@ -97,5 +97,18 @@ for r in receipt_millicent receipt_payword; do
     check "$r MAC" "$(tail_hex "$rc" 32)" "$(bin "$(head_hex "$rc" 32)" | hmac "$(v receipt receipt_key)")"
 done
 
+# Broker request signature: HMAC(account key, "MP1 broker" || str8 account ||
+# str8 method || str16 target || u64 ts || SHA-256(body)); key wrapping pad
+bh=$(printf '%s' "$(v broker body)" | sha)
+check "broker body hash" "$(v broker body_sha256)" "$bh"
+check "broker request signature" "$(v broker sig)" \
+    "$( { printf 'MP1 broker'; perl -e 'print pack("C/a* C/a* n/a*", @ARGV)' "$(v broker account)" \
+          "$(v broker method)" "$(v broker target)"; u64 "$(v broker ts)"; bin "$bh"; } \
+        | hmac "$(v broker account_key)")"
+pad=$( { printf 'MP1 account-key'; perl -e 'print pack("C/a*", $ARGV[0])' "$(v broker account)"; } \
+       | hmac "$(v broker account_secret)")
+check "wrapped account key" "$(v broker account_key_wrapped)" \
+    "$(perl -e 'print unpack("H*", pack("H*", $ARGV[0]) ^ pack("H*", $ARGV[1]))' "$pad" "$(v broker account_key)")"
+
 echo "vectors re-derived with $(openssl version | cut -d' ' -f1-2): $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -15,7 +15,7 @@
 
 #define NOW     1800000000ULL
 #define SERIES1 ((uint64_t)1 << 48)
-#define MAXV    96
+#define MAXV    128
 
 typedef struct { char section[24]; char name[40]; char value[2 * MP_WIRE_MAX + 1]; } entry;
 static entry *got;
@@ -241,6 +241,35 @@ static int compute(void)
     if (mp_offer_encode(&offer, rec, sizeof rec, &len) != MP_OK) goto done;
     put_hex("offer", "offer", rec, len);
     put_b64("offer", "offer_base64url", rec, len);
+
+    /* Broker request signature and account-key wrapping (PROTOCOL.md 8.2) */
+    {
+        static const char body[] = "{\"request_id\": \"b1\", \"amount\": \"1.00 USD\"}";
+        uint8_t akey[32], master[32], bh[32], sig[32], wrapped[32];
+        mp_mac *mm = NULL;
+
+        memset(akey, 0x44, 32);
+        memset(master, 0x55, 32);
+        put_hex("broker", "account_key", akey, 32);
+        put("broker", "account", "acct-42");
+        put("broker", "method", "POST");
+        put("broker", "target", "/mp/buy");
+        put_u64("broker", "ts", NOW);
+        put("broker", "body", body);
+        if (mp_sha256(body, strlen(body), bh) != MP_OK
+            || mp_broker_sig(akey, "acct-42", "POST", "/mp/buy", 7, NOW, bh, sig) != MP_OK)
+            goto done;
+        put_hex("broker", "body_sha256", bh, 32);
+        put_hex("broker", "sig", sig, 32);
+        put_hex("broker", "account_secret", master, 32);
+        if (mp_mac_new(master, 32, &mm) != MP_OK
+            || mp_account_key_wrap(mm, "acct-42", akey, wrapped) != MP_OK) {
+            mp_mac_free(mm);
+            goto done;
+        }
+        mp_mac_free(mm);
+        put_hex("broker", "account_key_wrapped", wrapped, 32);
+    }
     bad = 0;
 done:
     mp_wipe(csecret, sizeof csecret);
