@@ -30,6 +30,7 @@ static void mpx_register_hooks(apr_pool_t *p)
     ap_hook_child_init(mpx_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_fixups(mpx_fixups, NULL, NULL, APR_HOOK_LAST);
     ap_hook_handler(mpx_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_handler(mpx_broker_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_filter(mpx_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(mpx_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MPX_PAID_FILTER, mpx_paid_filter, NULL, AP_FTYPE_CONTENT_SET);

@@ -22,6 +22,7 @@
 #include "util_filter.h"
 #include "mp.h"
 #include "mod_micropay_store.h"
+#include "mod_micropay_broker.h"
 
 extern module AP_MODULE_DECLARE_DATA micropay_module;
 
@@ -36,6 +37,7 @@ typedef struct {
     const char *broker_url;      /* MicropayBrokerURL */
     apr_array_header_t *trust;   /* MicropayTrustBroker: mpx_trust_conf */
     apr_int64_t pw_grace;        /* MicropayPayWordGrace seconds, -1 unset */
+    mpx_broker_conf *broker;     /* MicropayBroker*: this server is a broker */
 
     /* Filled at post_config (parent, as root) and after fork (child). */
     mp_mc_issuer *issuer;        /* template; each thread dups its own */

@@ -29,6 +29,7 @@ void *mpx_create_server_conf(apr_pool_t *p, server_rec *s)
     sc->store_sync = MP_UNSET;
     sc->pw_grace = -1;
     sc->trust = apr_array_make(p, 2, sizeof(mpx_trust_conf));
+    sc->broker = mpx_broker_create(p);
     return sc;
 }
 
@@ -45,6 +46,7 @@ void *mpx_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->broker_url = add->broker_url ? add->broker_url : base->broker_url;
     sc->trust = add->trust->nelts > 0 ? add->trust : base->trust;
     sc->pw_grace = add->pw_grace >= 0 ? add->pw_grace : base->pw_grace;
+    sc->broker = mpx_broker_merge(p, base->broker, add->broker);
     return sc;
 }
 
@@ -305,7 +307,7 @@ const command_rec mpx_directives[] = {
     AP_INIT_TAKE1("MicropayBrokerURL", set_broker_url, NULL, RSRC_CONF,
         "The broker URL offered to customers, e.g. https://broker.example/mp/"),
     AP_INIT_TAKE1("MicropayPayWordGrace", set_pw_grace, NULL, RSRC_CONF,
-        "Seconds PayWord state is kept after a commitment expires, for redemption (default 2592000)"),
+        "Seconds payment records are kept after they expire so that they can be redeemed at the broker (default 2592000)"),
     AP_INIT_FLAG("Micropay", set_enabled, NULL, ACCESS_CONF,
         "On: requests here must be paid; Off: free (also inside a paid tree)"),
     AP_INIT_TAKE1("MicropayPrice", set_price, NULL, ACCESS_CONF,
@@ -318,6 +320,7 @@ const command_rec mpx_directives[] = {
         "Seconds a paid resource can be fetched again with its receipt; 0 disables receipts (default 600)"),
     AP_INIT_TAKE1("MicropayOfferLifetime", set_window, NULL, ACCESS_CONF,
         "Seconds a 402 offer's price is guaranteed (default 300)"),
+    MPX_BROKER_DIRECTIVES,
     { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };
 
@@ -463,6 +466,8 @@ int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, serv
     (void)plog;
     for (; s != NULL; s = s->next) {
         sc = ap_get_module_config(s->module_config, &micropay_module);
+        if (sc->broker->name != NULL && mpx_broker_post_config(pconf, ptemp, s, sc->broker) != OK)
+            return !OK;
         if (sc->vendor == NULL)
             continue;
         if (sc->secrets_file == NULL || sc->store_dir == NULL) {
@@ -496,6 +501,8 @@ void mpx_child_init(apr_pool_t *pchild, server_rec *s)
 
     for (; s != NULL; s = s->next) {
         sc = ap_get_module_config(s->module_config, &micropay_module);
+        if (sc->broker->name != NULL)
+            mpx_broker_child_init(pchild, s, sc->broker);
         if (sc->vendor == NULL || sc->store_dir == NULL)
             continue;
         apr_thread_mutex_create(&sc->ids_lock, APR_THREAD_MUTEX_DEFAULT, pchild);

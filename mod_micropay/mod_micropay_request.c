@@ -297,7 +297,8 @@ static mp_status pay_millicent(mpx_pay *x, const uint8_t *rec, size_t len)
     mp_mc_reply *reply = apr_palloc(r->pool, sizeof *reply);
     uint8_t *enc = apr_palloc(r->pool, MP_WIRE_MAX), *stored = apr_palloc(r->pool, MP_WIRE_MAX);
     size_t enc_len = 0, stored_len = 0;
-    uint64_t change_id;
+    apr_int64_t grace = x->sc->pw_grace >= 0 ? x->sc->pw_grace : MPX_DEFAULT_PW_GRACE;
+    uint64_t change_id, keep_until;
     mps_earning earn;
     int retry = 0;
     mp_status st;
@@ -318,8 +319,15 @@ static mp_status pay_millicent(mpx_pay *x, const uint8_t *rec, size_t len)
     earn.path = x->path;
     earn.path_len = strlen(x->path);
     earn.amount = x->price;
-    st = mps_mc_spend(x->sc->store, x->sc->vendor, p->scrip.id, p->scrip.expiry, p->req_sig,
-                      enc, enc_len, &earn, &retry, stored, &stored_len);
+    /* The spend is kept, with the payment and its request, until the broker
+     * has been asked to credit it (mpadmin redeem), at most until the
+     * redemption grace after expiry; the decoded record is canonical, so rec
+     * is exactly the payment the customer signed. */
+    keep_until = p->scrip.expiry > UINT64_MAX - (uint64_t)grace ? UINT64_MAX
+                                                                : p->scrip.expiry + (uint64_t)grace;
+    st = mps_mc_spend(x->sc->store, x->sc->vendor, p->scrip.id, p->scrip.expiry, keep_until,
+                      p->req_sig, rec, len, &x->req, enc, enc_len, &earn, &retry, stored,
+                      &stored_len);
     if (st != MP_OK)
         return st;
     /* A retry gets the change it was given the first time, not new change. */
@@ -355,7 +363,8 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
         if ((st = mp_pw_commit_verify(&p->commit, &x->sc->pw_trust, x->sc->vendor, x->now)) != MP_OK
             || (st = mp_pw_track_init(&p->commit, next)) != MP_OK
             || (st = mps_pw_register(x->sc->store, &p->commit, next,
-                                     p->commit.expiry + (uint64_t)grace)) != MP_OK)
+                                     p->commit.expiry > UINT64_MAX - (uint64_t)grace
+                                         ? UINT64_MAX : p->commit.expiry + (uint64_t)grace)) != MP_OK)
             return st;
         st = mps_pw_get(x->sc->store, p->commit_id, t);
     }

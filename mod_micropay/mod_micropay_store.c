@@ -3,10 +3,16 @@
  * is in mod_micropay_store.h).
  *
  * Records (integers big-endian, so keys sort by number):
- *   meta    "format" -> "mod_micropay-store-1"; "last_compact" -> u64
- *   spent   vendor NUL u64 id       -> u64 expiry | 32 req_sig | reply
- *   pw      32 commitment id        -> u64 keep_until | u16 track_len | track
- *                                      | commitment
+ *   meta    "format" -> "mod_micropay-store-2"; "last_compact" -> u64
+ *   spent   vendor NUL u64 id       -> u64 time | u64 expiry | u8 flags | 32 req_sig
+ *                                      | u16 reply_len | reply
+ *                                      | u16 payment_len | payment
+ *                                      | u8 method_len | method | u8 host_len | host
+ *                                      | u16 target_len | target
+ *           time is when compaction may drop the record: keep_until while
+ *           undeposited, expiry once flags has SPENT_DEPOSITED
+ *   pw      32 commitment id        -> u64 keep_until | u32 redeemed | u16 track_len
+ *                                      | track | commitment
  *   ledger  u32 day | u8 scheme | 3 currency | 16 SHA-256(path) prefix
  *                                   -> u64 units | u64 count | path
  *   prices  vendor NUL path         -> 3 currency | u64 units
@@ -28,14 +34,18 @@
 #include <lmdb.h>
 #include "mod_micropay_store.h"
 
-#define FORMAT          "mod_micropay-store-1"
+#define FORMAT          "mod_micropay-store-2"
 #define NDBS            7
 #define KIND_SPENT      1
 #define KIND_PW         2
 #define PATH_BUF        4096
-#define SPENT_HDR       (8 + MP_HASH_LEN)
+#define SPENT_HDR       (8 + 8 + 1 + MP_HASH_LEN)
+#define SPENT_DEPOSITED 0x01
+/* The largest spent record: header, reply, payment, method, host, target. */
+#define SPENT_REC_MAX   (SPENT_HDR + 2 + MP_WIRE_MAX + 2 + MP_WIRE_MAX + 1 + MP_METHOD_MAX \
+                         + 1 + MP_HOST_MAX + 2 + MP_TARGET_MAX)
 #define SPENT_KEY_MAX   (MP_NAME_MAX + 1 + 8)
-#define PW_HDR          (8 + 2)
+#define PW_HDR          (8 + 4 + 2)
 #define EXPIRY_KEY_MAX  (8 + 1 + SPENT_KEY_MAX)
 #define LEDGER_KEY_LEN  (4 + 1 + 3 + 16)
 #define LEDGER_HDR      (8 + 8)
@@ -542,21 +552,136 @@ mp_status mps_sync(mps *s)
 
 /* ---- Millicent ----------------------------------------------------------------- */
 
+/* A spent record split into its fields (pointers into the value). */
+typedef struct {
+    uint64_t       time, expiry;
+    uint8_t        flags;
+    const uint8_t *req_sig;
+    const uint8_t *reply, *payment, *method, *host, *target;
+    size_t         reply_len, payment_len, method_len, host_len, target_len;
+} spent_rec;
+
+static int visible_ascii(const uint8_t *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (p[i] < 0x21 || p[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+/* Reads a length-prefixed field of lbytes (1 or 2) length bytes at *off;
+ * 0 when it does not fit in n or exceeds max. */
+static int spent_field(const uint8_t *p, size_t n, size_t *off, size_t lbytes, size_t max,
+                       const uint8_t **out, size_t *len)
+{
+    size_t l;
+
+    if (n - *off < lbytes)
+        return 0;
+    l = lbytes == 1 ? p[*off] : get_u16(p + *off);
+    *off += lbytes;
+    if (l > max || n - *off < l)
+        return 0;
+    *out = p + *off;
+    *len = l;
+    *off += l;
+    return 1;
+}
+
+static mp_status spent_parse(const MDB_val *v, spent_rec *r)
+{
+    const uint8_t *p = v->mv_data;
+    size_t n = v->mv_size, off = SPENT_HDR;
+
+    if (n < SPENT_HDR || n > SPENT_REC_MAX)
+        return corrupt("spent record");
+    r->time = get_u64(p);
+    r->expiry = get_u64(p + 8);
+    r->flags = p[16];
+    r->req_sig = p + 17;
+    if ((r->flags & ~SPENT_DEPOSITED) != 0 || r->time < r->expiry
+        || !spent_field(p, n, &off, 2, MP_WIRE_MAX, &r->reply, &r->reply_len)
+        || !spent_field(p, n, &off, 2, MP_WIRE_MAX, &r->payment, &r->payment_len)
+        || !spent_field(p, n, &off, 1, MP_METHOD_MAX, &r->method, &r->method_len)
+        || !spent_field(p, n, &off, 1, MP_HOST_MAX, &r->host, &r->host_len)
+        || !spent_field(p, n, &off, 2, MP_TARGET_MAX, &r->target, &r->target_len)
+        || off != n || r->payment_len == 0 || r->method_len == 0 || r->target_len == 0
+        || !visible_ascii(r->method, r->method_len) || !visible_ascii(r->host, r->host_len)
+        || !visible_ascii(r->target, r->target_len))
+        return corrupt("spent record");
+    return MP_OK;
+}
+
+static int request_valid(const mp_request *q)
+{
+    return q != NULL && q->method != NULL && q->method_len >= 1 && q->method_len <= MP_METHOD_MAX
+        && (q->host != NULL || q->host_len == 0) && q->host_len <= MP_HOST_MAX
+        && q->target != NULL && q->target_len >= 1 && q->target_len <= MP_TARGET_MAX
+        && visible_ascii((const uint8_t *)q->method, q->method_len)
+        && (q->host_len == 0 || visible_ascii((const uint8_t *)q->host, q->host_len))
+        && visible_ascii((const uint8_t *)q->target, q->target_len);
+}
+
+/* Writes a spent record into rec (sized by spent_size()). */
+static size_t spent_size(size_t reply_len, size_t payment_len, const mp_request *q)
+{
+    return SPENT_HDR + 2 + reply_len + 2 + payment_len + 1 + q->method_len + 1 + q->host_len
+        + 2 + q->target_len;
+}
+
+static void spent_write(uint8_t *rec, uint64_t time, uint64_t expiry,
+                        const uint8_t req_sig[MP_HASH_LEN], const uint8_t *reply,
+                        size_t reply_len, const uint8_t *payment, size_t payment_len,
+                        const mp_request *q)
+{
+    size_t o = 0;
+
+    put_u64(rec, time);
+    put_u64(rec + 8, expiry);
+    rec[16] = 0;
+    memcpy(rec + 17, req_sig, MP_HASH_LEN);
+    o = SPENT_HDR;
+    put_u16(rec + o, (uint16_t)reply_len);
+    o += 2;
+    if (reply_len)
+        memcpy(rec + o, reply, reply_len);
+    o += reply_len;
+    put_u16(rec + o, (uint16_t)payment_len);
+    o += 2;
+    memcpy(rec + o, payment, payment_len);
+    o += payment_len;
+    rec[o++] = (uint8_t)q->method_len;
+    memcpy(rec + o, q->method, q->method_len);
+    o += q->method_len;
+    rec[o++] = (uint8_t)q->host_len;
+    if (q->host_len)
+        memcpy(rec + o, q->host, q->host_len);
+    o += q->host_len;
+    put_u16(rec + o, (uint16_t)q->target_len);
+    o += 2;
+    memcpy(rec + o, q->target, q->target_len);
+}
+
 mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t expiry,
-                       const uint8_t req_sig[MP_HASH_LEN],
+                       uint64_t keep_until, const uint8_t req_sig[MP_HASH_LEN],
+                       const uint8_t *payment, size_t payment_len, const mp_request *req,
                        const uint8_t *reply, size_t reply_len, const mps_earning *earn,
                        int *retry, uint8_t *reply_out, size_t *reply_out_len)
 {
-    uint8_t key[SPENT_KEY_MAX], lkey[LEDGER_KEY_LEN], rec[SPENT_HDR + MP_WIRE_MAX];
+    uint8_t key[SPENT_KEY_MAX], lkey[LEDGER_KEY_LEN];
+    spent_rec sr;
     MDB_txn *txn = NULL;
     MDB_val k, v;
-    size_t klen, n;
+    size_t klen;
     int rc;
     mp_status st = MP_ERR_ARG;
 
     if (s == NULL || req_sig == NULL || (reply == NULL && reply_len != 0)
-        || reply_len > MP_WIRE_MAX || retry == NULL || reply_out == NULL
-        || reply_out_len == NULL) {
+        || reply_len > MP_WIRE_MAX || payment == NULL || payment_len == 0
+        || payment_len > MP_WIRE_MAX || !request_valid(req) || retry == NULL
+        || reply_out == NULL || reply_out_len == NULL) {
         st = bad_arg("spend arguments");
         goto out;
     }
@@ -566,6 +691,8 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
     }
     put_u64(key + klen, scrip_id);
     klen += 8;
+    if (keep_until < expiry)
+        keep_until = expiry;
     if (earn != NULL && (st = ledger_key(earn, lkey)) != MP_OK)
         goto out;
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
@@ -576,17 +703,15 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
     k = val(key, klen);
     rc = mdb_get(txn, s->spent, &k, &v);
     if (rc == 0) {
-        if (v.mv_size < SPENT_HDR || v.mv_size - SPENT_HDR > MP_WIRE_MAX) {
-            st = corrupt("spent record");
+        if ((st = spent_parse(&v, &sr)) != MP_OK)
             goto out;
-        }
-        n = v.mv_size - SPENT_HDR;
-        if (!mp_ct_equal((const uint8_t *)v.mv_data + 8, MP_HASH_LEN, req_sig, MP_HASH_LEN)) {
+        if (!mp_ct_equal(sr.req_sig, MP_HASH_LEN, req_sig, MP_HASH_LEN)) {
             st = MP_ERR_SPENT;
             goto out;
         }
-        memcpy(reply_out, (const uint8_t *)v.mv_data + SPENT_HDR, n);
-        *reply_out_len = n;
+        if (sr.reply_len)
+            memcpy(reply_out, sr.reply, sr.reply_len);
+        *reply_out_len = sr.reply_len;
         *retry = 1;
         st = MP_OK;
         goto out;               /* a retry writes nothing: the abort below ends it */
@@ -595,16 +720,16 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
         st = lmdb_fail("spent read", rc);
         goto out;
     }
-    put_u64(rec, expiry);
-    memcpy(rec + 8, req_sig, MP_HASH_LEN);
-    if (reply_len)
-        memcpy(rec + SPENT_HDR, reply, reply_len);
-    v = val(rec, SPENT_HDR + reply_len);
-    if ((rc = mdb_put(txn, s->spent, &k, &v, MDB_NOOVERWRITE)) != 0) {
+    /* Reserved in place: the record is written straight into the map. */
+    v.mv_size = spent_size(reply_len, payment_len, req);
+    v.mv_data = NULL;
+    if ((rc = mdb_put(txn, s->spent, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE)) != 0) {
         st = lmdb_fail("spent write", rc);
         goto out;
     }
-    if ((st = expiry_add(s, txn, expiry, KIND_SPENT, key, klen)) != MP_OK
+    spent_write(v.mv_data, keep_until, expiry, req_sig, reply, reply_len, payment, payment_len,
+                req);
+    if ((st = expiry_add(s, txn, keep_until, KIND_SPENT, key, klen)) != MP_OK
         || (earn != NULL && (st = ledger_add(s, txn, lkey, earn)) != MP_OK))
         goto out;
     rc = mdb_txn_commit(txn);
@@ -618,6 +743,137 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_mc_list_undeposited(mps *s, const char *vendor, mps_deposit_cb cb, void *ctx)
+{
+    uint8_t prefix[MP_NAME_MAX + 1];
+    char method[MP_METHOD_MAX + 1], host[MP_HOST_MAX + 1], target[MP_TARGET_MAX + 1];
+    spent_rec sr;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    size_t vlen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || cb == NULL || (vlen = vendor_prefix(vendor, prefix)) == 0) {
+        st = bad_arg("deposit listing");
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0
+        || (rc = mdb_cursor_open(txn, s->spent, &cur)) != 0) {
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    k = val(prefix, vlen);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < vlen || memcmp(k.mv_data, prefix, vlen) != 0)
+            break;
+        if (k.mv_size != vlen + 8) {
+            st = corrupt("spent key");
+            goto out;
+        }
+        if ((st = spent_parse(&v, &sr)) != MP_OK)
+            goto out;
+        if (sr.flags & SPENT_DEPOSITED)
+            continue;
+        memcpy(method, sr.method, sr.method_len);
+        method[sr.method_len] = 0;
+        if (sr.host_len)
+            memcpy(host, sr.host, sr.host_len);
+        host[sr.host_len] = 0;
+        memcpy(target, sr.target, sr.target_len);
+        target[sr.target_len] = 0;
+        if (cb(ctx, get_u64((const uint8_t *)k.mv_data + vlen), sr.payment, sr.payment_len,
+               method, host, target) != 0)
+            break;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("deposit listing", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids, size_t n)
+{
+    uint8_t key[SPENT_KEY_MAX], *rec = NULL;
+    spent_rec sr;
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    size_t klen, i, len;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || (ids == NULL && n != 0) || (klen = vendor_prefix(vendor, key)) == 0) {
+        st = bad_arg("deposit marks");
+        goto out;
+    }
+    if (n == 0) {
+        st = MP_OK;
+        goto out;
+    }
+    if ((rec = malloc(SPENT_REC_MAX)) == NULL) {
+        set_msg("store: out of memory");
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        put_u64(key + klen, ids[i]);
+        k = val(key, klen + 8);
+        rc = mdb_get(txn, s->spent, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            continue;           /* compacted, or never spent here: nothing to mark */
+        if (rc != 0) {
+            st = lmdb_fail("spent read", rc);
+            goto out;
+        }
+        if ((st = spent_parse(&v, &sr)) != MP_OK)
+            goto out;
+        if (sr.flags & SPENT_DEPOSITED)
+            continue;
+        /* Copied out before the put: a value read in a write transaction
+         * may live in a page the put rewrites. The record now goes at the
+         * scrip's expiry; the index entry at keep_until no longer matches
+         * its time and is dropped by compaction without touching it. */
+        len = v.mv_size;
+        memcpy(rec, v.mv_data, len);
+        put_u64(rec, sr.expiry);
+        rec[16] = sr.flags | SPENT_DEPOSITED;
+        v = val(rec, len);
+        if ((rc = mdb_put(txn, s->spent, &k, &v, 0)) != 0) {
+            st = lmdb_fail("spent write", rc);
+            goto out;
+        }
+        if (sr.time != sr.expiry
+            && (st = expiry_add(s, txn, sr.expiry, KIND_SPENT, key, klen + 8)) != MP_OK)
+            goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    free(rec);
     return st;
 }
 
@@ -689,8 +945,9 @@ static mp_status pw_parse(const MDB_val *v, const uint8_t id[MP_HASH_LEN], mp_pw
 
     if (v->mv_size < PW_HDR)
         return corrupt("tracker");
-    n = get_u16(p + 8);
-    if (n > v->mv_size - PW_HDR || v->mv_size - PW_HDR - n > MP_PW_COMMIT_MAX
+    n = get_u16(p + 12);
+    if (n > v->mv_size - PW_HDR || n > MP_PW_TRACK_MAX
+        || v->mv_size - PW_HDR - n > MP_PW_COMMIT_MAX
         || mp_pw_track_decode(p + PW_HDR, n, t) != MP_OK
         || memcmp(t->commit_id, id, MP_HASH_LEN) != 0)
         return corrupt("tracker");
@@ -756,7 +1013,8 @@ mp_status mps_pw_register(mps *s, const mp_pw_commit *c, const mp_pw_track *fres
         goto out;
     }
     put_u64(rec, keep_until);
-    put_u16(rec + 8, (uint16_t)tlen);
+    put_u32(rec + 8, 0);                /* nothing redeemed yet */
+    put_u16(rec + 12, (uint16_t)tlen);
     memcpy(rec + PW_HDR + tlen, c->enc, c->enc_len);
     k = val(c->id, MP_HASH_LEN);
     v = val(rec, PW_HDR + tlen + c->enc_len);
@@ -839,8 +1097,8 @@ mp_status mps_pw_update(mps *s, uint64_t expect_version, const mp_pw_track *next
      * live in a page the put rewrites. */
     p = v.mv_data;
     clen = v.mv_size - PW_HDR - old_tlen;
-    memcpy(rec, p, 8);
-    put_u16(rec + 8, (uint16_t)tlen);
+    memcpy(rec, p, 12);                 /* keep_until and the redeemed word stay */
+    put_u16(rec + 12, (uint16_t)tlen);
     memcpy(rec + PW_HDR + tlen, p + PW_HDR + old_tlen, clen);
     v = val(rec, PW_HDR + tlen + clen);
     if ((rc = mdb_put(txn, s->pw, &k, &v, 0)) != 0) {
@@ -859,6 +1117,128 @@ mp_status mps_pw_update(mps *s, uint64_t expect_version, const mp_pw_track *next
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
+    return st;
+}
+
+mp_status mps_pw_list(mps *s, mps_pw_list_cb cb, void *ctx)
+{
+    mp_pw_track *t = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    size_t tlen;
+    const uint8_t *p;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || cb == NULL) {
+        st = bad_arg("tracker listing");
+        goto out;
+    }
+    if ((t = malloc(sizeof *t)) == NULL) {
+        set_msg("store: out of memory");
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0
+        || (rc = mdb_cursor_open(txn, s->pw, &cur)) != 0) {
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != MP_HASH_LEN) {
+            st = corrupt("tracker key");
+            goto out;
+        }
+        if ((st = pw_parse(&v, k.mv_data, t, &tlen)) != MP_OK)
+            goto out;
+        p = v.mv_data;
+        if (v.mv_size - PW_HDR - tlen == 0) {
+            st = corrupt("tracker");
+            goto out;
+        }
+        if (cb(ctx, p + PW_HDR + tlen, v.mv_size - PW_HDR - tlen, t->last, t->w_last,
+               get_u32(p + 8)) != 0)
+            break;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("tracker listing", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    free(t);
+    return st;
+}
+
+mp_status mps_pw_mark_redeemed(mps *s, const uint8_t commit_id[MP_HASH_LEN], uint32_t last)
+{
+    uint8_t rec[PW_HDR + MP_PW_TRACK_MAX + MP_PW_COMMIT_MAX];
+    mp_pw_track *t = NULL;
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    size_t tlen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || commit_id == NULL) {
+        st = bad_arg("redeem mark");
+        goto out;
+    }
+    if ((t = malloc(sizeof *t)) == NULL) {
+        set_msg("store: out of memory");
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    k = val(commit_id, MP_HASH_LEN);
+    rc = mdb_get(txn, s->pw, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        st = MP_ERR_UNKNOWN_COMMITMENT;
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("tracker read", rc);
+        goto out;
+    }
+    if ((st = pw_parse(&v, commit_id, t, &tlen)) != MP_OK)
+        goto out;
+    if (last > t->last) {
+        st = bad_arg("redeem mark: above the last accepted word");
+        goto out;
+    }
+    if (last <= get_u32((const uint8_t *)v.mv_data + 8)) {
+        st = MP_OK;             /* the stored mark only grows; nothing to write */
+        goto out;
+    }
+    /* pw_parse bounds the record by PW_HDR + tracker + commitment maxima. */
+    memcpy(rec, v.mv_data, v.mv_size);
+    put_u32(rec + 8, last);
+    v = val(rec, v.mv_size);
+    if ((rc = mdb_put(txn, s->pw, &k, &v, 0)) != 0) {
+        st = lmdb_fail("tracker write", rc);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    free(t);
     return st;
 }
 

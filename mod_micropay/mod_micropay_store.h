@@ -16,11 +16,17 @@
  *
  * What is stored (each record carries its expiry, and an expiry index lets
  * compaction delete it later):
- *   spent Millicent scrip   vendor, scrip id -> expiry, req_sig, reply
+ *   spent Millicent scrip   vendor, scrip id -> expiry, req_sig, reply, and for the
+ *                           deposit at the broker the payment, its request and a
+ *                           "deposited" flag
  *   PayWord trackers        commitment id    -> mp_pw_track record + commitment record
+ *                                               + highest word redeemed at the broker
  *   earnings ledger         day, scheme, path -> units, count
  *   price table             vendor, path     -> amount (mpadmin writes it)
  *   id blocks               change-id counter per vendor and series
+ *
+ * Format 2 (spent records carry the deposit, PayWord records the redeemed
+ * word); mps_open refuses a format-1 store as "wrong version".
  *
  * The store is never created implicitly: a missing store must fail
  * closed, because a fresh empty store would accept replays of everything
@@ -48,7 +54,7 @@ typedef struct mps mps;
 
 #define MPS_MAP_SIZE_DEFAULT (1024UL * 1024 * 1024)   /* 1 GiB of address space */
 
-/* Creates an empty store in dir (which must exist), format version 1;
+/* Creates an empty store in dir (which must exist), format version 2;
  * MP_ERR_STORE if one is already there. uid/gid (-1: unchanged) become
  * the owner of the files so the Apache user can write them. */
 mp_status mps_create(const char *dir, long uid, long gid, char *err, size_t errlen);
@@ -73,7 +79,20 @@ typedef struct {
 
 /*
  * Spends scrip id of vendor atomically, recording its req_sig and the
- * encoded reply (so a retry gets the same change) and the earning.
+ * encoded reply (so a retry gets the same change), what the vendor needs
+ * to deposit the scrip at its broker later (docs/PROTOCOL.md 8.6), and
+ * the earning, all in one write transaction.
+ *   expiry        the scrip's expiry: the record answers retries and
+ *                 refuses double spending at least until then
+ *   keep_until    while the spend is not deposited, compaction keeps it
+ *                 until this time (expiry + the redemption grace; a value
+ *                 below expiry counts as expiry); once deposited
+ *                 (mps_mc_mark_deposited) it goes at expiry
+ *   payment       the encoded mc_payment record as received, 1..MP_WIRE_MAX bytes
+ *   req           the request the payment was made for: method 1..MP_METHOD_MAX,
+ *                 host 0..MP_HOST_MAX, target 1..MP_TARGET_MAX bytes of visible
+ *                 ASCII, as bound into req_sig (the broker re-checks req_sig)
+ * Outcomes:
  *   not spent before            -> MP_OK, *retry = 0
  *   spent with the same req_sig -> MP_OK, *retry = 1, stored reply copied
  *                                  into reply_out (nothing recorded again)
@@ -82,9 +101,25 @@ typedef struct {
  * reply_out has room for MP_WIRE_MAX bytes; *reply_out_len is set on retry.
  */
 mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t expiry,
-                       const uint8_t req_sig[MP_HASH_LEN],
+                       uint64_t keep_until, const uint8_t req_sig[MP_HASH_LEN],
+                       const uint8_t *payment, size_t payment_len, const mp_request *req,
                        const uint8_t *reply, size_t reply_len, const mps_earning *earn,
                        int *retry, uint8_t *reply_out, size_t *reply_out_len);
+
+/* Calls cb for every spend of vendor not yet deposited, in scrip id order,
+ * with the stored payment record and its request (NUL-terminated; host may
+ * be empty). The pointers are valid during the call only. A non-zero
+ * return from cb stops the listing (MP_OK). Runs in one read transaction. */
+typedef int (*mps_deposit_cb)(void *ctx, uint64_t scrip_id, const uint8_t *payment,
+                              size_t payment_len, const char *method, const char *host,
+                              const char *target);
+mp_status mps_mc_list_undeposited(mps *s, const char *vendor, mps_deposit_cb cb, void *ctx);
+
+/* Marks the spends ids[0..n-1] of vendor as deposited, in one write
+ * transaction: they leave mps_mc_list_undeposited and compaction may drop
+ * them at the scrip's expiry. Idempotent: ids already deposited, or no
+ * longer stored, are skipped. */
+mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids, size_t n);
 
 /* Reserves count consecutive change ids in series for vendor: *first is
  * the first; ids never repeat, even across restarts. */
@@ -108,6 +143,22 @@ mp_status mps_pw_register(mps *s, const mp_pw_commit *c, const mp_pw_track *fres
 mp_status mps_pw_update(mps *s, uint64_t expect_version, const mp_pw_track *next,
                         const mps_earning *earn);
 
+/* Calls cb for every PayWord tracker: the commitment record as registered,
+ * the highest accepted word l and w_l (what a redeem record claims) and
+ * the highest word already redeemed at the broker (0 when none). Pointers
+ * are valid during the call only; a non-zero return stops the listing.
+ * Runs in one read transaction. */
+typedef int (*mps_pw_list_cb)(void *ctx, const uint8_t *commit, size_t commit_len,
+                              uint32_t last, const uint8_t w_last[MP_HASH_LEN],
+                              uint32_t redeemed_last);
+mp_status mps_pw_list(mps *s, mps_pw_list_cb cb, void *ctx);
+
+/* Records that the broker credited the commitment's words up to last; the
+ * stored value only grows (a smaller last is MP_OK and changes nothing).
+ * MP_ERR_UNKNOWN_COMMITMENT when absent (e.g. compacted), MP_ERR_ARG when
+ * last is above the tracker's l (words never accepted cannot be redeemed). */
+mp_status mps_pw_mark_redeemed(mps *s, const uint8_t commit_id[MP_HASH_LEN], uint32_t last);
+
 /* ---- prices ------------------------------------------------------------------ */
 
 /* The price of path for vendor: an exact entry, else the longest entry
@@ -127,8 +178,9 @@ typedef int (*mps_ledger_cb)(void *ctx, uint32_t day, uint8_t scheme, const char
 mp_status mps_ledger_list(mps *s, mps_ledger_cb cb, void *ctx);
 
 /* Deletes up to max records whose time has come: spent scrip at its
- * expiry, PayWord trackers and their commitments at keep_until (which
- * leaves time to redeem them). *removed gets the count. */
+ * keep_until, or at its expiry once deposited; PayWord trackers and their
+ * commitments at keep_until (which leaves time to redeem them). *removed
+ * gets the count. */
 mp_status mps_compact(mps *s, uint64_t now, size_t max, size_t *removed);
 
 /* Runs mps_compact when the last compaction (recorded in the store) is

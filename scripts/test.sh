@@ -18,7 +18,7 @@ note() { printf '\n=== %s\n' "$*"; }
 # Adds the CUnit tally of a build's mp_unit log and the script tests' results.
 # Adds the CUnit tallies of a build's test programs and the script tests' results.
 tally() {
-    for log in "$1"/tests/unit/mp_unit.log "$1"/tests/store/mps_test.log; do
+    for log in "$1"/tests/unit/mp_unit.log "$1"/tests/store/mps_test.log "$1"/tests/store/mpb_test.log; do
         line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" 2>/dev/null | tail -n 1)
         if [ -n "$line" ]; then
             passed=$((passed + ${line%% passed*}))

@@ -1,7 +1,8 @@
 /*
  * test_store.c - the vendor's LMDB store (mod_micropay_store.h): opening
- * and refusing stores, spends and retries, the ledger, id blocks,
- * PayWord trackers, prices, compaction and persistence, then several
+ * and refusing stores, spends and retries, deposits (listing, marking,
+ * compaction by deposit state), the ledger, id blocks, PayWord trackers
+ * and their redemption marks, prices, compaction and persistence, then several
  * processes spending the same scrip at once, and a writer killed with
  * SIGKILL in the middle of its spends.
  *
@@ -266,11 +267,29 @@ static void sig_for(uint8_t sig[MP_HASH_LEN], uint64_t id, unsigned salt)
     sig[30] = (uint8_t)(salt >> 8);
 }
 
-/* Spends id with a req_sig made from salt and the reply "reply-<id>". */
+/* The request every test spend is bound to, unless a test says otherwise. */
+static mp_request req_of(const char *method, const char *host, const char *target)
+{
+    mp_request q;
+
+    q.method = method;
+    q.method_len = strlen(method);
+    q.host = host;
+    q.host_len = host ? strlen(host) : 0;
+    q.target = target;
+    q.target_len = strlen(target);
+    return q;
+}
+
+static const uint8_t pay0[] = "payment";
+
+/* Spends id with a req_sig made from salt and the reply "reply-<id>",
+ * kept until its expiry. */
 static mp_status spend(mps *s, const char *vendor, uint64_t id, unsigned salt, uint64_t expiry,
                        const mps_earning *e, int *retry)
 {
     uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
+    mp_request q = req_of("GET", "news.example", "/a");
     char reply[32];
     size_t out_len = 0;
     int r = -1;
@@ -278,8 +297,8 @@ static mp_status spend(mps *s, const char *vendor, uint64_t id, unsigned salt, u
 
     sig_for(sig, id, salt);
     snprintf(reply, sizeof reply, "reply-%llu", (unsigned long long)id);
-    st = mps_mc_spend(s, vendor, id, expiry, sig, (const uint8_t *)reply, strlen(reply), e,
-                      &r, out, &out_len);
+    st = mps_mc_spend(s, vendor, id, expiry, expiry, sig, pay0, sizeof pay0 - 1, &q,
+                      (const uint8_t *)reply, strlen(reply), e, &r, out, &out_len);
     if (st == MP_OK && r == 1 && (out_len != strlen(reply) || memcmp(out, reply, out_len) != 0))
         return MP_ERR_MALFORMED;           /* a retry must get the stored reply */
     if (retry != NULL)
@@ -448,7 +467,9 @@ static void test_open_truncated(void)
 
 static void test_open_foreign(void)
 {
-    static const char *const formats[] = { "mod_micropay-store-2", "mod_micropay-store-", "" };
+    static const char *const formats[] = {
+        "mod_micropay-store-1", "mod_micropay-store-3", "mod_micropay-store-", ""
+    };
     char err[256];
     const char *d = new_dir(), *st;
     raw r;
@@ -487,7 +508,7 @@ static void test_open_foreign(void)
     CU_ASSERT_FATAL(raw_close(&r));
     ASSERT_ST(mps_open(st, 0, &s, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT_FATAL(raw_open(&r, st, "meta"));
-    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-1", 20));
+    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-2", 20));
     CU_ASSERT_FATAL(raw_close(&r));
     s = open_store(st, 0);
     CU_ASSERT(s != NULL);
@@ -496,15 +517,28 @@ static void test_open_foreign(void)
 
 /* ---- Millicent ----------------------------------------------------------------- */
 
+/* mps_mc_spend with the common arguments of test_spend. */
+#define SPEND(s_, v_, id_, sig_, reply_, rlen_, e_) \
+    mps_mc_spend(s_, v_, id_, NOW, NOW, sig_, pay0, sizeof pay0 - 1, &q, reply_, rlen_, e_, \
+                 &retry, out, &out_len)
+
 static void test_spend(void)
 {
+    static uint8_t big[MP_WIRE_MAX + 2];
+    static char ltarget[MP_TARGET_MAX + 1], lhost[MP_HOST_MAX];
     const char *d = new_store();
     mps *s = open_store(d, 0);
-    uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX], big[MP_WIRE_MAX + 1];
+    uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
     char vlong[MP_NAME_MAX + 2];
     mps_earning e = earning("/a", MP_SCHEME_MILLICENT, NOW, &unit7);
+    mp_request q = req_of("GET", "news.example", "/a");
+    const mp_request bad_reqs[] = {
+        req_of("", "h", "/"), req_of("ABCDEFGHIJKLMNOPQ", "h", "/"), req_of("GET", "h", ""),
+        req_of("G T", "h", "/"), req_of("GET", "h st", "/"), req_of("GET", "h", "/a\x7f"),
+        { "GET", 3, NULL, 1, "/", 1 }, { NULL, 0, "h", 1, "/", 1 }, { "GET", 3, "h", 1, NULL, 1 },
+    };
     mps_stats z;
-    size_t out_len = 12345;
+    size_t out_len = 12345, i;
     int retry = -1;
 
     CU_ASSERT_FATAL(s != NULL);
@@ -522,28 +556,263 @@ static void test_spend(void)
 
     /* an empty reply is a reply too */
     sig_for(sig, 43, 1);
-    ASSERT_OK(mps_mc_spend(s, VENDOR, 43, NOW, sig, NULL, 0, NULL, &retry, out, &out_len));
+    ASSERT_OK(SPEND(s, VENDOR, 43, sig, NULL, 0, NULL));
     CU_ASSERT(retry == 0 && out_len == 12345);
-    ASSERT_OK(mps_mc_spend(s, VENDOR, 43, NOW, sig, NULL, 0, NULL, &retry, out, &out_len));
+    ASSERT_OK(SPEND(s, VENDOR, 43, sig, NULL, 0, NULL));
     CU_ASSERT(retry == 1 && out_len == 0);
 
     memset(big, 1, sizeof big);
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 44, NOW, sig, big, sizeof big, NULL, &retry, out, &out_len),
-              MP_ERR_ARG);
-    ASSERT_OK(mps_mc_spend(s, VENDOR, 44, NOW, sig, big, MP_WIRE_MAX, NULL, &retry, out, &out_len));
-    ASSERT_OK(mps_mc_spend(s, VENDOR, 44, NOW, sig, big, MP_WIRE_MAX, NULL, &retry, out, &out_len));
+    ASSERT_ST(SPEND(s, VENDOR, 44, sig, big, sizeof big, NULL), MP_ERR_ARG);
+    ASSERT_OK(SPEND(s, VENDOR, 44, sig, big, MP_WIRE_MAX, NULL));
+    ASSERT_OK(SPEND(s, VENDOR, 44, sig, big, MP_WIRE_MAX, NULL));
     CU_ASSERT(retry == 1 && out_len == MP_WIRE_MAX && memcmp(out, big, MP_WIRE_MAX) == 0);
-    ASSERT_ST(mps_mc_spend(s, "", 45, NOW, sig, NULL, 0, NULL, &retry, out, &out_len), MP_ERR_ARG);
+    ASSERT_ST(SPEND(s, "", 45, sig, NULL, 0, NULL), MP_ERR_ARG);
     memset(vlong, 'v', sizeof vlong - 1);
     vlong[sizeof vlong - 1] = 0;
-    ASSERT_ST(mps_mc_spend(s, vlong, 45, NOW, sig, NULL, 0, NULL, &retry, out, &out_len),
-              MP_ERR_ARG);
+    ASSERT_ST(SPEND(s, vlong, 45, sig, NULL, 0, NULL), MP_ERR_ARG);
     vlong[MP_NAME_MAX] = 0;
-    ASSERT_OK(mps_mc_spend(s, vlong, 45, NOW, sig, NULL, 0, NULL, &retry, out, &out_len));
+    ASSERT_OK(SPEND(s, vlong, 45, sig, NULL, 0, NULL));
     e.scheme = 9;
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 45, NOW, sig, NULL, 0, &e, &retry, out, &out_len), MP_ERR_ARG);
-    CU_ASSERT(stats(s).spent == 5);
+    ASSERT_ST(SPEND(s, VENDOR, 45, sig, NULL, 0, &e), MP_ERR_ARG);
+
+    /* the deposit needs the payment and a request within the wire limits */
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, NULL, 0, &q, NULL, 0, NULL, &retry,
+                           out, &out_len), MP_ERR_ARG);
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 0, &q, NULL, 0, NULL, &retry,
+                           out, &out_len), MP_ERR_ARG);
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, big, MP_WIRE_MAX + 1, &q, NULL, 0, NULL,
+                           &retry, out, &out_len), MP_ERR_ARG);
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, NULL, NULL, 0, NULL, &retry,
+                           out, &out_len), MP_ERR_ARG);
+    for (i = 0; i < sizeof bad_reqs / sizeof bad_reqs[0]; i++) {
+        q = bad_reqs[i];
+        ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &retry,
+                               out, &out_len), MP_ERR_ARG);
+    }
+    memset(ltarget, 'x', sizeof ltarget);
+    ltarget[0] = '/';
+    q = req_of("GET", "h", "/");
+    q.target = ltarget;
+    q.target_len = MP_TARGET_MAX + 1;
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &retry,
+                           out, &out_len), MP_ERR_ARG);
+    /* the largest record of all: every field at its limit */
+    q.target_len = MP_TARGET_MAX;
+    memset(lhost, 'h', sizeof lhost);
+    q.host = lhost;
+    q.host_len = MP_HOST_MAX;
+    q.method = "ABCDEFGHIJKLMNOP";
+    q.method_len = MP_METHOD_MAX;
+    ASSERT_OK(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, big, MP_WIRE_MAX, &q, big, MP_WIRE_MAX,
+                           NULL, &retry, out, &out_len));
+    CU_ASSERT(retry == 0);
+    ASSERT_OK(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, big, MP_WIRE_MAX, &q, big, MP_WIRE_MAX,
+                           NULL, &retry, out, &out_len));
+    CU_ASSERT(retry == 1 && out_len == MP_WIRE_MAX);
+    CU_ASSERT(stats(s).spent == 6);
     mps_close(s);
+}
+
+/* ---- deposits ------------------------------------------------------------------- */
+
+#define DEP_MAX 32
+
+typedef struct {
+    size_t n, stop_after;
+    uint64_t ids[DEP_MAX];
+    char pay[DEP_MAX][32], method[DEP_MAX][20], host[DEP_MAX][64], target[DEP_MAX][64];
+} dep_list;
+
+static int dep_cb(void *ctx, uint64_t id, const uint8_t *payment, size_t payment_len,
+                  const char *method, const char *host, const char *target)
+{
+    dep_list *l = ctx;
+
+    if (l->n < DEP_MAX) {
+        l->ids[l->n] = id;
+        snprintf(l->pay[l->n], sizeof l->pay[0], "%.*s", (int)payment_len, (const char *)payment);
+        snprintf(l->method[l->n], sizeof l->method[0], "%s", method);
+        snprintf(l->host[l->n], sizeof l->host[0], "%s", host);
+        snprintf(l->target[l->n], sizeof l->target[0], "%s", target);
+    }
+    l->n++;
+    return l->stop_after != 0 && l->n == l->stop_after;
+}
+
+static dep_list undeposited(mps *s, const char *vendor)
+{
+    dep_list l;
+
+    memset(&l, 0, sizeof l);
+    ASSERT_OK(mps_mc_list_undeposited(s, vendor, dep_cb, &l));
+    return l;
+}
+
+/* Spends id with the payment text "pay-<id>" for the given request,
+ * kept until keep. */
+static mp_status spend_req(mps *s, const char *vendor, uint64_t id, uint64_t expiry, uint64_t keep,
+                           const mp_request *q, int *retry)
+{
+    uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
+    char pay[32];
+    size_t out_len = 0;
+    int r = -1;
+    mp_status st;
+
+    sig_for(sig, id, 1);
+    snprintf(pay, sizeof pay, "pay-%llu", (unsigned long long)id);
+    st = mps_mc_spend(s, vendor, id, expiry, keep, sig, (const uint8_t *)pay, strlen(pay), q,
+                      (const uint8_t *)"r", 1, NULL, &r, out, &out_len);
+    if (retry != NULL)
+        *retry = r;
+    return st;
+}
+
+static void test_deposits(void)
+{
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mp_request get = req_of("GET", "news.example:8080", "/a/b.html?x=1");
+    mp_request head = req_of("HEAD", NULL, "/");
+    const uint64_t late = NOW + 86400 * 30;
+    uint64_t marks[] = { 3, 1, 3, 999 };
+    uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
+    size_t removed = 0, out_len;
+    dep_list l;
+    int retry;
+
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(spend_req(s, VENDOR, 3, NOW + 10, late, &get, NULL));
+    ASSERT_OK(spend_req(s, VENDOR, 1, NOW + 10, late, &head, NULL));
+    ASSERT_OK(spend_req(s, VENDOR, 2, NOW + 10, late, &get, NULL));
+    ASSERT_OK(spend_req(s, "other.example", 1, NOW + 10, late, &get, NULL));
+    ASSERT_OK(spend_req(s, VENDOR, 4, NOW + 20, NOW, &get, NULL));   /* keep below expiry */
+
+    /* every undeposited spend of the vendor, in id order, as stored */
+    l = undeposited(s, VENDOR);
+    CU_ASSERT_FATAL(l.n == 4);
+    CU_ASSERT(l.ids[0] == 1 && l.ids[1] == 2 && l.ids[2] == 3 && l.ids[3] == 4);
+    CU_ASSERT(strcmp(l.pay[0], "pay-1") == 0 && strcmp(l.pay[2], "pay-3") == 0);
+    CU_ASSERT(strcmp(l.method[0], "HEAD") == 0 && strcmp(l.host[0], "") == 0
+              && strcmp(l.target[0], "/") == 0);
+    CU_ASSERT(strcmp(l.method[1], "GET") == 0 && strcmp(l.host[1], "news.example:8080") == 0
+              && strcmp(l.target[1], "/a/b.html?x=1") == 0);
+    CU_ASSERT(undeposited(s, "other.example").n == 1 && undeposited(s, "nobody").n == 0);
+    memset(&l, 0, sizeof l);
+    l.stop_after = 2;
+    ASSERT_OK(mps_mc_list_undeposited(s, VENDOR, dep_cb, &l));
+    CU_ASSERT(l.n == 2);
+    ASSERT_ST(mps_mc_list_undeposited(s, "", dep_cb, &l), MP_ERR_ARG);
+    ASSERT_ST(mps_mc_list_undeposited(s, VENDOR, NULL, &l), MP_ERR_ARG);
+
+    /* marking: duplicates and unknown ids are fine, and it is idempotent */
+    ASSERT_OK(mps_mc_mark_deposited(s, VENDOR, marks, 4));
+    l = undeposited(s, VENDOR);
+    CU_ASSERT(l.n == 2 && l.ids[0] == 2 && l.ids[1] == 4);
+    ASSERT_OK(mps_mc_mark_deposited(s, VENDOR, marks, 4));
+    ASSERT_OK(mps_mc_mark_deposited(s, VENDOR, NULL, 0));
+    ASSERT_ST(mps_mc_mark_deposited(s, VENDOR, NULL, 1), MP_ERR_ARG);
+    ASSERT_ST(mps_mc_mark_deposited(s, "", marks, 1), MP_ERR_ARG);
+    CU_ASSERT(undeposited(s, VENDOR).n == 2 && undeposited(s, "other.example").n == 1);
+
+    /* a deposited spend still answers its retry and refuses a double spend */
+    ASSERT_OK(spend_req(s, VENDOR, 3, NOW + 10, late, &get, &retry));
+    CU_ASSERT(retry == 1);
+    sig_for(sig, 3, 2);
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 3, NOW + 10, late, sig, pay0, 1, &get, NULL, 0, NULL,
+                           &retry, out, &out_len), MP_ERR_SPENT);
+    CU_ASSERT(undeposited(s, VENDOR).n == 2);
+    CU_ASSERT(stats(s).spent == 5 && stats(s).expiry_index == 7);
+    mps_close(s);
+
+    /* the flag survives reopening; read-only handles list but cannot mark */
+    s = open_store(d, MPS_RDONLY);
+    CU_ASSERT_FATAL(s != NULL);
+    l = undeposited(s, VENDOR);
+    CU_ASSERT(l.n == 2 && l.ids[0] == 2);
+    ASSERT_ST(mps_mc_mark_deposited(s, VENDOR, marks, 1), MP_ERR_STORE);
+    mps_close(s);
+
+    /* compaction: deposited spends go at expiry, undeposited ones at
+     * keep_until (at least expiry) */
+    s = open_store(d, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(mps_compact(s, NOW + 9, 100, &removed));
+    CU_ASSERT(removed == 0);
+    ASSERT_OK(mps_compact(s, NOW + 10, 100, &removed));
+    CU_ASSERT(removed == 2);                                /* ids 1 and 3 */
+    ASSERT_OK(mps_compact(s, NOW + 20, 100, &removed));
+    CU_ASSERT(removed == 1);                                /* id 4 */
+    CU_ASSERT(stats(s).spent == 2 && undeposited(s, VENDOR).n == 1);
+    ASSERT_OK(mps_compact(s, late - 1, 100, &removed));
+    CU_ASSERT(removed == 0);
+    /* marking after expiry lets the next compaction take it */
+    marks[0] = 2;
+    ASSERT_OK(mps_mc_mark_deposited(s, VENDOR, marks, 1));
+    ASSERT_OK(mps_compact(s, late - 1, 100, &removed));
+    CU_ASSERT(removed == 1);
+    CU_ASSERT(undeposited(s, VENDOR).n == 0 && undeposited(s, "other.example").n == 1);
+    ASSERT_OK(mps_compact(s, late, 100, &removed));
+    CU_ASSERT(removed == 1);
+    CU_ASSERT(stats(s).spent == 0 && stats(s).expiry_index == 0);
+    mps_close(s);
+}
+
+static void test_spent_corrupt(void)
+{
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mp_request get = req_of("GET", "h", "/x");
+    uint8_t key[sizeof VENDOR + 8], buf[512];
+    uint64_t id = 7;
+    size_t n;
+    dep_list l;
+    raw r;
+    MDB_val k, v;
+    int variant, i;
+
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(spend_req(s, VENDOR, id, NOW, NOW, &get, NULL));
+    mps_close(s);
+    memcpy(key, VENDOR, sizeof VENDOR);
+    for (i = 0; i < 8; i++)
+        key[sizeof VENDOR + i] = (uint8_t)(id >> (56 - 8 * i));
+    for (variant = 0; variant < 5; variant++) {
+        CU_ASSERT_FATAL(raw_open(&r, d, "spent"));
+        k.mv_size = sizeof key;
+        k.mv_data = key;
+        CU_ASSERT_FATAL(mdb_get(r.txn, r.dbi, &k, &v) == 0 && v.mv_size <= sizeof buf);
+        n = v.mv_size;
+        memcpy(buf, v.mv_data, n);
+        switch (variant) {
+        case 0: buf[16] = 2; break;                  /* unknown flag */
+        case 1: n--; break;                          /* target cut short */
+        case 2: buf[n - 1] = ' '; break;             /* target byte not visible */
+        case 3: buf[15] ^= 1; break;                 /* time before expiry */
+        default: n = 20; break;                      /* header cut short */
+        }
+        v.mv_size = n;
+        v.mv_data = buf;
+        CU_ASSERT(mdb_put(r.txn, r.dbi, &k, &v, 0) == 0);
+        CU_ASSERT_FATAL(raw_close(&r));
+        s = open_store(d, 0);
+        CU_ASSERT_FATAL(s != NULL);
+        memset(&l, 0, sizeof l);
+        ASSERT_ST(mps_mc_list_undeposited(s, VENDOR, dep_cb, &l), MP_ERR_STORE);
+        CU_ASSERT(strstr(mps_errmsg(s), "corrupt spent record") != NULL);
+        ASSERT_ST(spend_req(s, VENDOR, id, NOW, NOW, &get, NULL), MP_ERR_STORE);
+        ASSERT_ST(mps_mc_mark_deposited(s, VENDOR, &id, 1), MP_ERR_STORE);
+        mps_close(s);
+        /* the good record back */
+        CU_ASSERT_FATAL(raw_open(&r, d, "spent"));
+        CU_ASSERT(mdb_del(r.txn, r.dbi, &k, NULL) == 0);
+        CU_ASSERT_FATAL(raw_close(&r));
+        s = open_store(d, 0);
+        CU_ASSERT_FATAL(s != NULL);
+        ASSERT_OK(spend_req(s, VENDOR, id, NOW, NOW, &get, NULL));
+        CU_ASSERT(undeposited(s, VENDOR).n == 1);
+        mps_close(s);
+    }
 }
 
 static void test_ledger(void)
@@ -742,6 +1011,109 @@ static void test_pw(void)
     mdb_env_close(r.env);
 }
 
+typedef struct {
+    size_t n;
+    uint8_t commit[2][MP_PW_COMMIT_MAX];
+    size_t commit_len[2];
+    uint32_t last[2], redeemed[2];
+    uint8_t w_last[2][MP_HASH_LEN];
+} pw_listing;
+
+static int pw_list_cb(void *ctx, const uint8_t *c, size_t clen, uint32_t last,
+                      const uint8_t w_last[MP_HASH_LEN], uint32_t redeemed)
+{
+    pw_listing *l = ctx;
+
+    if (l->n < 2 && clen <= MP_PW_COMMIT_MAX) {
+        memcpy(l->commit[l->n], c, clen);
+        l->commit_len[l->n] = clen;
+        l->last[l->n] = last;
+        l->redeemed[l->n] = redeemed;
+        memcpy(l->w_last[l->n], w_last, MP_HASH_LEN);
+    }
+    l->n++;
+    return 0;
+}
+
+/* Lists the trackers into l; *i gets the entry of commitment c (1 when found). */
+static int pw_find(mps *s, pw_listing *l, const mp_pw_commit *c, size_t *i)
+{
+    memset(l, 0, sizeof *l);
+    ASSERT_OK(mps_pw_list(s, pw_list_cb, l));
+    for (*i = 0; *i < l->n && *i < 2; (*i)++)
+        if (l->commit_len[*i] == c->enc_len && memcmp(l->commit[*i], c->enc, c->enc_len) == 0)
+            return 1;
+    return 0;
+}
+
+static void test_pw_redeem(void)
+{
+    static pw_listing l;
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mp_pw_track t, next;
+    mps_earning e = earning("/pw", MP_SCHEME_PAYWORD, NOW, &unit7);
+    uint8_t unknown[MP_HASH_LEN];
+    size_t i, removed;
+
+    CU_ASSERT_FATAL(s != NULL);
+    CU_ASSERT(!pw_find(s, &l, &commit, &i) && l.n == 0);
+    ASSERT_ST(mps_pw_list(s, NULL, &l), MP_ERR_ARG);
+    ASSERT_OK(mp_pw_track_init(&commit, &t));
+    ASSERT_OK(mps_pw_register(s, &commit, &t, NOW + 500));
+    ASSERT_OK(mp_pw_track_init(&commit2, &t));
+    ASSERT_OK(mps_pw_register(s, &commit2, &t, NOW + 600));
+
+    /* fresh: l = 0, w_l = w0, nothing redeemed */
+    CU_ASSERT_FATAL(pw_find(s, &l, &commit, &i) && l.n == 2);
+    CU_ASSERT(l.last[i] == 0 && l.redeemed[i] == 0 && memcmp(l.w_last[i], words[0], MP_HASH_LEN) == 0);
+    ASSERT_ST(mps_pw_mark_redeemed(s, commit.id, 1), MP_ERR_ARG);     /* above l */
+    ASSERT_OK(mps_pw_mark_redeemed(s, commit.id, 0));
+
+    /* payments up to 5 (a gap below 3), then the marks only grow */
+    ASSERT_OK(mps_pw_get(s, commit.id, &t));
+    ASSERT_OK(pay(&t, 5, 2, &next));
+    ASSERT_OK(mps_pw_update(s, t.version, &next, &e));
+    CU_ASSERT_FATAL(pw_find(s, &l, &commit, &i));
+    CU_ASSERT(l.last[i] == 5 && l.redeemed[i] == 0 && memcmp(l.w_last[i], words[5], MP_HASH_LEN) == 0);
+    ASSERT_OK(mps_pw_mark_redeemed(s, commit.id, 4));
+    ASSERT_OK(mps_pw_mark_redeemed(s, commit.id, 2));
+    ASSERT_ST(mps_pw_mark_redeemed(s, commit.id, 6), MP_ERR_ARG);
+    CU_ASSERT_FATAL(pw_find(s, &l, &commit, &i));
+    CU_ASSERT(l.redeemed[i] == 4);
+    CU_ASSERT(pw_find(s, &l, &commit2, &i) && l.redeemed[i] == 0 && l.last[i] == 0);
+
+    /* later payments keep the mark, and the tracker moves on */
+    ASSERT_OK(mps_pw_get(s, commit.id, &t));
+    ASSERT_OK(pay(&t, 3, 1, &next));                   /* into the gap */
+    ASSERT_OK(mps_pw_update(s, t.version, &next, &e));
+    ASSERT_OK(mps_pw_get(s, commit.id, &t));
+    ASSERT_OK(pay(&t, 9, 4, &next));
+    ASSERT_OK(mps_pw_update(s, t.version, &next, &e));
+    CU_ASSERT_FATAL(pw_find(s, &l, &commit, &i));
+    CU_ASSERT(l.last[i] == 9 && l.redeemed[i] == 4 && memcmp(l.w_last[i], words[9], MP_HASH_LEN) == 0);
+    ASSERT_OK(mps_pw_mark_redeemed(s, commit.id, 9));
+    mps_close(s);
+
+    s = open_store(d, MPS_RDONLY);
+    CU_ASSERT_FATAL(s != NULL);
+    CU_ASSERT(pw_find(s, &l, &commit, &i) && l.redeemed[i] == 9);
+    ASSERT_ST(mps_pw_mark_redeemed(s, commit.id, 9), MP_ERR_STORE);   /* read-only */
+    mps_close(s);
+
+    s = open_store(d, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    memset(unknown, 0x42, sizeof unknown);
+    ASSERT_ST(mps_pw_mark_redeemed(s, unknown, 1), MP_ERR_UNKNOWN_COMMITMENT);
+    ASSERT_ST(mps_pw_mark_redeemed(s, NULL, 1), MP_ERR_ARG);
+    /* compaction still keeps trackers until keep_until */
+    ASSERT_OK(mps_compact(s, NOW + 500, 100, &removed));
+    CU_ASSERT(removed == 1);
+    ASSERT_ST(mps_pw_mark_redeemed(s, commit.id, 9), MP_ERR_UNKNOWN_COMMITMENT);
+    CU_ASSERT(pw_find(s, &l, &commit2, &i) && l.n == 1);
+    mps_close(s);
+}
+
 static void test_pw_corrupt(void)
 {
     const char *d = new_store();
@@ -765,11 +1137,11 @@ static void test_pw_corrupt(void)
         CU_ASSERT_FATAL(mdb_get(r.txn, r.dbi, &k, &v) == 0 && v.mv_size <= sizeof buf);
         n = v.mv_size;
         memcpy(buf, v.mv_data, n);
-        tlen = (size_t)buf[8] << 8 | buf[9];
+        tlen = (size_t)buf[12] << 8 | buf[13];
         switch (variant) {
-        case 0: buf[10 + 1] ^= 0xff; break;                     /* record type */
-        case 1: buf[10 + tlen - 1] ^= 0x01; break;              /* last tracker byte */
-        case 2: buf[8] = 0xff; break;                           /* length past the end */
+        case 0: buf[14 + 1] ^= 0xff; break;                     /* record type */
+        case 1: buf[14 + tlen - 1] ^= 0x01; break;              /* last tracker byte */
+        case 2: buf[12] = 0xff; break;                          /* length past the end */
         default: n = 5; break;                                  /* cut short */
         }
         v.mv_size = n;
@@ -1313,9 +1685,12 @@ int main(int argc, char **argv)
         { "open a truncated store", test_open_truncated },
         { "open a foreign or other-version store", test_open_foreign },
         { "spend, retry, spent", test_spend },
+        { "deposits: list, mark, compact", test_deposits },
+        { "corrupt spent records", test_spent_corrupt },
         { "ledger", test_ledger },
         { "change ids", test_ids },
         { "PayWord trackers", test_pw },
+        { "PayWord redemption marks", test_pw_redeem },
         { "corrupt PayWord trackers", test_pw_corrupt },
         { "prices", test_prices },
         { "compaction", test_compact },

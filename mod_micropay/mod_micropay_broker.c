@@ -1,0 +1,1303 @@
+/*
+ * mod_micropay_broker.c - the broker handler (SetHandler micropay-broker):
+ * docs/PROTOCOL.md section 8, POST <location>/buy, /exchange, /certify,
+ * /redeem.
+ *
+ * Order of work on a request:
+ *   1. refuse plain HTTP (unless MicropayBrokerRequireTLS off), unknown
+ *      endpoints (404) and methods other than POST (405);
+ *   2. read the body (at most 1 MiB) and hash it;
+ *   3. authenticate the account (MP1-HMAC, 8.2) in a read transaction;
+ *   4. parse the JSON and check every member this endpoint knows;
+ *      /redeem also verifies its items here, outside the store's single
+ *      writer lock (a PayWord item can cost a million hashes);
+ *   5. one write transaction: the account again, the idempotency record
+ *      (a known request_id answers with the stored response), the effects,
+ *      the new idempotency record, commit (fsync'ed by the store).
+ * Only successful responses are stored: a refused request has no effect,
+ * so a retry is simply decided again.
+ *
+ * Thread safety: libmp's keyed objects are not thread-safe. Each request
+ * duplicates the templates it needs (issuers, account master) under
+ * bc->lock and frees the copies with the request pool; certificate signing
+ * uses the shared signer under bc->lock.
+ *
+ * Money: every sum goes through mp_amount_* (overflow and currency
+ * checked); a balance never goes below zero; nothing is credited that was
+ * not taken from somewhere (a PayWord redemption the customer cannot
+ * cover is credited only as far as it is covered, and the rest reported).
+ */
+#include <string.h>
+#include <jansson.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+#include "apr_atomic.h"
+#include "apr_thread_mutex.h"
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 104)
+#include "http_ssl.h"
+#endif
+#include "mod_micropay.h"
+
+APLOG_USE_MODULE(micropay);
+
+#define IDEM_KEEP      (25 * 3600)     /* 24 h required, one more of margin */
+#define AMOUNTS_MAX    16
+#define REDEEM_MAX     1000
+#define ID_LOW_MAX     ((uint64_t)1 << 48)
+#define COMPACT_EVERY  3600
+
+typedef enum { EP_BUY, EP_EXCHANGE, EP_CERTIFY, EP_REDEEM } endpoint;
+
+/* One redemption item, verified before the write transaction. */
+typedef struct {
+    mp_status st;                  /* MP_OK: apply it in the transaction */
+    /* PayWord */
+    uint8_t   commit_id[MP_HASH_LEN];
+    uint32_t  last;
+    mp_amount unit;
+    char      user[MP_NAME_MAX + 1];
+    /* Millicent */
+    uint64_t  scrip_id;
+    mp_amount value;
+    uint64_t  keep_until;
+} rd_item;
+
+typedef struct {
+    request_rec     *r;
+    mpx_broker_conf *bc;
+    endpoint         ep;
+    const char      *ep_name;
+    uint64_t         now;
+    const char      *target;
+    const char      *body;
+    apr_size_t       body_len;
+    uint8_t          body_hash[MP_HASH_LEN];
+    mpb_account      acct;
+    json_t          *json;
+    const char      *request_id;
+    /* failure */
+    const char      *reason;
+    const char      *message;
+    /* per-request crypto copies */
+    mp_mc_issuer    *issuer;                           /* broker scrip */
+    mp_mc_issuer    *viss[MPX_BROKER_VENDORS_MAX];     /* vendor scrip */
+    mp_mac          *scratch;
+    mp_sha          *sha;
+    /* parsed request */
+    mp_amount        amount;                           /* buy: amount; certify: credit */
+    int              vendor;                           /* exchange: index in bc->vendors */
+    int              namounts;
+    mp_amount        amounts[AMOUNTS_MAX];
+    mp_mc_payment   *payment;
+    mp_pubkey        key;
+    uint64_t         expiry;
+    int              npw, nmc;
+    rd_item         *items;                            /* npw PayWord, then nmc Millicent */
+    uint8_t         *rec;                              /* scratch: one decoded record */
+    mp_mc_payment   *pay, *again;                      /* scratch: Millicent deposits */
+} bx;
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static int visible(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+/* The request target exactly as sent (path and query, not decoded): the
+ * account signature covers these bytes, as does an /exchange req_sig. */
+static const char *request_target(request_rec *r)
+{
+    const char *u = r->unparsed_uri ? r->unparsed_uri : "/", *p;
+
+    if (u[0] != '/' && (p = strstr(u, "://")) != NULL) {
+        p = strchr(p + 3, '/');
+        u = p ? p : "/";
+    }
+    return apr_pstrmemdup(r->pool, u, strcspn(u, "#"));
+}
+
+static const char *b64(apr_pool_t *p, const uint8_t *bin, size_t len)
+{
+    size_t cap = mp_b64url_len(len) + 1;
+    char *t = apr_palloc(p, cap);
+
+    return mp_b64url_encode(bin, len, t, cap, NULL) == MP_OK ? t : NULL;
+}
+
+static const char *human(apr_pool_t *p, const mp_amount *a)
+{
+    char buf[MP_AMOUNT_STRMAX];
+
+    return mp_amount_format(a, buf, sizeof buf) == MP_OK ? apr_pstrdup(p, buf) : NULL;
+}
+
+static const char *u64s(apr_pool_t *p, uint64_t v)
+{
+    return apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)v);
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static int fail(bx *x, int status, const char *reason, const char *message)
+{
+    x->reason = reason;
+    x->message = message;
+    return status;
+}
+
+/* A libmp status as a request failure (8.2): client reasons are 400 or 422. */
+static int fail_st(bx *x, mp_status st, const char *message)
+{
+    const char *reason = mp_reason(st);
+
+    if (strcmp(reason, "internal") == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, x->r, "MP00121: broker %s: %s failed: %s",
+                      x->bc->name, x->ep_name, mp_strerror(st));
+        return fail(x, HTTP_INTERNAL_SERVER_ERROR, "internal", "internal error");
+    }
+    return fail(x, strcmp(reason, "malformed") == 0 ? HTTP_BAD_REQUEST
+                                                    : HTTP_UNPROCESSABLE_ENTITY,
+                reason, message ? message : mp_strerror(st));
+}
+
+static int store_failed(bx *x)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, x->r, "MP00120: broker store %s error: %s",
+                  x->bc->store_dir, mpb_errmsg());
+    return fail(x, HTTP_INTERNAL_SERVER_ERROR, "internal", "broker store error");
+}
+
+/* ---- responses ------------------------------------------------------------------- */
+
+static int send_body(request_rec *r, int status, const char *body, size_t len)
+{
+    r->status = status;
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    ap_set_content_type(r, "application/json");
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only)
+        ap_rwrite(body, (int)len, r);
+    return OK;
+}
+
+/* Serialises obj (consumed) into pool memory; NULL on failure. */
+static char *dump(apr_pool_t *p, json_t *obj, size_t *len)
+{
+    char *s = json_dumps(obj, JSON_ENSURE_ASCII), *out = NULL;
+
+    json_decref(obj);
+    if (s != NULL) {
+        *len = strlen(s);
+        out = apr_pstrmemdup(p, s, *len + 1);
+        out[*len] = '\n';
+        (*len)++;
+        free(s);
+    }
+    return out;
+}
+
+static const char *quoted(apr_pool_t *p, const char *s)
+{
+    size_t n = strlen(s), i, o = 0;
+    char *out = apr_palloc(p, 2 * n + 3);
+
+    out[o++] = '"';
+    for (i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            out[o++] = '\\';
+        out[o++] = s[i];
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}
+
+static int send_error(request_rec *r, mpx_broker_conf *bc, int status, const char *reason,
+                      const char *message)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "error", "request_failed", "reason", reason,
+                          "message", message ? message : reason);
+    size_t len = 0;
+    char *body = o ? dump(r->pool, o, &len) : NULL;
+
+    if (status == HTTP_UNAUTHORIZED)
+        apr_table_setn(r->err_headers_out, "WWW-Authenticate",
+                       apr_pstrcat(r->pool, "MP1-HMAC realm=",
+                                   quoted(r->pool, bc && bc->name ? bc->name : "broker"), NULL));
+    if (body == NULL) {
+        body = apr_pstrdup(r->pool, "{\"error\": \"request_failed\", \"reason\": \"internal\"}\n");
+        len = strlen(body);
+    }
+    if (status >= 500)
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MP00131: broker %s: %d %s", r->uri,
+                      status, reason);
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00130: broker request %s refused: %d "
+                      "%s (%s)", r->uri, status, reason, message ? message : "-");
+    return send_body(r, status, body, len);
+}
+
+/* ---- per-request crypto copies ---------------------------------------------------- */
+
+static apr_status_t free_crypto(void *data)
+{
+    bx *x = data;
+    int i;
+
+    mp_mc_issuer_free(x->issuer);
+    for (i = 0; i < MPX_BROKER_VENDORS_MAX; i++)
+        mp_mc_issuer_free(x->viss[i]);
+    mp_mac_free(x->scratch);
+    mp_sha_free(x->sha);
+    x->issuer = NULL;
+    memset(x->viss, 0, sizeof x->viss);
+    x->scratch = NULL;
+    x->sha = NULL;
+    return APR_SUCCESS;
+}
+
+static mp_status dup_issuer(bx *x, const mp_mc_issuer *tmpl, mp_mc_issuer **out)
+{
+    mp_status st;
+
+    if (*out != NULL)
+        return MP_OK;
+    apr_thread_mutex_lock(x->bc->lock);
+    st = mp_mc_issuer_dup(tmpl, out);
+    apr_thread_mutex_unlock(x->bc->lock);
+    return st;
+}
+
+static mp_status vendor_issuer(bx *x, int v, mp_mc_issuer **out)
+{
+    mp_status st = dup_issuer(x, x->bc->vendors[v].issuer, &x->viss[v]);
+
+    *out = x->viss[v];
+    return st;
+}
+
+static int find_vendor(const mpx_broker_conf *bc, const char *name)
+{
+    int i;
+
+    for (i = 0; i < bc->nvendors; i++)
+        if (strcmp(bc->vendors[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- authentication (8.2) ----------------------------------------------------------- */
+
+/* Authorization: MP1-HMAC account="..", ts="..", sig=".." (auth-params in
+ * any order, token or quoted-string values, unknown ones ignored). */
+static int parse_auth(apr_pool_t *p, const char *v, const char **account, uint64_t *ts,
+                      uint8_t sig[MP_HASH_LEN])
+{
+    const char *name, *val;
+    size_t nlen, vlen, sig_len = 0;
+    int have_a = 0, have_t = 0, have_s = 0;
+    char *vcopy;
+    uint64_t t;
+    size_t i;
+
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (strncasecmp(v, "MP1-HMAC", 8) != 0 || (v[8] != ' ' && v[8] != '\t'))
+        return 0;
+    v += 8;
+    for (;;) {
+        while (*v == ' ' || *v == '\t')
+            v++;
+        name = v;
+        while ((*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') || (*v >= '0' && *v <= '9')
+               || *v == '-' || *v == '_')
+            v++;
+        nlen = (size_t)(v - name);
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (nlen == 0 || *v++ != '=')
+            return 0;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (*v == '"') {
+            val = ++v;
+            /* No value of ours needs escaping: a backslash is an error. */
+            while (*v != '"' && *v != '\0' && *v != '\\')
+                v++;
+            if (*v != '"')
+                return 0;
+            vlen = (size_t)(v - val);
+            v++;
+        } else {
+            val = v;
+            while (*v != '\0' && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            vlen = (size_t)(v - val);
+        }
+        vcopy = apr_pstrmemdup(p, val, vlen);
+        if (nlen == 7 && strncasecmp(name, "account", 7) == 0) {
+            if (have_a++ || vlen == 0 || vlen > MPB_ACCOUNT_MAX || !visible(val, vlen)
+                || memchr(val, '"', vlen) != NULL || memchr(val, '\\', vlen) != NULL)
+                return 0;
+            *account = vcopy;
+        } else if (nlen == 2 && strncasecmp(name, "ts", 2) == 0) {
+            if (have_t++ || vlen == 0 || vlen > 20)
+                return 0;
+            for (t = 0, i = 0; i < vlen; i++) {
+                if (val[i] < '0' || val[i] > '9' || t > (UINT64_MAX - 9) / 10)
+                    return 0;
+                t = t * 10 + (uint64_t)(val[i] - '0');
+            }
+            *ts = t;
+        } else if (nlen == 3 && strncasecmp(name, "sig", 3) == 0) {
+            if (have_s++ || mp_b64url_decode(vcopy, vlen, sig, MP_HASH_LEN, &sig_len) != MP_OK
+                || sig_len != MP_HASH_LEN)
+                return 0;
+        }
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (*v == '\0')
+            break;
+        if (*v++ != ',')
+            return 0;
+    }
+    return have_a == 1 && have_t == 1 && have_s == 1;
+}
+
+static int authenticate(bx *x)
+{
+    request_rec *r = x->r;
+    const char *hdr = apr_table_get(r->headers_in, "Authorization"), *account = NULL;
+    uint8_t sig[MP_HASH_LEN], key[MP_SECRET_LEN];
+    mp_mac *master = NULL;
+    mpb_txn *t = NULL;
+    uint64_t ts = 0;
+    int found = 0;
+    mp_status st;
+
+    if (hdr == NULL || !parse_auth(r->pool, hdr, &account, &ts, sig))
+        return fail(x, HTTP_UNAUTHORIZED, "unauthorized",
+                    "missing or malformed Authorization: MP1-HMAC account, ts, sig");
+    if (mpb_begin(x->bc->store, 1, &t) != MP_OK)
+        return store_failed(x);
+    st = mpb_account_get(t, account, &x->acct, &found);
+    mpb_abort(t);
+    if (st != MP_OK)
+        return store_failed(x);
+    if (!found)
+        return fail(x, HTTP_UNAUTHORIZED, "unknown-account", "no such account");
+    apr_thread_mutex_lock(x->bc->lock);
+    st = mp_mac_dup(x->bc->account_master, &master);
+    apr_thread_mutex_unlock(x->bc->lock);
+    if (st == MP_OK)
+        st = mp_account_key_wrap(master, x->acct.id, x->acct.key_enc, key);
+    mp_mac_free(master);
+    if (st != MP_OK) {
+        mp_wipe(key, sizeof key);
+        return fail_st(x, st == MP_ERR_ARG ? MP_ERR_CRYPTO : st, NULL);
+    }
+    st = mp_broker_sig_check(key, x->acct.id, "POST", x->target, strlen(x->target), ts, x->now,
+                             x->body_hash, sig, sizeof sig);
+    mp_wipe(key, sizeof key);
+    if (st == MP_ERR_EXPIRED)
+        return fail(x, HTTP_UNAUTHORIZED, "unauthorized",
+                    "timestamp more than 300 seconds from the broker's clock");
+    if (st != MP_OK)
+        return fail(x, HTTP_UNAUTHORIZED, "unauthorized", "wrong signature");
+    return OK;
+}
+
+/* ---- JSON members --------------------------------------------------------------------- */
+
+static int json_amount(bx *x, json_t *v, const char *what, mp_amount *out)
+{
+    if (!json_is_string(v) || mp_amount_parse(json_string_value(v), json_string_length(v), out)
+        != MP_OK || out->units == 0)
+        return fail(x, HTTP_BAD_REQUEST, "malformed",
+                    apr_psprintf(x->r->pool, "%s: not an amount above zero such as \"1.00 USD\"",
+                                 what));
+    return OK;
+}
+
+/* A base64url record member, decoded into rec (MP_WIRE_MAX bytes). */
+static int json_record(bx *x, json_t *v, const char *what, uint8_t *rec, size_t *len)
+{
+    if (!json_is_string(v) || mp_b64url_decode(json_string_value(v), json_string_length(v), rec,
+                                                MP_WIRE_MAX, len) != MP_OK)
+        return fail(x, HTTP_BAD_REQUEST, "malformed",
+                    apr_psprintf(x->r->pool, "%s: not a base64url record", what));
+    return OK;
+}
+
+static int request_id_ok(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || n > MPB_REQID_MAX)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')
+              || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+/* ---- store helpers (inside the write transaction) --------------------------------------- */
+
+/* (series << 48) | the next value of counter name; MP_ERR_ARG when the
+ * series has no ids left (rotate it). */
+static mp_status next_id(bx *x, mpb_txn *t, const char *name, uint16_t series, uint64_t *out)
+{
+    uint64_t n = 0;
+    mp_status st = mpb_counter_next(t, name, &n);
+
+    if (st != MP_OK)
+        return st;
+    if (n == 0 || n >= ID_LOW_MAX) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, x->r, "MP00122: broker %s: counter %s has no "
+                      "ids left; add a new series", x->bc->name, name);
+        return MP_ERR_ARG;
+    }
+    *out = ((uint64_t)series << 48) | n;
+    return MP_OK;
+}
+
+/* The customer id of this account at issuer (vendor "" = broker scrip):
+ * assigned once per account and customer series. */
+static mp_status customer_id(bx *x, mpb_txn *t, const char *vendor_key, const char *issuer,
+                             uint16_t series, uint64_t *out)
+{
+    uint64_t id = 0;
+    int found = 0;
+    mp_status st = mpb_custid_get(t, x->acct.id, vendor_key, &id, &found);
+
+    if (st != MP_OK)
+        return st;
+    if (found && MP_SERIES(id) == series) {
+        *out = id;
+        return MP_OK;
+    }
+    if ((st = next_id(x, t, apr_psprintf(x->r->pool, "customer:%s:%u", issuer, series), series,
+                      &id)) != MP_OK
+        || (st = mpb_custid_put(t, x->acct.id, vendor_key, id)) != MP_OK)
+        return st;
+    *out = id;
+    return MP_OK;
+}
+
+/* A store or id failure inside the transaction: 500. */
+static int txn_failed(bx *x, mp_status st)
+{
+    if (st == MP_ERR_STORE)
+        return store_failed(x);
+    return fail_st(x, st == MP_OK ? MP_ERR_ARG : (strcmp(mp_reason(st), "internal") == 0
+                                                  ? st : MP_ERR_ARG), NULL);
+}
+
+static const char *scrip_b64(bx *x, const mp_scrip *s)
+{
+    uint8_t enc[MP_WIRE_MAX];
+    size_t len = 0;
+
+    return mp_scrip_encode(s, enc, sizeof enc, &len) == MP_OK ? b64(x->r->pool, enc, len) : NULL;
+}
+
+/* ---- POST /buy (8.3) ----------------------------------------------------------------------- */
+
+static int parse_buy(bx *x)
+{
+    return json_amount(x, json_object_get(x->json, "amount"), "amount", &x->amount);
+}
+
+static int apply_buy(bx *x, mpb_txn *t, json_t **resp)
+{
+    mpx_broker_conf *bc = x->bc;
+    uint8_t csec[MP_HASH_LEN];
+    uint64_t cid = 0, sid = 0;
+    const char *scrip, *bal;
+    mp_amount nb;
+    mp_scrip s;
+    mp_status st;
+
+    if (strcmp(x->amount.cur, x->acct.balance.cur) != 0)
+        return fail(x, HTTP_BAD_REQUEST, "malformed",
+                    apr_psprintf(x->r->pool, "amount: the account is in %s", x->acct.balance.cur));
+    if (mp_amount_sub(&x->acct.balance, &x->amount, &nb) != MP_OK)
+        return fail(x, HTTP_CONFLICT, "overdraft", "the balance is below the amount");
+    if ((st = dup_issuer(x, bc->issuer, &x->issuer)) != MP_OK
+        || (st = customer_id(x, t, "", bc->name, bc->customer_series, &cid)) != MP_OK
+        || (st = next_id(x, t, apr_psprintf(x->r->pool, "scrip:%s:%u", bc->name, bc->scrip_series),
+                         bc->scrip_series, &sid)) != MP_OK)
+        return txn_failed(x, st);
+    if ((st = mp_mc_mint(x->issuer, &x->amount, sid, cid,
+                         x->now + (uint64_t)(bc->scrip_lifetime >= 0 ? bc->scrip_lifetime
+                                                                     : MPX_DEFAULT_SCRIP_LIFETIME),
+                         NULL, &s)) != MP_OK
+        || (st = mp_mc_customer_secret(x->issuer, cid, csec)) != MP_OK)
+        return txn_failed(x, st == MP_ERR_UNKNOWN_SERIES ? MP_ERR_ARG : st);
+    x->acct.balance = nb;
+    if ((st = mpb_account_put(t, &x->acct)) != MP_OK)
+        return txn_failed(x, st);
+    scrip = scrip_b64(x, &s);
+    bal = human(x->r->pool, &nb);
+    *resp = json_pack("{s:s, s:s?, s:s, s:s?, s:s?}", "request_id", x->request_id,
+                      "scrip", scrip, "customer_id", u64s(x->r->pool, cid),
+                      "customer_secret", b64(x->r->pool, csec, sizeof csec), "balance", bal);
+    mp_wipe(csec, sizeof csec);
+    if (scrip == NULL || bal == NULL)
+        return txn_failed(x, MP_ERR_ARG);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, x->r, "MP00140: broker %s: account %s bought %s of "
+                  "scrip (customer %" APR_UINT64_T_FMT ")", bc->name, x->acct.id,
+                  human(x->r->pool, &x->amount), (apr_uint64_t)cid);
+    return HTTP_OK;
+}
+
+/* ---- POST /exchange (8.4) -------------------------------------------------------------------- */
+
+static int parse_exchange(bx *x)
+{
+    json_t *vendor = json_object_get(x->json, "vendor"), *amounts, *v;
+    uint8_t *rec = apr_palloc(x->r->pool, MP_WIRE_MAX);
+    size_t len = 0, i;
+    mp_status st;
+    int rc;
+
+    if (!json_is_string(vendor))
+        return fail(x, HTTP_BAD_REQUEST, "malformed", "vendor: a vendor name is required");
+    amounts = json_object_get(x->json, "amounts");
+    if (!json_is_array(amounts) || json_array_size(amounts) < 1
+        || json_array_size(amounts) > AMOUNTS_MAX)
+        return fail(x, HTTP_BAD_REQUEST, "malformed", "amounts: an array of 1 to 16 amounts");
+    json_array_foreach(amounts, i, v) {
+        if ((rc = json_amount(x, v, "amounts", &x->amounts[i])) != OK)
+            return rc;
+        if (strcmp(x->amounts[i].cur, x->amounts[0].cur) != 0)
+            return fail(x, HTTP_BAD_REQUEST, "malformed", "amounts: all in one currency");
+        if (i == 0)
+            x->amount = x->amounts[0];
+        else if (mp_amount_add(&x->amount, &x->amounts[i], &x->amount) != MP_OK)
+            return fail(x, HTTP_BAD_REQUEST, "malformed", "amounts: the sum is too large");
+    }
+    x->namounts = (int)json_array_size(amounts);
+    if ((rc = json_record(x, json_object_get(x->json, "payment"), "payment", rec, &len)) != OK)
+        return rc;
+    x->payment = apr_palloc(x->r->pool, sizeof *x->payment);
+    if ((st = mp_mc_payment_decode(rec, len, x->payment)) != MP_OK)
+        return fail_st(x, st, "payment: not an mc_payment record");
+    /* A vendor this broker does not sell for. */
+    if ((x->vendor = find_vendor(x->bc, json_string_value(vendor))) < 0)
+        return fail(x, HTTP_UNPROCESSABLE_ENTITY, "wrong-vendor",
+                    "this broker does not sell scrip of that vendor");
+    return OK;
+}
+
+static int apply_exchange(bx *x, mpb_txn *t, json_t **resp)
+{
+    mpx_broker_conf *bc = x->bc;
+    mpx_broker_vendor *v = &bc->vendors[x->vendor];
+    request_rec *r = x->r;
+    const char *host = apr_table_get(r->headers_in, "Host");
+    uint64_t change_id = 0, cid = 0, sid = 0, expiry;
+    uint8_t csec[MP_HASH_LEN], enc[MP_WIRE_MAX];
+    mp_mc_reply *reply = apr_palloc(r->pool, sizeof *reply);
+    mp_mc_issuer *viss = NULL;
+    const char *text, *scrip_counter;
+    json_t *list;
+    mp_request req;
+    size_t len = 0;
+    mp_scrip s;
+    mp_status st;
+    int i;
+
+    if (host == NULL || strlen(host) > MP_HOST_MAX || !visible(host, strlen(host)))
+        host = r->hostname ? r->hostname : "";
+    req.method = "POST";
+    req.method_len = 4;
+    req.host = host;
+    req.host_len = strlen(host);
+    req.target = x->target;
+    req.target_len = strlen(x->target);
+    if ((st = dup_issuer(x, bc->issuer, &x->issuer)) != MP_OK
+        || (st = vendor_issuer(x, x->vendor, &viss)) != MP_OK
+        || (st = next_id(x, t, apr_psprintf(r->pool, "scrip:%s:%u", bc->name, bc->scrip_series),
+                         bc->scrip_series, &change_id)) != MP_OK)
+        return txn_failed(x, st);
+    /* The broker scrip is checked exactly as a vendor checks its own. */
+    if ((st = mp_mc_accept(x->issuer, x->scratch, x->payment, &req, &x->amount, x->now,
+                           change_id, reply)) != MP_OK) {
+        if (st == MP_ERR_CURRENCY)
+            st = MP_ERR_INSUFFICIENT;
+        return fail_st(x, st, apr_psprintf(r->pool, "payment: %s", mp_strerror(st)));
+    }
+    st = mpb_spend(t, bc->name, x->payment->scrip.id, x->payment->scrip.expiry);
+    if (st == MP_ERR_SPENT)
+        return fail(x, HTTP_UNPROCESSABLE_ENTITY, "already-spent", "payment: scrip already spent");
+    if (st != MP_OK
+        || (st = customer_id(x, t, v->name, v->name, v->customer_series, &cid)) != MP_OK)
+        return txn_failed(x, st);
+    list = json_array();
+    scrip_counter = apr_psprintf(r->pool, "scrip:%s:%u", v->name, v->series);
+    expiry = x->now + (uint64_t)(bc->scrip_lifetime >= 0 ? bc->scrip_lifetime
+                                                         : MPX_DEFAULT_SCRIP_LIFETIME);
+    for (i = 0; i < x->namounts; i++) {
+        if ((st = next_id(x, t, scrip_counter, v->series, &sid)) != MP_OK
+            || (st = mp_mc_mint(viss, &x->amounts[i], sid, cid, expiry, NULL, &s)) != MP_OK
+            || (text = scrip_b64(x, &s)) == NULL) {
+            json_decref(list);
+            return txn_failed(x, st == MP_OK || st == MP_ERR_UNKNOWN_SERIES ? MP_ERR_ARG : st);
+        }
+        json_array_append_new(list, json_string(text));
+    }
+    if ((st = mp_mc_customer_secret(viss, cid, csec)) != MP_OK
+        || (st = mp_mc_reply_encode(reply, enc, sizeof enc, &len)) != MP_OK) {
+        json_decref(list);
+        return txn_failed(x, st == MP_ERR_UNKNOWN_SERIES ? MP_ERR_ARG : st);
+    }
+    *resp = json_pack("{s:s, s:s, s:o, s:s, s:s?, s:s?}", "request_id", x->request_id,
+                      "vendor", v->name, "scrip", list, "customer_id", u64s(r->pool, cid),
+                      "customer_secret", b64(r->pool, csec, sizeof csec),
+                      "change", b64(r->pool, enc, len));
+    mp_wipe(csec, sizeof csec);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00141: broker %s: account %s exchanged %s of "
+                  "broker scrip for %d scrip of %s (customer %" APR_UINT64_T_FMT ")", bc->name,
+                  x->acct.id, human(r->pool, &x->amount), x->namounts, v->name, (apr_uint64_t)cid);
+    return HTTP_OK;
+}
+
+/* ---- POST /certify (8.5) ---------------------------------------------------------------------- */
+
+static int parse_certify(bx *x)
+{
+    json_t *key = json_object_get(x->json, "key"), *alg, *kv, *exp;
+    apr_int64_t lifetime = x->bc->cert_lifetime >= 0 ? x->bc->cert_lifetime
+                                                     : MPX_DEFAULT_CERT_LIFETIME;
+    uint64_t longest = x->now + (uint64_t)lifetime;
+    size_t len = 0;
+    int rc;
+
+    alg = json_object_get(key, "alg");
+    kv = json_object_get(key, "key");
+    if (!json_is_object(key) || !json_is_string(alg) || !json_is_string(kv))
+        return fail(x, HTTP_BAD_REQUEST, "malformed",
+                    "key: an object with alg (\"ed25519\" or \"rsa\") and key (base64url)");
+    memset(&x->key, 0, sizeof x->key);
+    if (strcmp(json_string_value(alg), "ed25519") == 0)
+        x->key.alg = MP_KEY_ED25519;
+    else if (strcmp(json_string_value(alg), "rsa") == 0)
+        x->key.alg = MP_KEY_RSA;
+    else
+        return fail(x, HTTP_BAD_REQUEST, "malformed", "key.alg: \"ed25519\" or \"rsa\"");
+    if (mp_b64url_decode(json_string_value(kv), json_string_length(kv), x->key.key,
+                         sizeof x->key.key, &len) != MP_OK
+        || len == 0 || (x->key.alg == MP_KEY_ED25519 && len != MP_ED25519_PUB_LEN))
+        return fail(x, HTTP_BAD_REQUEST, "malformed", "key.key: base64url of 32 raw bytes "
+                    "(ed25519) or of a DER SubjectPublicKeyInfo of at most 600 bytes (rsa)");
+    x->key.len = (uint16_t)len;
+    if (mp_pubkey_check(&x->key) != MP_OK)
+        return fail(x, HTTP_BAD_REQUEST, "malformed",
+                    "key: not a usable Ed25519 or RSA 2048-4096 bit public key");
+    if ((rc = json_amount(x, json_object_get(x->json, "credit_limit"), "credit_limit",
+                          &x->amount)) != OK)
+        return rc;
+    x->expiry = longest;
+    if ((exp = json_object_get(x->json, "expiry")) != NULL && !json_is_null(exp)) {
+        if (!json_is_integer(exp) || json_integer_value(exp) <= 0
+            || (uint64_t)json_integer_value(exp) <= x->now)
+            return fail(x, HTTP_BAD_REQUEST, "malformed",
+                        "expiry: Unix seconds in the future, if given");
+        if ((uint64_t)json_integer_value(exp) < longest)
+            x->expiry = (uint64_t)json_integer_value(exp);
+    }
+    return OK;
+}
+
+static int apply_certify(bx *x, mpb_txn *t, json_t **resp)
+{
+    mpx_broker_conf *bc = x->bc;
+    mp_pw_cert *c = apr_pcalloc(x->r->pool, sizeof *c);
+    mp_amount nb, nr;
+    uint64_t serial = 0;
+    const char *text;
+    mp_status st;
+
+    if (strcmp(x->amount.cur, x->acct.balance.cur) != 0)
+        return fail(x, HTTP_BAD_REQUEST, "malformed",
+                    apr_psprintf(x->r->pool, "credit_limit: the account is in %s",
+                                 x->acct.balance.cur));
+    /* The credit is reserved: it leaves the spendable balance. */
+    if (mp_amount_sub(&x->acct.balance, &x->amount, &nb) != MP_OK
+        || mp_amount_add(&x->acct.reserved, &x->amount, &nr) != MP_OK)
+        return fail(x, HTTP_CONFLICT, "overdraft", "the balance is below the credit limit");
+    if ((st = mpb_counter_next(t, "serial", &serial)) != MP_OK)
+        return txn_failed(x, st);
+    apr_cpystrn(c->broker, bc->name, sizeof c->broker);
+    apr_cpystrn(c->user, x->acct.id, sizeof c->user);
+    c->user_key = x->key;
+    c->expiry = x->expiry;
+    c->credit_limit = x->amount;
+    c->serial = serial;
+    apr_thread_mutex_lock(bc->lock);
+    st = mp_pw_cert_sign(c, bc->signer);
+    apr_thread_mutex_unlock(bc->lock);
+    if (st != MP_OK)
+        return txn_failed(x, st == MP_ERR_ARG ? MP_ERR_CRYPTO : st);
+    x->acct.balance = nb;
+    x->acct.reserved = nr;
+    if ((st = mpb_account_put(t, &x->acct)) != MP_OK)
+        return txn_failed(x, st);
+    if ((text = b64(x->r->pool, c->enc, c->enc_len)) == NULL)
+        return txn_failed(x, MP_ERR_ARG);
+    *resp = json_pack("{s:s, s:s, s:s, s:s, s:I}", "request_id", x->request_id, "cert", text,
+                      "user", x->acct.id, "serial", u64s(x->r->pool, serial),
+                      "expires", (json_int_t)x->expiry);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, x->r, "MP00142: broker %s: account %s certified, "
+                  "serial %" APR_UINT64_T_FMT ", credit %s reserved", bc->name, x->acct.id,
+                  (apr_uint64_t)serial, human(x->r->pool, &x->amount));
+    return HTTP_OK;
+}
+
+/* ---- POST /redeem (8.6) ------------------------------------------------------------------------ */
+
+static void item_fail(rd_item *it, mp_status st)
+{
+    it->st = st == MP_ERR_CURRENCY ? MP_ERR_MALFORMED : st;
+}
+
+/* A PayWord redemption record, verified without the store. */
+static void verify_payword(bx *x, json_t *v, mp_pw_redeem *rd, rd_item *it)
+{
+    apr_int64_t deadline = x->bc->redeem_deadline >= 0 ? x->bc->redeem_deadline
+                                                       : MPX_DEFAULT_REDEEM_DEADLINE;
+    size_t len = 0;
+    mp_amount value;
+    mp_status st;
+
+    if (mp_b64url_decode(json_string_value(v), json_string_length(v), x->rec, MP_WIRE_MAX, &len)
+        != MP_OK || mp_pw_redeem_decode(x->rec, len, rd) != MP_OK) {
+        item_fail(it, MP_ERR_MALFORMED);
+        return;
+    }
+    if (strcmp(rd->commit.vendor, x->acct.vendor) != 0) {
+        item_fail(it, MP_ERR_WRONG_VENDOR);
+        return;
+    }
+    /* The deadline before the hash chain, which can cost a million hashes. */
+    it->keep_until = add_sat(rd->commit.expiry, (uint64_t)deadline);
+    if (x->now >= it->keep_until) {
+        item_fail(it, MP_ERR_EXPIRED);
+        return;
+    }
+    /* Our own certificates only: the trust list holds just this broker. */
+    if ((st = mp_pw_redeem_verify(x->sha, rd, &x->bc->self_trust, &value)) != MP_OK) {
+        item_fail(it, st == MP_ERR_KEY ? MP_ERR_MALFORMED : st);
+        return;
+    }
+    memcpy(it->commit_id, rd->commit.id, MP_HASH_LEN);
+    it->last = rd->last;
+    it->unit = rd->commit.unit;
+    apr_cpystrn(it->user, rd->commit.cert.user, sizeof it->user);
+    it->st = MP_OK;
+}
+
+static int req_field(json_t *o, const char *name, size_t max, int slash, const char **out,
+                     size_t *len)
+{
+    json_t *v = json_object_get(o, name);
+    const char *s;
+
+    if (!json_is_string(v))
+        return 0;
+    s = json_string_value(v);
+    *len = json_string_length(v);
+    *out = s;
+    return *len >= 1 && *len <= max && visible(s, *len) && (!slash || s[0] == '/');
+}
+
+/* A Millicent deposit: scrip this broker minted for the account's vendor,
+ * spent by its customer on the request given. */
+static void verify_millicent(bx *x, json_t *o, rd_item *it)
+{
+    apr_int64_t deadline = x->bc->redeem_deadline >= 0 ? x->bc->redeem_deadline
+                                                       : MPX_DEFAULT_REDEEM_DEADLINE;
+    mp_mc_payment *p = x->pay, *again = x->again;
+    uint8_t csec[MP_HASH_LEN];
+    mp_mc_issuer *viss = NULL;
+    mp_request req;
+    size_t len = 0;
+    uint64_t at;
+    mp_status st;
+    int v;
+
+    if (json_record(x, json_object_get(o, "payment"), "payment", x->rec, &len) != OK
+        || mp_mc_payment_decode(x->rec, len, p) != MP_OK
+        || !req_field(o, "method", MP_METHOD_MAX, 0, &req.method, &req.method_len)
+        || !req_field(o, "host", MP_HOST_MAX, 0, &req.host, &req.host_len)
+        || !req_field(o, "target", MP_TARGET_MAX, 1, &req.target, &req.target_len)) {
+        x->reason = x->message = NULL;      /* an item failure, not the request's */
+        item_fail(it, MP_ERR_MALFORMED);
+        return;
+    }
+    /* Only scrip stamped in a series delegated to us is our liability:
+     * anything else (the vendor's own change included) is forged here. */
+    if ((v = find_vendor(x->bc, p->scrip.vendor)) < 0
+        || MP_SERIES(p->scrip.id) != x->bc->vendors[v].series) {
+        item_fail(it, MP_ERR_FORGED);
+        return;
+    }
+    if ((st = vendor_issuer(x, v, &viss)) != MP_OK) {
+        item_fail(it, st);
+        return;
+    }
+    /* Deposits are accepted after expiry, until the deadline: the stamp is
+     * checked at a time inside the scrip's validity, the deadline here. */
+    at = x->now < p->scrip.expiry ? x->now : p->scrip.expiry - 1;
+    if ((st = mp_mc_check_scrip(viss, &p->scrip, at)) != MP_OK) {
+        item_fail(it, st);
+        return;
+    }
+    if (strcmp(p->scrip.vendor, x->acct.vendor) != 0) {
+        item_fail(it, MP_ERR_WRONG_VENDOR);
+        return;
+    }
+    it->keep_until = add_sat(p->scrip.expiry, (uint64_t)deadline);
+    if (x->now >= it->keep_until) {
+        item_fail(it, MP_ERR_EXPIRED);
+        return;
+    }
+    /* req_sig: only the holder of customer_secret can have made it. */
+    if ((st = mp_mc_customer_secret(viss, p->scrip.customer_id, csec)) != MP_OK
+        || (st = mp_mc_pay(x->scratch, &p->scrip, csec, &req, &p->price, again)) != MP_OK) {
+        mp_wipe(csec, sizeof csec);
+        item_fail(it, st == MP_ERR_ARG ? MP_ERR_MALFORMED : st);
+        return;
+    }
+    mp_wipe(csec, sizeof csec);
+    if (!mp_ct_equal(again->req_sig, MP_HASH_LEN, p->req_sig, MP_HASH_LEN)) {
+        item_fail(it, MP_ERR_FORGED);
+        return;
+    }
+    it->scrip_id = p->scrip.id;
+    it->value = p->scrip.value;
+    it->st = MP_OK;
+}
+
+static int parse_redeem(bx *x)
+{
+    json_t *pw = json_object_get(x->json, "payword"), *mc = json_object_get(x->json, "millicent");
+    json_t *v;
+    mp_pw_redeem *rd;
+    size_t i;
+
+    if ((pw != NULL && !json_is_array(pw)) || (mc != NULL && !json_is_array(mc)))
+        return fail(x, HTTP_BAD_REQUEST, "malformed", "payword and millicent: arrays");
+    x->npw = pw ? (int)json_array_size(pw) : 0;
+    x->nmc = mc ? (int)json_array_size(mc) : 0;
+    if (x->npw + x->nmc > REDEEM_MAX)
+        return fail(x, HTTP_BAD_REQUEST, "malformed", "at most 1000 items in one request");
+    json_array_foreach(pw, i, v)
+        if (!json_is_string(v))
+            return fail(x, HTTP_BAD_REQUEST, "malformed", "payword: an array of redeem records");
+    json_array_foreach(mc, i, v)
+        if (!json_is_object(v))
+            return fail(x, HTTP_BAD_REQUEST, "malformed",
+                        "millicent: an array of {payment, method, host, target}");
+    x->items = apr_pcalloc(x->r->pool, sizeof *x->items * (size_t)(x->npw + x->nmc + 1));
+    rd = apr_palloc(x->r->pool, sizeof *rd);
+    x->rec = apr_palloc(x->r->pool, MP_WIRE_MAX);
+    x->pay = apr_palloc(x->r->pool, sizeof *x->pay);
+    x->again = apr_palloc(x->r->pool, sizeof *x->again);
+    json_array_foreach(pw, i, v)
+        verify_payword(x, v, rd, &x->items[i]);
+    json_array_foreach(mc, i, v)
+        verify_millicent(x, v, &x->items[x->npw + (int)i]);
+    return OK;
+}
+
+/* Moves up to want from the customer who was certified (reserved credit
+ * first, then balance) to the vendor; *moved gets what was covered. */
+static mp_status pay_from_customer(bx *x, mpb_txn *t, const char *user, const mp_amount *want,
+                                   mp_amount *moved)
+{
+    mpb_account *c = apr_palloc(x->r->pool, sizeof *c);
+    mp_amount take, rest;
+    int found = 0;
+    mp_status st;
+
+    mp_amount_set(moved, 0, want->cur);
+    if ((st = mpb_account_get(t, user, c, &found)) != MP_OK)
+        return st;
+    if (!found || c->kind != MPB_CUSTOMER || strcmp(c->id, x->acct.id) == 0
+        || strcmp(c->balance.cur, want->cur) != 0)
+        return MP_OK;                 /* nothing to take: all of it is shortfall */
+    rest = *want;
+    take = c->reserved.units < rest.units ? c->reserved : rest;
+    if ((st = mp_amount_sub(&c->reserved, &take, &c->reserved)) != MP_OK
+        || (st = mp_amount_sub(&rest, &take, &rest)) != MP_OK
+        || (st = mp_amount_add(moved, &take, moved)) != MP_OK)
+        return st;
+    take = c->balance.units < rest.units ? c->balance : rest;
+    if ((st = mp_amount_sub(&c->balance, &take, &c->balance)) != MP_OK
+        || (st = mp_amount_add(moved, &take, moved)) != MP_OK)
+        return st;
+    return mpb_account_put(t, c);
+}
+
+static int apply_redeem(bx *x, mpb_txn *t, json_t **resp)
+{
+    request_rec *r = x->r;
+    json_t *results = json_array(), *res;
+    mp_amount total, credited, want, shortfall, nb;
+    const char *kind, *status;
+    uint32_t prev;
+    rd_item *it;
+    mp_status st;
+    int i, idx, failed = 0, shorts = 0;
+
+    mp_amount_set(&total, 0, x->acct.balance.cur);
+    for (i = 0; i < x->npw + x->nmc; i++) {
+        it = &x->items[i];
+        kind = i < x->npw ? "payword" : "millicent";
+        idx = i < x->npw ? i : i - x->npw;
+        mp_amount_set(&credited, 0, x->acct.balance.cur);
+        mp_amount_set(&shortfall, 0, x->acct.balance.cur);
+        st = it->st;
+        if (st == MP_OK && strcmp(i < x->npw ? it->unit.cur : it->value.cur,
+                                  x->acct.balance.cur) != 0)
+            st = MP_ERR_INSUFFICIENT;        /* not in the vendor account's currency */
+        if (st == MP_OK && i < x->npw) {
+            prev = 0;
+            if ((st = mpb_redeemed_get(t, it->commit_id, &prev)) != MP_OK)
+                goto store;
+            if (it->last > prev) {
+                if ((st = mp_amount_mul(&it->unit, it->last - prev, &want)) != MP_OK
+                    || (st = pay_from_customer(x, t, it->user, &want, &credited)) != MP_OK
+                    || (st = mp_amount_sub(&want, &credited, &shortfall)) != MP_OK
+                    || (st = mpb_redeemed_put(t, it->commit_id, it->last, it->keep_until)) != MP_OK)
+                    goto store;
+                if (shortfall.units > 0) {
+                    shorts++;
+                    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MP00144: broker %s: vendor "
+                                  "account %s redeemed words of %s that the account does not "
+                                  "cover: %s unpaid (bill it)", x->bc->name, x->acct.id,
+                                  it->user, human(r->pool, &shortfall));
+                }
+            }
+        } else if (st == MP_OK) {
+            st = mpb_spend(t, x->acct.vendor, it->scrip_id, it->keep_until);
+            if (st == MP_OK)
+                credited = it->value;
+            else if (st == MP_ERR_SPENT)
+                st = MP_OK;                  /* deposited before: ok, nothing more */
+            else
+                goto store;
+        }
+        if (st == MP_OK && ((st = mp_amount_add(&x->acct.balance, &credited, &nb)) != MP_OK
+                            || (st = mp_amount_add(&total, &credited, &total)) != MP_OK)) {
+            json_decref(results);
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00123: broker %s: crediting vendor "
+                          "account %s would overflow", x->bc->name, x->acct.id);
+            return fail(x, HTTP_INTERNAL_SERVER_ERROR, "internal", "balance out of range");
+        }
+        if (st == MP_OK)
+            x->acct.balance = nb;
+        else
+            failed++;
+        status = st == MP_OK ? "ok" : mp_reason(st);
+        res = json_pack("{s:s, s:i, s:s, s:s?}", "kind", kind, "index", idx, "status", status,
+                        "credited", human(r->pool, &credited));
+        if (res != NULL && shortfall.units > 0)
+            json_object_set_new(res, "shortfall", json_string(human(r->pool, &shortfall)));
+        if (res == NULL || json_array_append_new(results, res) != 0) {
+            json_decref(results);
+            return txn_failed(x, MP_ERR_NOMEM);
+        }
+    }
+    if ((st = mpb_account_put(t, &x->acct)) != MP_OK)
+        goto store;
+    *resp = json_pack("{s:s, s:o, s:s?, s:s?}", "request_id", x->request_id, "results", results,
+                      "credited", human(r->pool, &total), "balance", human(r->pool, &x->acct.balance));
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00143: broker %s: vendor account %s redeemed "
+                  "%d item(s), %d refused, %d short: %s credited", x->bc->name, x->acct.id,
+                  x->npw + x->nmc, failed, shorts, human(r->pool, &total));
+    return HTTP_OK;
+store:
+    json_decref(results);
+    return txn_failed(x, st);
+}
+
+/* ---- the transaction ------------------------------------------------------------------------------ */
+
+static volatile apr_uint32_t last_compact;
+
+static void maybe_compact(bx *x)
+{
+    apr_uint32_t last = apr_atomic_read32(&last_compact);
+    size_t removed = 0;
+
+    if ((apr_uint32_t)x->now - last < COMPACT_EVERY
+        || apr_atomic_cas32(&last_compact, (apr_uint32_t)x->now, last) != last)
+        return;
+    if (mpb_compact(x->bc->store, x->now, 1000, &removed) != MP_OK)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00124: broker store compaction "
+                      "failed: %s", mpb_errmsg());
+    else if (removed > 0)
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, x->r, "MP00125: broker store compaction "
+                      "removed %lu expired records", (unsigned long)removed);
+}
+
+static int run(bx *x)
+{
+    request_rec *r = x->r;
+    mpb_txn *t = NULL;
+    json_t *resp = NULL;
+    char *stored = NULL, *body;
+    size_t stored_len = 0, len = 0;
+    int found = 0, status = 0, rc;
+    mp_status st;
+
+    if (mpb_begin(x->bc->store, 0, &t) != MP_OK)
+        return store_failed(x);
+    /* The account as it is now, under the writer lock. */
+    if ((st = mpb_account_get(t, x->acct.id, &x->acct, &found)) != MP_OK) {
+        mpb_abort(t);
+        return store_failed(x);
+    }
+    if (!found) {
+        mpb_abort(t);
+        return fail(x, HTTP_UNAUTHORIZED, "unknown-account", "no such account");
+    }
+    st = mpb_idem_get(t, x->acct.id, x->request_id, x->body_hash, &found, &status, &stored,
+                      &stored_len);
+    if (st == MP_ERR_MALFORMED) {
+        mpb_abort(t);
+        return fail(x, HTTP_CONFLICT, "malformed", "request_id already used with another body");
+    }
+    if (st != MP_OK) {
+        mpb_abort(t);
+        return store_failed(x);
+    }
+    if (found) {
+        /* A retry: the first answer again, with no new effect. */
+        mpb_abort(t);
+        body = apr_pstrmemdup(r->pool, stored, stored_len);
+        free(stored);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00132: broker %s: %s request %s of account "
+                      "%s answered again from the store", x->bc->name, x->ep_name, x->request_id,
+                      x->acct.id);
+        send_body(r, status, body, stored_len);
+        return OK;
+    }
+    switch (x->ep) {
+    case EP_BUY:      rc = apply_buy(x, t, &resp); break;
+    case EP_EXCHANGE: rc = apply_exchange(x, t, &resp); break;
+    case EP_CERTIFY:  rc = apply_certify(x, t, &resp); break;
+    default:          rc = apply_redeem(x, t, &resp); break;
+    }
+    if (rc == HTTP_OK && (resp == NULL || (body = dump(r->pool, resp, &len)) == NULL)) {
+        resp = NULL;
+        rc = txn_failed(x, MP_ERR_NOMEM);
+    }
+    if (rc != HTTP_OK) {
+        json_decref(resp);
+        mpb_abort(t);
+        return rc;
+    }
+    if ((st = mpb_idem_put(t, x->acct.id, x->request_id, x->body_hash, HTTP_OK, body, len,
+                           x->now + IDEM_KEEP)) != MP_OK) {
+        mpb_abort(t);
+        return store_failed(x);
+    }
+    if (mpb_commit(t) != MP_OK)
+        return store_failed(x);
+    send_body(r, HTTP_OK, body, len);
+    maybe_compact(x);
+    return OK;
+}
+
+/* ---- the handler ------------------------------------------------------------------------------------ */
+
+static int is_tls(conn_rec *c)
+{
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 104)
+    return ap_ssl_conn_is_ssl(c) || (c->master != NULL && ap_ssl_conn_is_ssl(c->master));
+#else
+    (void)c;
+    return 0;
+#endif
+}
+
+/* The body, at most MPB_BODY_MAX bytes: OK, or an HTTP status. */
+static int read_body(bx *x)
+{
+    request_rec *r = x->r;
+    apr_size_t cap, len = 0, want;
+    char tmp[8192], *buf, *bigger;
+    long n;
+    int rc;
+
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK)
+        return rc;
+    if (r->remaining > MPB_BODY_MAX)
+        return fail(x, HTTP_REQUEST_ENTITY_TOO_LARGE, "malformed", "the body exceeds 1 MiB");
+    cap = r->remaining > 0 ? (apr_size_t)r->remaining : sizeof tmp;
+    buf = apr_palloc(r->pool, cap + 1);
+    if (ap_should_client_block(r)) {
+        while ((n = ap_get_client_block(r, tmp, sizeof tmp)) != 0) {
+            if (n < 0)
+                return fail(x, HTTP_BAD_REQUEST, "malformed", "cannot read the request body");
+            if ((apr_size_t)n > MPB_BODY_MAX - len)
+                return fail(x, HTTP_REQUEST_ENTITY_TOO_LARGE, "malformed",
+                            "the body exceeds 1 MiB");
+            if (len + (apr_size_t)n > cap) {
+                want = len + (apr_size_t)n;
+                cap = cap * 2 > want ? cap * 2 : want;
+                if (cap > MPB_BODY_MAX)
+                    cap = MPB_BODY_MAX;
+                bigger = apr_palloc(r->pool, cap + 1);
+                memcpy(bigger, buf, len);
+                buf = bigger;
+            }
+            memcpy(buf + len, tmp, (size_t)n);
+            len += (apr_size_t)n;
+        }
+    }
+    buf[len] = '\0';
+    x->body = buf;
+    x->body_len = len;
+    return OK;
+}
+
+static int handle(bx *x)
+{
+    request_rec *r = x->r;
+    uint8_t dummy[MP_SECRET_LEN];
+    json_error_t jerr;
+    json_t *rid;
+    int rc;
+
+    if ((rc = read_body(x)) != OK)
+        return rc;
+    if (mp_sha256(x->body, x->body_len, x->body_hash) != MP_OK)
+        return fail_st(x, MP_ERR_CRYPTO, NULL);
+    if ((rc = authenticate(x)) != OK)
+        return rc;
+    /* Vendor accounts redeem; customer accounts do everything else. */
+    if ((x->ep == EP_REDEEM) != (x->acct.kind == MPB_VENDOR))
+        return fail(x, HTTP_UNPROCESSABLE_ENTITY, "wrong-vendor", x->ep == EP_REDEEM
+                    ? "only vendor accounts redeem" : "vendor accounts only redeem");
+    x->json = json_loadb(x->body, x->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (x->json == NULL || !json_is_object(x->json))
+        return fail(x, HTTP_BAD_REQUEST, "malformed", x->json == NULL
+                    ? apr_psprintf(r->pool, "JSON: %s", jerr.text) : "JSON: not an object");
+    rid = json_object_get(x->json, "request_id");
+    if (!json_is_string(rid) || !request_id_ok(json_string_value(rid), json_string_length(rid)))
+        return fail(x, HTTP_BAD_REQUEST, "malformed",
+                    "request_id: 1 to 64 characters of A-Z a-z 0-9 - _");
+    x->request_id = json_string_value(rid);
+    /* The scratch context is re-keyed per use; its first key is irrelevant. */
+    memset(dummy, 0x5a, sizeof dummy);
+    if (mp_mac_new(dummy, sizeof dummy, &x->scratch) != MP_OK
+        || mp_sha_new(&x->sha) != MP_OK)
+        return fail_st(x, MP_ERR_CRYPTO, NULL);
+    switch (x->ep) {
+    case EP_BUY:      rc = parse_buy(x); break;
+    case EP_EXCHANGE: rc = parse_exchange(x); break;
+    case EP_CERTIFY:  rc = parse_certify(x); break;
+    default:          rc = parse_redeem(x); break;
+    }
+    if (rc != OK)
+        return rc;
+    return run(x);
+}
+
+static apr_status_t free_json(void *data)
+{
+    bx *x = data;
+
+    json_decref(x->json);
+    x->json = NULL;
+    return APR_SUCCESS;
+}
+
+int mpx_broker_handler(request_rec *r)
+{
+    static const char *const names[] = { "buy", "exchange", "certify", "redeem" };
+    mpx_server_conf *sc;
+    mpx_broker_conf *bc;
+    const char *seg;
+    bx *x;
+    int i, rc;
+
+    if (r->handler == NULL || strcmp(r->handler, MPX_BROKER_HANDLER) != 0)
+        return DECLINED;
+    sc = ap_get_module_config(r->server->module_config, &micropay_module);
+    bc = sc ? sc->broker : NULL;
+    if (bc == NULL || bc->name == NULL || bc->issuer == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00110: SetHandler micropay-broker for %s "
+                      "in a server without MicropayBrokerName", r->uri);
+        ap_discard_request_body(r);
+        return send_error(r, bc, HTTP_INTERNAL_SERVER_ERROR, "internal", "not a broker");
+    }
+    /* Responses carry secrets: never over plain HTTP. */
+    if (bc->require_tls != 0 && !is_tls(r->connection)) {
+        ap_discard_request_body(r);
+        return send_error(r, bc, HTTP_FORBIDDEN, "unauthorized",
+                          "the broker answers over HTTPS only");
+    }
+    seg = strrchr(r->uri, '/');
+    seg = seg ? seg + 1 : r->uri;
+    for (i = 0; i < 4; i++)
+        if (strcmp(seg, names[i]) == 0)
+            break;
+    if (i == 4) {
+        ap_discard_request_body(r);
+        return send_error(r, bc, HTTP_NOT_FOUND, "malformed",
+                          "endpoints: buy, exchange, certify, redeem");
+    }
+    if (r->method_number != M_POST) {
+        ap_discard_request_body(r);
+        apr_table_setn(r->err_headers_out, "Allow", "POST");
+        r->allowed = AP_METHOD_BIT << M_POST;
+        return send_error(r, bc, HTTP_METHOD_NOT_ALLOWED, "malformed", "POST only");
+    }
+    if (bc->store == NULL || bc->lock == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00111: broker store %s unavailable (%s); "
+                      "refusing %s", bc->store_dir, bc->store_error ? bc->store_error : "not open",
+                      r->uri);
+        ap_discard_request_body(r);
+        return send_error(r, bc, HTTP_INTERNAL_SERVER_ERROR, "internal", "broker store unavailable");
+    }
+
+    x = apr_pcalloc(r->pool, sizeof *x);
+    x->r = r;
+    x->bc = bc;
+    x->ep = (endpoint)i;
+    x->ep_name = names[i];
+    x->now = (uint64_t)apr_time_sec(r->request_time);
+    x->target = request_target(r);
+    apr_pool_cleanup_register(r->pool, x, free_crypto, apr_pool_cleanup_null);
+    apr_pool_cleanup_register(r->pool, x, free_json, apr_pool_cleanup_null);
+    rc = handle(x);
+    if (rc == OK)
+        return OK;
+    if (x->reason == NULL) {
+        /* An HTTP-level failure from reading the body (e.g. a bad
+         * Content-Length): let Apache answer it. */
+        return rc;
+    }
+    return send_error(r, bc, rc, x->reason, x->message);
+}

@@ -1,0 +1,1245 @@
+/*
+ * mod_micropay_bstore.c - the broker's accounts in LMDB (the contract is
+ * in mod_micropay_bstore.h).
+ *
+ * Records (integers big-endian, so keys sort by number):
+ *   meta      "format" -> "mod_micropay-broker-store-1"
+ *   account   id -> u8 kind | 3 currency | u64 balance | u64 reserved
+ *                   | 32 key_enc | u64 created | u8 vendor_len | vendor
+ *   idem      account NUL request_id -> u64 expiry | 32 body hash
+ *                   | u16 status | body
+ *   counter   name -> u64 next value to hand out
+ *   custid    account NUL vendor -> u64 customer id
+ *   spent     issuer NUL u64 scrip id -> u64 expiry
+ *   redeemed  32 commitment id -> u32 last | u64 keep_until
+ *   expiry    u64 time | u8 kind | key of the record -> empty
+ * One currency is stored per account: balance and reserved must agree, and
+ * a record in which they could disagree would be one more thing to check.
+ * The expiry index starts with the time so that compaction reads only the
+ * records that are due, from the front; the record's own time (expiry or
+ * keep_until) is compared before deleting, so an index entry left behind
+ * by a rewrite can never remove a newer record.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <lmdb.h>
+#include "mod_micropay_bstore.h"
+
+#define FORMAT          "mod_micropay-broker-store-1"
+#define NDBS            8
+#define MAP_SIZE        ((size_t)1024 * 1024 * 1024)
+#define MAX_READERS     1024
+#define PATH_BUF        4096
+#define KIND_IDEM       1
+#define KIND_SPENT      2
+#define KIND_REDEEMED   3
+#define ACCT_FIXED      (1 + 3 + 8 + 8 + MP_SECRET_LEN + 8 + 1)
+#define IDEM_HDR        (8 + MP_HASH_LEN + 2)
+#define IDEM_KEY_MAX    (MPB_ACCOUNT_MAX + 1 + MPB_REQID_MAX)
+#define CUSTID_KEY_MAX  (MPB_ACCOUNT_MAX + 1 + MP_NAME_MAX)
+#define SPENT_KEY_MAX   (MP_NAME_MAX + 1 + 8)
+#define REDEEMED_LEN    (4 + 8)
+#define EXPIRY_KEY_MAX  (8 + 1 + IDEM_KEY_MAX)
+/* Counter names embed issuer names and series numbers; well below LMDB's
+ * 511-byte key limit. */
+#define COUNTER_NAME_MAX 256
+
+struct mpb {
+    MDB_env *env;
+    MDB_dbi  meta, account, idem, counter, custid, spent, redeemed, expiry;
+    int      rdonly;
+};
+
+struct mpb_txn {
+    mpb     *b;
+    MDB_txn *txn;
+    int      rdonly;
+    /* Set when a call failed with MP_ERR_STORE: LMDB may have applied half
+     * of that call's writes, and a caller that carried on and committed
+     * would store a debit without its idempotency record, or the reverse. */
+    int      broken;
+};
+
+/* Per thread rather than per handle: threads share a handle, and a message
+ * must belong to the failure the calling thread is about to log. */
+static __thread char errbuf[256];
+
+__attribute__((format(printf, 1, 2)))
+static void set_msg(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+}
+
+__attribute__((format(printf, 3, 4)))
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static mp_status lmdb_fail(const char *what, int rc)
+{
+    if (rc == MDB_MAP_FULL)
+        set_msg("broker store full (%s)", what);
+    else
+        set_msg("broker store %s: %s", what, mdb_strerror(rc));
+    return MP_ERR_STORE;
+}
+
+static mp_status corrupt(const char *what)
+{
+    set_msg("broker store: corrupt %s", what);
+    return MP_ERR_STORE;
+}
+
+static mp_status bad_arg(const char *what)
+{
+    set_msg("broker store: invalid %s", what);
+    return MP_ERR_ARG;
+}
+
+/* Every function working in a caller's transaction leaves through here. */
+static mp_status txn_result(mpb_txn *t, mp_status st)
+{
+    if (st == MP_ERR_STORE && t != NULL && !t->rdonly)
+        t->broken = 1;
+    return st;
+}
+
+/* ---- encoding ------------------------------------------------------------------ */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)(v >> 32));
+    put_u32(p + 4, (uint32_t)v);
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+}
+
+static MDB_val val(const void *p, size_t n)
+{
+    MDB_val v;
+
+    v.mv_size = n;
+    v.mv_data = (void *)p;
+    return v;
+}
+
+/* ---- field checks --------------------------------------------------------------- */
+
+static int account_char(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e && c != '"' && c != '\\';
+}
+
+static int reqid_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+        || c == '-' || c == '_';
+}
+
+static int name_char(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e;
+}
+
+/* Length of s when it is min..max bytes accepted by ok, else (size_t)-1.
+ * Reads at most max + 1 bytes, so s need not be terminated beyond that. */
+static size_t text_len(const char *s, size_t min, size_t max, int (*ok)(unsigned char))
+{
+    size_t i;
+
+    if (s == NULL)
+        return (size_t)-1;
+    for (i = 0; i <= max && s[i] != '\0'; i++)
+        if (!ok((unsigned char)s[i]))
+            return (size_t)-1;
+    return i >= min && i <= max ? i : (size_t)-1;
+}
+
+/* The same checks on a length-delimited byte string read back from a record. */
+static int bytes_ok(const uint8_t *p, size_t n, size_t min, size_t max, int (*ok)(unsigned char))
+{
+    size_t i;
+
+    if (n < min || n > max)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!ok(p[i]))
+            return 0;
+    return 1;
+}
+
+static size_t account_len(const char *id)
+{
+    return text_len(id, 1, MPB_ACCOUNT_MAX, account_char);
+}
+
+static int amount_valid(const mp_amount *a)
+{
+    return mp_currency_valid(a->cur) && a->units <= MP_AMOUNT_MAX;
+}
+
+/* "a NUL b": the key shape of idem and custid records. */
+static size_t pair_key(uint8_t *key, const char *a, size_t alen, const char *b, size_t blen)
+{
+    memcpy(key, a, alen);
+    key[alen] = 0;
+    if (blen)
+        memcpy(key + alen + 1, b, blen);
+    return alen + 1 + blen;
+}
+
+/* ---- expiry index --------------------------------------------------------------- */
+
+static size_t expiry_key(uint8_t *key, uint64_t time, uint8_t kind, const uint8_t *rkey,
+                         size_t rlen)
+{
+    put_u64(key, time);
+    key[8] = kind;
+    memcpy(key + 9, rkey, rlen);
+    return 9 + rlen;
+}
+
+static mp_status expiry_add(MDB_txn *txn, MDB_dbi dbi, uint64_t time, uint8_t kind,
+                            const uint8_t *rkey, size_t rlen)
+{
+    uint8_t key[EXPIRY_KEY_MAX];
+    MDB_val k, v = val("", 0);
+    int rc;
+
+    k = val(key, expiry_key(key, time, kind, rkey, rlen));
+    if ((rc = mdb_put(txn, dbi, &k, &v, 0)) != 0)
+        return lmdb_fail("expiry index write", rc);
+    return MP_OK;
+}
+
+/* ---- open, create, close --------------------------------------------------------- */
+
+static int data_path(char *buf, const char *dir, const char *file)
+{
+    int n = snprintf(buf, PATH_BUF, "%s/%s", dir, file);
+    return n > 0 && n < PATH_BUF;
+}
+
+static const char *const db_names[NDBS] = {
+    "meta", "account", "idem", "counter", "custid", "spent", "redeemed", "expiry"
+};
+
+static MDB_dbi *db_slot(mpb *b, size_t i)
+{
+    MDB_dbi *slots[NDBS];
+
+    slots[0] = &b->meta;    slots[1] = &b->account; slots[2] = &b->idem;
+    slots[3] = &b->counter; slots[4] = &b->custid;  slots[5] = &b->spent;
+    slots[6] = &b->redeemed; slots[7] = &b->expiry;
+    return slots[i];
+}
+
+/* No MDB_WRITEMAP anywhere: a stray pointer write in an Apache process must
+ * not be able to land in the accounts, and without NOSYNC/NOMETASYNC every
+ * commit is on disk before it returns. */
+static int env_setup(MDB_env *env)
+{
+    int rc;
+
+    if ((rc = mdb_env_set_maxdbs(env, NDBS)) != 0
+        || (rc = mdb_env_set_mapsize(env, MAP_SIZE)) != 0
+        || (rc = mdb_env_set_maxreaders(env, MAX_READERS)) != 0)
+        return rc;
+    return 0;
+}
+
+mp_status mpb_create(const char *dir, long uid, long gid, char *err, size_t errlen)
+{
+    char data[PATH_BUF], lock[PATH_BUF];
+    struct stat sb;
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_val k = val("format", 6), v = val(FORMAT, strlen(FORMAT));
+    int fd, made = 0, lock_existed = 1, rc;
+    size_t i;
+    mp_status st = MP_ERR_STORE;
+
+    if (dir == NULL || !data_path(data, dir, "data.mdb") || !data_path(lock, dir, "lock.mdb")) {
+        set_err(err, errlen, "invalid broker store directory");
+        st = MP_ERR_ARG;
+        goto out;
+    }
+    if (stat(dir, &sb) != 0) {
+        set_err(err, errlen, "broker store directory %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        set_err(err, errlen, "broker store directory %s: not a directory", dir);
+        goto out;
+    }
+    lock_existed = stat(lock, &sb) == 0;
+    /* O_EXCL claims the name atomically: of two concurrent creates, one
+     * fails here instead of both initialising the same file. LMDB takes an
+     * empty data file for a new environment. */
+    fd = open(data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            set_err(err, errlen, "broker store %s already exists", dir);
+        else
+            set_err(err, errlen, "broker store %s: %s", data, strerror(errno));
+        goto out;
+    }
+    made = 1;
+    close(fd);
+    if ((rc = mdb_env_create(&env)) != 0) {
+        env = NULL;
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    if ((rc = env_setup(env)) != 0
+        || (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) != 0
+        || (rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    for (i = 0; i < NDBS; i++) {
+        if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &dbi)) != 0)
+            break;
+        if (i == 0 && (rc = mdb_put(txn, dbi, &k, &v, 0)) != 0)
+            break;
+    }
+    if (rc != 0) {
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    mdb_env_close(env);
+    env = NULL;
+    if ((uid >= 0 || gid >= 0)
+        && (chown(data, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0
+            || chown(lock, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)) {
+        set_err(err, errlen, "broker store %s: chown: %s", dir, strerror(errno));
+        goto out;
+    }
+    /* The new directory entries must survive a power loss too. */
+    if ((fd = open(dir, O_RDONLY | O_CLOEXEC)) >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (env != NULL)
+        mdb_env_close(env);
+    /* A half-made store would block the retry with "already exists", and
+     * nothing can be in it yet. */
+    if (st != MP_OK && made) {
+        unlink(data);
+        if (!lock_existed)
+            unlink(lock);
+    }
+    return st;
+}
+
+mp_status mpb_open(const char *dir, int rdonly, mpb **out, char *err, size_t errlen)
+{
+    char data[PATH_BUF];
+    struct stat sb;
+    mpb *b = NULL;
+    MDB_txn *txn = NULL;
+    MDB_envinfo info;
+    MDB_stat est;
+    MDB_val k = val("format", 6), v;
+    unsigned eflags = MDB_NOTLS | MDB_NORDAHEAD;
+    mdb_filehandle_t fd;
+    int rc, dead;
+    size_t i;
+    mp_status st = MP_ERR_STORE;
+
+    if (dir == NULL || out == NULL || !data_path(data, dir, "data.mdb")) {
+        set_err(err, errlen, "invalid broker store arguments");
+        st = MP_ERR_ARG;
+        goto out;
+    }
+    /* mdb_env_open would create a missing file, and an empty store would
+     * forget every account and accept every replay: look first. */
+    if (stat(data, &sb) != 0) {
+        if (errno == ENOENT)
+            set_err(err, errlen, "broker store %s does not exist; create it first", dir);
+        else
+            set_err(err, errlen, "broker store %s: %s", data, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size == 0) {
+        /* LMDB would initialise an empty file as a new store. */
+        set_err(err, errlen, "broker store %s: %s is %s", dir, data,
+                S_ISREG(sb.st_mode) ? "empty" : "not a regular file");
+        goto out;
+    }
+    if ((b = calloc(1, sizeof *b)) == NULL) {
+        set_err(err, errlen, "broker store %s: out of memory", dir);
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    b->rdonly = rdonly != 0;
+    if (b->rdonly)
+        eflags |= MDB_RDONLY;
+    if ((rc = mdb_env_create(&b->env)) != 0) {
+        b->env = NULL;
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    if ((rc = env_setup(b->env)) != 0
+        || (rc = mdb_env_open(b->env, dir, eflags, 0600)) != 0
+        || (rc = mdb_env_info(b->env, &info)) != 0
+        || (rc = mdb_env_stat(b->env, &est)) != 0) {
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    /* Reading a page past the end of a shorter file through the map faults
+     * (SIGBUS). LMDB writes the pages up to last_pgno before the meta page
+     * that names it, and the file grows as it writes (no WRITEMAP), so the
+     * size is taken after the meta page was read: the size seen before
+     * opening may predate another process's commits. */
+    if ((rc = mdb_env_get_fd(b->env, &fd)) != 0) {
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    if (fstat(fd, &sb) != 0) {
+        set_err(err, errlen, "broker store %s: %s", data, strerror(errno));
+        goto out;
+    }
+    if ((uint64_t)info.me_last_pgno + 1 > (uint64_t)sb.st_size / est.ms_psize) {
+        set_err(err, errlen, "broker store %s: %s is truncated", dir, data);
+        goto out;
+    }
+    /* Apache children die holding reader slots; free them now. */
+    if ((rc = mdb_reader_check(b->env, &dead)) != 0
+        || (rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        txn = NULL;
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    /* Never MDB_CREATE here: a foreign LMDB file must stay untouched. */
+    rc = mdb_dbi_open(txn, "meta", 0, &b->meta);
+    if (rc == 0)
+        rc = mdb_get(txn, b->meta, &k, &v);
+    if (rc == 0 && (v.mv_size != strlen(FORMAT) || memcmp(v.mv_data, FORMAT, v.mv_size) != 0))
+        rc = MDB_NOTFOUND;
+    for (i = 1; rc == 0 && i < NDBS; i++)
+        rc = mdb_dbi_open(txn, db_names[i], 0, db_slot(b, i));
+    if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
+        set_err(err, errlen, "broker store %s: not a mod_micropay broker store or wrong version",
+                dir);
+        goto out;
+    }
+    if (rc != 0) {
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    /* Committing a read transaction is what makes its dbi handles usable
+     * by later transactions. */
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+        goto out;
+    }
+    *out = b;
+    b = NULL;
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (b != NULL) {
+        if (b->env != NULL)
+            mdb_env_close(b->env);
+        free(b);
+    }
+    return st;
+}
+
+void mpb_close(mpb *b)
+{
+    if (b == NULL)
+        return;
+    mdb_env_close(b->env);
+    free(b);
+}
+
+const char *mpb_errmsg(void)
+{
+    return errbuf[0] ? errbuf : "no broker store error";
+}
+
+/* ---- transactions ---------------------------------------------------------------- */
+
+mp_status mpb_begin(mpb *b, int rdonly, mpb_txn **out)
+{
+    mpb_txn *t = NULL;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (b == NULL || out == NULL) {
+        st = bad_arg("transaction arguments");
+        goto out;
+    }
+    if (!rdonly && b->rdonly) {
+        st = bad_arg("write transaction on a read-only store");
+        goto out;
+    }
+    if ((t = calloc(1, sizeof *t)) == NULL) {
+        set_msg("broker store: out of memory");
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    t->b = b;
+    t->rdonly = rdonly != 0;
+    if ((rc = mdb_txn_begin(b->env, NULL, t->rdonly ? MDB_RDONLY : 0, &t->txn)) != 0) {
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    *out = t;
+    t = NULL;
+    st = MP_OK;
+out:
+    free(t);
+    return st;
+}
+
+mp_status mpb_commit(mpb_txn *t)
+{
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL) {
+        st = bad_arg("transaction");
+        goto out;
+    }
+    if (t->broken) {
+        mdb_txn_abort(t->txn);
+        set_msg("broker store: a call in this transaction failed; nothing committed");
+        st = MP_ERR_STORE;
+        goto out;
+    }
+    /* LMDB frees the transaction whether the commit succeeds or not. */
+    if ((rc = mdb_txn_commit(t->txn)) != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    free(t);
+    return st;
+}
+
+void mpb_abort(mpb_txn *t)
+{
+    if (t == NULL)
+        return;
+    mdb_txn_abort(t->txn);
+    free(t);
+}
+
+static mp_status need_write(const mpb_txn *t, const char *what)
+{
+    if (t->rdonly) {
+        set_msg("broker store: %s needs a write transaction", what);
+        return MP_ERR_ARG;
+    }
+    return MP_OK;
+}
+
+/* ---- accounts ------------------------------------------------------------------ */
+
+static mp_status account_decode(const MDB_val *k, const MDB_val *v, mpb_account *out)
+{
+    const uint8_t *p = v->mv_data;
+    mpb_account a;
+    size_t vlen;
+
+    if (!bytes_ok(k->mv_data, k->mv_size, 1, MPB_ACCOUNT_MAX, account_char)
+        || v->mv_size < ACCT_FIXED)
+        return corrupt("account");
+    vlen = p[ACCT_FIXED - 1];
+    if (v->mv_size != ACCT_FIXED + vlen || (p[0] != MPB_CUSTOMER && p[0] != MPB_VENDOR)
+        || (p[0] == MPB_VENDOR) != (vlen > 0)
+        || !bytes_ok(p + ACCT_FIXED, vlen, 0, MP_NAME_MAX, name_char))
+        return corrupt("account");
+    memset(&a, 0, sizeof a);
+    memcpy(a.id, k->mv_data, k->mv_size);
+    a.kind = p[0];
+    memcpy(a.balance.cur, p + 1, 3);
+    memcpy(a.reserved.cur, p + 1, 3);
+    a.balance.units = get_u64(p + 4);
+    a.reserved.units = get_u64(p + 12);
+    memcpy(a.key_enc, p + 20, MP_SECRET_LEN);
+    a.created = get_u64(p + 20 + MP_SECRET_LEN);
+    memcpy(a.vendor, p + ACCT_FIXED, vlen);
+    if (!amount_valid(&a.balance) || !amount_valid(&a.reserved))
+        return corrupt("account");
+    memcpy(out, &a, sizeof a);
+    return MP_OK;
+}
+
+mp_status mpb_account_get(mpb_txn *t, const char *id, mpb_account *out, int *found)
+{
+    mpb_account a;
+    MDB_val k, v;
+    size_t n;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || id == NULL || out == NULL || found == NULL) {
+        st = bad_arg("account lookup");
+        goto out;
+    }
+    /* The id comes from a client's Authorization header: one that cannot
+     * be an account is simply not one. */
+    if ((n = account_len(id)) == (size_t)-1) {
+        *found = 0;
+        st = MP_OK;
+        goto out;
+    }
+    k = val(id, n);
+    rc = mdb_get(t->txn, t->b->account, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *found = 0;
+        st = MP_OK;
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("account read", rc);
+        goto out;
+    }
+    if ((st = account_decode(&k, &v, &a)) != MP_OK)
+        goto out;
+    memcpy(out, &a, sizeof a);
+    *found = 1;
+out:
+    return txn_result(t, st);
+}
+
+mp_status mpb_account_put(mpb_txn *t, const mpb_account *a)
+{
+    uint8_t buf[ACCT_FIXED + MP_NAME_MAX], *p = buf;
+    MDB_val k, v;
+    size_t n, vlen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || a == NULL) {
+        st = bad_arg("account");
+        goto out;
+    }
+    if ((st = need_write(t, "account put")) != MP_OK)
+        goto out;
+    if ((n = account_len(a->id)) == (size_t)-1) {
+        st = bad_arg("account id");
+        goto out;
+    }
+    if (a->kind != MPB_CUSTOMER && a->kind != MPB_VENDOR) {
+        st = bad_arg("account kind");
+        goto out;
+    }
+    /* A vendor name on a customer account would be read back as a binding
+     * that was never made. */
+    vlen = text_len(a->vendor, a->kind == MPB_VENDOR ? 1 : 0,
+                    a->kind == MPB_VENDOR ? MP_NAME_MAX : 0, name_char);
+    if (vlen == (size_t)-1) {
+        st = bad_arg("account vendor name");
+        goto out;
+    }
+    if (!amount_valid(&a->balance) || !amount_valid(&a->reserved)
+        || memcmp(a->balance.cur, a->reserved.cur, 3) != 0) {
+        st = bad_arg("account amounts");
+        goto out;
+    }
+    p[0] = a->kind;
+    memcpy(p + 1, a->balance.cur, 3);
+    put_u64(p + 4, a->balance.units);
+    put_u64(p + 12, a->reserved.units);
+    memcpy(p + 20, a->key_enc, MP_SECRET_LEN);
+    put_u64(p + 20 + MP_SECRET_LEN, a->created);
+    p[ACCT_FIXED - 1] = (uint8_t)vlen;
+    memcpy(p + ACCT_FIXED, a->vendor, vlen);
+    k = val(a->id, n);
+    v = val(buf, ACCT_FIXED + vlen);
+    if ((rc = mdb_put(t->txn, t->b->account, &k, &v, 0)) != 0) {
+        st = lmdb_fail("account write", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    return txn_result(t, st);
+}
+
+mp_status mpb_account_list(mpb_txn *t, mpb_account_cb cb, void *ctx)
+{
+    mpb_account a;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || cb == NULL) {
+        st = bad_arg("account listing");
+        goto out;
+    }
+    if ((rc = mdb_cursor_open(t->txn, t->b->account, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("account listing", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if ((st = account_decode(&k, &v, &a)) != MP_OK)
+            goto out;
+        if (cb(ctx, &a) != 0)
+            break;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("account listing", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    return txn_result(t, st);
+}
+
+/* ---- idempotency ----------------------------------------------------------------- */
+
+static size_t idem_key(uint8_t key[IDEM_KEY_MAX], const char *account, const char *request_id)
+{
+    size_t alen = account_len(account);
+    size_t rlen = text_len(request_id, 1, MPB_REQID_MAX, reqid_char);
+
+    if (alen == (size_t)-1 || rlen == (size_t)-1)
+        return 0;
+    return pair_key(key, account, alen, request_id, rlen);
+}
+
+/* A stored status is an HTTP status; anything else was not written by us. */
+static int status_valid(int status)
+{
+    return status >= 100 && status <= 599;
+}
+
+mp_status mpb_idem_get(mpb_txn *t, const char *account, const char *request_id,
+                       const uint8_t body_hash[MP_HASH_LEN], int *found, int *status,
+                       char **body, size_t *body_len)
+{
+    uint8_t key[IDEM_KEY_MAX];
+    const uint8_t *p;
+    MDB_val k, v;
+    size_t klen, n;
+    char *copy;
+    int rc, code;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || body_hash == NULL || found == NULL || status == NULL || body == NULL
+        || body_len == NULL || (klen = idem_key(key, account, request_id)) == 0) {
+        st = bad_arg("idempotency lookup");
+        goto out;
+    }
+    k = val(key, klen);
+    rc = mdb_get(t->txn, t->b->idem, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *found = 0;
+        st = MP_OK;
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("idempotency read", rc);
+        goto out;
+    }
+    p = v.mv_data;
+    if (v.mv_size < IDEM_HDR || (n = v.mv_size - IDEM_HDR) > MPB_BODY_MAX
+        || !status_valid(code = get_u16(p + 8 + MP_HASH_LEN))) {
+        st = corrupt("idempotency record");
+        goto out;
+    }
+    if (memcmp(p + 8, body_hash, MP_HASH_LEN) != 0) {
+        set_msg("broker store: request id %s reused with another body", request_id);
+        st = MP_ERR_MALFORMED;
+        goto out;
+    }
+    /* One byte more and a NUL: the body is JSON, which callers handle as text. */
+    if ((copy = malloc(n + 1)) == NULL) {
+        set_msg("broker store: out of memory");
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    memcpy(copy, p + IDEM_HDR, n);
+    copy[n] = '\0';
+    *body = copy;
+    *body_len = n;
+    *status = code;
+    *found = 1;
+    st = MP_OK;
+out:
+    return txn_result(t, st);
+}
+
+mp_status mpb_idem_put(mpb_txn *t, const char *account, const char *request_id,
+                       const uint8_t body_hash[MP_HASH_LEN], int status,
+                       const char *body, size_t body_len, uint64_t expiry)
+{
+    uint8_t key[IDEM_KEY_MAX], *p;
+    MDB_val k, v;
+    size_t klen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || body_hash == NULL || (body == NULL && body_len != 0)
+        || body_len > MPB_BODY_MAX || !status_valid(status)
+        || (klen = idem_key(key, account, request_id)) == 0) {
+        st = bad_arg("idempotency record");
+        goto out;
+    }
+    if ((st = need_write(t, "idempotency put")) != MP_OK)
+        goto out;
+    k = val(key, klen);
+    v = val(NULL, IDEM_HDR + body_len);
+    /* Never replaced: a second response stored for one request id means the
+     * request ran twice, which mpb_idem_get in the same transaction exists
+     * to prevent. */
+    rc = mdb_put(t->txn, t->b->idem, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+    if (rc == MDB_KEYEXIST) {
+        set_msg("broker store: request id %s already has a stored response", request_id);
+        st = MP_ERR_ARG;
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("idempotency write", rc);
+        goto out;
+    }
+    p = v.mv_data;
+    put_u64(p, expiry);
+    memcpy(p + 8, body_hash, MP_HASH_LEN);
+    put_u16(p + 8 + MP_HASH_LEN, (uint16_t)status);
+    if (body_len)
+        memcpy(p + IDEM_HDR, body, body_len);
+    st = expiry_add(t->txn, t->b->expiry, expiry, KIND_IDEM, key, klen);
+out:
+    return txn_result(t, st);
+}
+
+/* ---- counters and customer ids --------------------------------------------------- */
+
+mp_status mpb_counter_next(mpb_txn *t, const char *name, uint64_t *out)
+{
+    uint8_t buf[8];
+    MDB_val k, v;
+    uint64_t next = 1;
+    size_t n;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || out == NULL
+        || (n = text_len(name, 1, COUNTER_NAME_MAX, name_char)) == (size_t)-1) {
+        st = bad_arg("counter");
+        goto out;
+    }
+    if ((st = need_write(t, "counter")) != MP_OK)
+        goto out;
+    k = val(name, n);
+    rc = mdb_get(t->txn, t->b->counter, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != 8 || (next = get_u64(v.mv_data)) == 0) {
+            st = corrupt("counter");
+            goto out;
+        }
+    } else if (rc != MDB_NOTFOUND) {
+        st = lmdb_fail("counter read", rc);
+        goto out;
+    }
+    /* Wrapping would hand out serials and scrip ids a second time. */
+    if (next == UINT64_MAX) {
+        set_msg("broker store: counter %s exhausted", name);
+        st = MP_ERR_STORE;
+        goto out;
+    }
+    put_u64(buf, next + 1);
+    v = val(buf, 8);
+    if ((rc = mdb_put(t->txn, t->b->counter, &k, &v, 0)) != 0) {
+        st = lmdb_fail("counter write", rc);
+        goto out;
+    }
+    *out = next;
+    st = MP_OK;
+out:
+    return txn_result(t, st);
+}
+
+static size_t custid_key(uint8_t key[CUSTID_KEY_MAX], const char *account, const char *vendor)
+{
+    size_t alen = account_len(account);
+    size_t vlen = text_len(vendor, 0, MP_NAME_MAX, name_char);
+
+    if (alen == (size_t)-1 || vlen == (size_t)-1)
+        return 0;
+    return pair_key(key, account, alen, vendor, vlen);
+}
+
+/* *id = 0 when absent. */
+static mp_status custid_read(mpb_txn *t, MDB_val *k, uint64_t *id)
+{
+    MDB_val v;
+    int rc;
+
+    rc = mdb_get(t->txn, t->b->custid, k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *id = 0;
+        return MP_OK;
+    }
+    if (rc != 0)
+        return lmdb_fail("customer id read", rc);
+    if (v.mv_size != 8 || (*id = get_u64(v.mv_data)) == 0)
+        return corrupt("customer id");
+    return MP_OK;
+}
+
+mp_status mpb_custid_get(mpb_txn *t, const char *account, const char *vendor,
+                         uint64_t *out, int *found)
+{
+    uint8_t key[CUSTID_KEY_MAX];
+    MDB_val k;
+    uint64_t id;
+    size_t klen;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || out == NULL || found == NULL
+        || (klen = custid_key(key, account, vendor)) == 0) {
+        st = bad_arg("customer id lookup");
+        goto out;
+    }
+    k = val(key, klen);
+    if ((st = custid_read(t, &k, &id)) != MP_OK)
+        goto out;
+    if (id != 0)
+        *out = id;
+    *found = id != 0;
+out:
+    return txn_result(t, st);
+}
+
+mp_status mpb_custid_put(mpb_txn *t, const char *account, const char *vendor, uint64_t id)
+{
+    uint8_t key[CUSTID_KEY_MAX], buf[8];
+    MDB_val k, v;
+    size_t klen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    /* 0 is what "none assigned" would be read back as. Replacing is
+     * allowed: the broker moves a customer to a new series that way. */
+    if (t == NULL || id == 0 || (klen = custid_key(key, account, vendor)) == 0) {
+        st = bad_arg("customer id");
+        goto out;
+    }
+    if ((st = need_write(t, "customer id put")) != MP_OK)
+        goto out;
+    k = val(key, klen);
+    put_u64(buf, id);
+    v = val(buf, 8);
+    if ((rc = mdb_put(t->txn, t->b->custid, &k, &v, 0)) != 0) {
+        st = lmdb_fail("customer id write", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    return txn_result(t, st);
+}
+
+/* ---- spent scrip and redeemed commitments ----------------------------------------- */
+
+mp_status mpb_spend(mpb_txn *t, const char *issuer, uint64_t scrip_id, uint64_t expiry)
+{
+    uint8_t key[SPENT_KEY_MAX], buf[8];
+    MDB_val k, v;
+    size_t n;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || (n = text_len(issuer, 1, MP_NAME_MAX, name_char)) == (size_t)-1) {
+        st = bad_arg("spend arguments");
+        goto out;
+    }
+    if ((st = need_write(t, "spend")) != MP_OK)
+        goto out;
+    memcpy(key, issuer, n);
+    key[n] = 0;
+    put_u64(key + n + 1, scrip_id);
+    k = val(key, n + 1 + 8);
+    put_u64(buf, expiry);
+    v = val(buf, 8);
+    /* MDB_KEYEXIST leaves the transaction usable: a redeem request goes on
+     * with its other items. */
+    rc = mdb_put(t->txn, t->b->spent, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        set_msg("broker store: scrip %llu of %s already used", (unsigned long long)scrip_id,
+                issuer);
+        st = MP_ERR_SPENT;
+        goto out;
+    }
+    if (rc != 0) {
+        st = lmdb_fail("spent write", rc);
+        goto out;
+    }
+    st = expiry_add(t->txn, t->b->expiry, expiry, KIND_SPENT, key, n + 1 + 8);
+out:
+    return txn_result(t, st);
+}
+
+/* *last = 0 when absent. */
+static mp_status redeemed_read(mpb_txn *t, MDB_val *k, uint32_t *last, uint64_t *keep_until)
+{
+    MDB_val v;
+    int rc;
+
+    rc = mdb_get(t->txn, t->b->redeemed, k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *last = 0;
+        *keep_until = 0;
+        return MP_OK;
+    }
+    if (rc != 0)
+        return lmdb_fail("redeemed read", rc);
+    if (v.mv_size != REDEEMED_LEN || (*last = get_u32(v.mv_data)) == 0
+        || *last > MP_CHAIN_MAX)
+        return corrupt("redeemed record");
+    *keep_until = get_u64((const uint8_t *)v.mv_data + 4);
+    return MP_OK;
+}
+
+mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t *last)
+{
+    MDB_val k;
+    uint64_t keep;
+    uint32_t l;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || commit_id == NULL || last == NULL) {
+        st = bad_arg("redeemed lookup");
+        goto out;
+    }
+    k = val(commit_id, MP_HASH_LEN);
+    if ((st = redeemed_read(t, &k, &l, &keep)) != MP_OK)
+        goto out;
+    *last = l;
+out:
+    return txn_result(t, st);
+}
+
+mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t last,
+                           uint64_t keep_until)
+{
+    uint8_t buf[REDEEMED_LEN], ekey[EXPIRY_KEY_MAX];
+    MDB_val k, v, ek;
+    uint64_t old_keep;
+    uint32_t old_last;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || commit_id == NULL || last == 0 || last > MP_CHAIN_MAX) {
+        st = bad_arg("redeemed record");
+        goto out;
+    }
+    if ((st = need_write(t, "redeemed put")) != MP_OK)
+        goto out;
+    k = val(commit_id, MP_HASH_LEN);
+    if ((st = redeemed_read(t, &k, &old_last, &old_keep)) != MP_OK)
+        goto out;
+    /* Going back would let the words in between be credited again. */
+    if (last < old_last) {
+        set_msg("broker store: redeemed word %lu below the stored %lu",
+                (unsigned long)last, (unsigned long)old_last);
+        st = MP_ERR_ARG;
+        goto out;
+    }
+    if (old_last != 0) {
+        ek = val(ekey, expiry_key(ekey, old_keep, KIND_REDEEMED, commit_id, MP_HASH_LEN));
+        rc = mdb_del(t->txn, t->b->expiry, &ek, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            st = lmdb_fail("expiry index delete", rc);
+            goto out;
+        }
+    }
+    put_u32(buf, last);
+    put_u64(buf + 4, keep_until);
+    v = val(buf, sizeof buf);
+    if ((rc = mdb_put(t->txn, t->b->redeemed, &k, &v, 0)) != 0) {
+        st = lmdb_fail("redeemed write", rc);
+        goto out;
+    }
+    st = expiry_add(t->txn, t->b->expiry, keep_until, KIND_REDEEMED, commit_id, MP_HASH_LEN);
+out:
+    return txn_result(t, st);
+}
+
+/* ---- compaction ------------------------------------------------------------------ */
+
+/*
+ * Deletes the records indexed as due at now, up to max index entries. A
+ * record whose own time differs from its index entry was written again
+ * later under the same key, and is kept; an entry that cannot be parsed is
+ * dropped so that it cannot block compaction for ever.
+ */
+static mp_status compact_txn(mpb *b, MDB_txn *txn, uint64_t now, size_t max, size_t *removed)
+{
+    uint8_t rkey[EXPIRY_KEY_MAX];
+    MDB_cursor *c = NULL;
+    MDB_val k, v, rk, rv;
+    const uint8_t *p;
+    size_t done = 0, n = 0, rlen, off = 0;
+    uint64_t time;
+    MDB_dbi dbi = 0;
+    int rc, known;
+    mp_status st = MP_ERR_STORE;
+
+    if ((rc = mdb_cursor_open(txn, b->expiry, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("compaction", rc);
+        goto out;
+    }
+    while (done < max) {
+        /* Every processed entry is deleted, so the next is always first. */
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        if (rc == MDB_NOTFOUND)
+            break;
+        if (rc != 0) {
+            st = lmdb_fail("compaction read", rc);
+            goto out;
+        }
+        p = k.mv_data;
+        if (k.mv_size >= 9 && get_u64(p) > now)
+            break;
+        known = k.mv_size > 9 && k.mv_size <= EXPIRY_KEY_MAX;
+        if (known) {
+            switch (p[8]) {
+            case KIND_IDEM:     dbi = b->idem;     off = 0; break;
+            case KIND_SPENT:    dbi = b->spent;    off = 0; break;
+            case KIND_REDEEMED: dbi = b->redeemed; off = 4; break;
+            default:            known = 0;                  break;
+            }
+        }
+        if (known) {
+            time = get_u64(p);
+            rlen = k.mv_size - 9;
+            /* LMDB promises returned data only until the next write. */
+            memcpy(rkey, p + 9, rlen);
+            rk = val(rkey, rlen);
+            rc = mdb_get(txn, dbi, &rk, &rv);
+            if (rc == 0 && rv.mv_size >= off + 8
+                && get_u64((const uint8_t *)rv.mv_data + off) == time) {
+                if ((rc = mdb_del(txn, dbi, &rk, NULL)) != 0) {
+                    st = lmdb_fail("compaction delete", rc);
+                    goto out;
+                }
+                n++;
+            } else if (rc != 0 && rc != MDB_NOTFOUND) {
+                st = lmdb_fail("compaction read", rc);
+                goto out;
+            }
+        }
+        if ((rc = mdb_cursor_del(c, 0)) != 0) {
+            st = lmdb_fail("compaction delete", rc);
+            goto out;
+        }
+        done++;
+    }
+    *removed = n;
+    st = MP_OK;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    return st;
+}
+
+mp_status mpb_compact(mpb *b, uint64_t now, size_t max, size_t *removed)
+{
+    MDB_txn *txn = NULL;
+    size_t n = 0;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (b == NULL || removed == NULL) {
+        st = bad_arg("compaction arguments");
+        goto out;
+    }
+    if (b->rdonly) {
+        st = bad_arg("compaction on a read-only store");
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        st = lmdb_fail("begin", rc);
+        goto out;
+    }
+    if ((st = compact_txn(b, txn, now, max, &n)) != MP_OK)
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        st = lmdb_fail("commit", rc);
+        goto out;
+    }
+    *removed = n;
+    st = MP_OK;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}

@@ -1,0 +1,444 @@
+/*
+ * mpadmin_broker.c - the broker's account store.
+ *
+ *   broker init DIR [--owner USER]
+ *   accounts create STORE ID --customer|--vendor NAME --currency CUR --secrets FILE [--key-out FILE]
+ *   accounts credit STORE ID AMOUNT
+ *   accounts show STORE [ID]
+ *
+ * Account keys are 32 random bytes, handed out once and kept in the store
+ * only wrapped (mp_account_key_wrap) under the newest "account" secret of
+ * the broker's secrets file, the one the broker unwraps with.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "mpadmin.h"
+#include "mod_micropay_bstore.h"
+
+static int broker_init(const mpa_opts *o, int argc, char **argv)
+{
+    const char *dir = NULL, *owner = NULL;
+    long uid = -1, gid = -1;
+    char err[256] = "";
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--owner") == 0 && i + 1 < argc)
+            owner = argv[++i];
+        else if (dir == NULL && argv[i][0] != '-')
+            dir = argv[i];
+        else {
+            mpa_err("broker init: unexpected argument '%s'", argv[i]);
+            return MPA_USAGE;
+        }
+    }
+    if (dir == NULL) {
+        mpa_err("broker init: which directory?");
+        return MPA_USAGE;
+    }
+    if (owner != NULL && mpa_user_ids(owner, &uid, &gid) != 0)
+        return MPA_USAGE;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        mpa_err("broker init: cannot create %s: %s", dir, strerror(errno));
+        return MPA_FAIL;
+    }
+    if (uid >= 0 && chown(dir, (uid_t)uid, (gid_t)gid) != 0) {
+        mpa_err("broker init: cannot chown %s: %s", dir, strerror(errno));
+        return MPA_FAIL;
+    }
+    if (mpb_create(dir, uid, gid, err, sizeof err) != MP_OK) {
+        mpa_err("broker init: %s", err);
+        return MPA_FAIL;
+    }
+    if (o->json) {
+        printf("{\"store\": ");
+        mpa_json_str(stdout, dir);
+        printf(", \"created\": true}\n");
+    } else {
+        printf("created broker store %s\n", dir);
+    }
+    return MPA_OK;
+}
+
+/* ---- accounts --------------------------------------------------------------------- */
+
+static int account_id_ok(const char *id)
+{
+    size_t i, n = strlen(id);
+
+    if (n == 0 || n > MPB_ACCOUNT_MAX)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)id[i] < 0x21 || (unsigned char)id[i] > 0x7e || id[i] == '"'
+            || id[i] == '\\')
+            return 0;
+    return 1;
+}
+
+static int open_broker(const char *dir, int rdonly, mpb **b)
+{
+    char err[256] = "";
+
+    if (mpb_open(dir, rdonly, b, err, sizeof err) != MP_OK) {
+        mpa_err("%s", err[0] ? err : "cannot open the broker store");
+        return -1;
+    }
+    return 0;
+}
+
+static const char *kind_name(uint8_t kind)
+{
+    return kind == MPB_VENDOR ? "vendor" : kind == MPB_CUSTOMER ? "customer" : "?";
+}
+
+static void print_account(const mpa_opts *o, const mpb_account *a, int first)
+{
+    char bal[MP_AMOUNT_STRMAX] = "?", res[MP_AMOUNT_STRMAX] = "?";
+
+    mp_amount_format(&a->balance, bal, sizeof bal);
+    mp_amount_format(&a->reserved, res, sizeof res);
+    if (o->json) {
+        printf("%s{\"account\": ", first ? "" : ",\n ");
+        mpa_json_str(stdout, a->id);
+        printf(", \"kind\": \"%s\", \"vendor\": ", kind_name(a->kind));
+        if (a->kind == MPB_VENDOR)
+            mpa_json_str(stdout, a->vendor);
+        else
+            printf("null");
+        printf(", \"currency\": \"%s\", \"balance\": \"%s\", \"balance_units\": %llu, "
+               "\"reserved\": \"%s\", \"reserved_units\": %llu, \"created\": %llu}",
+               a->balance.cur, bal, (unsigned long long)a->balance.units, res,
+               (unsigned long long)a->reserved.units, (unsigned long long)a->created);
+    } else {
+        printf("%-24s %-8s %-20s balance %-18s reserved %s\n", a->id, kind_name(a->kind),
+               a->kind == MPB_VENDOR ? a->vendor : "-", bal, res);
+    }
+}
+
+static int accounts_create(const mpa_opts *o, int argc, char **argv)
+{
+    static mp_keyfile kf;
+    const char *pos[2] = { NULL, NULL }, *vendor = NULL, *cur = NULL, *secrets = NULL;
+    const char *key_out = NULL;
+    const mp_keyfile_entry *acct = NULL;
+    uint8_t key[MP_SECRET_LEN];
+    char key_b64[64], key_line[66];
+    mpb_account a, old;
+    mpb *b = NULL;
+    mpb_txn *t = NULL;
+    mp_mac *master = NULL;
+    int customer = 0, np = 0, found = 0, wrote_key = 0, rc = MPA_FAIL, i;
+    size_t j;
+    mp_status st;
+    FILE *f;
+
+    memset(&a, 0, sizeof a);
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--customer") == 0)
+            customer = 1;
+        else if (strcmp(argv[i], "--vendor") == 0 && i + 1 < argc)
+            vendor = argv[++i];
+        else if (strcmp(argv[i], "--currency") == 0 && i + 1 < argc)
+            cur = argv[++i];
+        else if (strcmp(argv[i], "--secrets") == 0 && i + 1 < argc)
+            secrets = argv[++i];
+        else if (strcmp(argv[i], "--key-out") == 0 && i + 1 < argc)
+            key_out = argv[++i];
+        else if (np < 2 && argv[i][0] != '-')
+            pos[np++] = argv[i];
+        else {
+            mpa_err("accounts create: unexpected argument '%s'", argv[i]);
+            return MPA_USAGE;
+        }
+    }
+    if (np != 2 || customer == (vendor != NULL) || cur == NULL || secrets == NULL) {
+        mpa_err("accounts create: STORE ID --customer|--vendor NAME --currency CUR "
+                "--secrets BROKER_SECRETS [--key-out FILE]");
+        return MPA_USAGE;
+    }
+    if (!account_id_ok(pos[1])) {
+        mpa_err("accounts create: an account id is 1..%d visible ASCII characters, "
+                "without '\"' or '\\'", MPB_ACCOUNT_MAX);
+        return MPA_USAGE;
+    }
+    if (strlen(cur) != 3 || !mp_currency_valid(cur)) {
+        mpa_err("accounts create: --currency takes a code of three capital letters, e.g. USD");
+        return MPA_USAGE;
+    }
+    if (vendor != NULL) {
+        for (j = 0; vendor[j]; j++)
+            if ((unsigned char)vendor[j] < 0x21 || (unsigned char)vendor[j] > 0x7e)
+                break;
+        if (j == 0 || j > MP_NAME_MAX || vendor[j] != '\0') {
+            mpa_err("accounts create: a vendor name is 1..%d visible ASCII characters",
+                    MP_NAME_MAX);
+            return MPA_USAGE;
+        }
+    }
+    if (key_out != NULL && (f = fopen(key_out, "r")) != NULL) {
+        fclose(f);
+        mpa_err("accounts create: %s exists; not overwriting it", key_out);
+        return MPA_FAIL;
+    }
+
+    if (mpa_load_keyfile(secrets, &kf) != 0)
+        goto done;
+    for (j = 0; j < kf.n; j++)
+        if (kf.e[j].kind == MP_KEY_ACCOUNT && (acct == NULL || kf.e[j].series > acct->series))
+            acct = &kf.e[j];
+    if (acct == NULL) {
+        mpa_err("accounts create: %s has no account secret (is it the broker's secrets file? "
+                "mpadmin keys broker-secrets makes one)", secrets);
+        goto done;
+    }
+    strcpy(a.id, pos[1]);
+    a.kind = customer ? MPB_CUSTOMER : MPB_VENDOR;
+    if (vendor != NULL)
+        strcpy(a.vendor, vendor);
+    if (mp_amount_set(&a.balance, 0, cur) != MP_OK || mp_amount_set(&a.reserved, 0, cur) != MP_OK
+        || mp_random(key, sizeof key) != MP_OK
+        || mp_mac_new(acct->secret, acct->len, &master) != MP_OK
+        || mp_account_key_wrap(master, a.id, key, a.key_enc) != MP_OK
+        || mpa_b64(key, sizeof key, key_b64, sizeof key_b64) != 0) {
+        mpa_err("accounts create: cannot make the account key");
+        goto done;
+    }
+    a.created = (uint64_t)time(NULL);
+
+    if (open_broker(pos[0], 0, &b) != 0)
+        goto done;
+    if ((st = mpb_begin(b, 0, &t)) != MP_OK
+        || (st = mpb_account_get(t, a.id, &old, &found)) != MP_OK) {
+        mpa_err("accounts create: %s", mpb_errmsg());
+        goto done;
+    }
+    if (found) {
+        mpa_err("accounts create: account '%s' exists", a.id);
+        goto done;
+    }
+    if ((st = mpb_account_put(t, &a)) != MP_OK) {
+        mpa_err("accounts create: %s", mpb_errmsg());
+        rc = st == MP_ERR_ARG ? MPA_USAGE : MPA_FAIL;
+        goto done;
+    }
+    /* The key file before the commit: a committed account whose key was
+     * lost could never be used; a key file whose commit failed is removed. */
+    if (key_out != NULL) {
+        snprintf(key_line, sizeof key_line, "%s\n", key_b64);
+        if (mpa_write_new_secret_file(key_out, key_line, strlen(key_line)) != 0)
+            goto done;
+        wrote_key = 1;
+    }
+    st = mpb_commit(t);
+    t = NULL;
+    if (st != MP_OK) {
+        mpa_err("accounts create: %s", mpb_errmsg());
+        goto done;
+    }
+    wrote_key = 0;
+    if (o->json) {
+        printf("{\"account\": ");
+        mpa_json_str(stdout, a.id);
+        printf(", \"kind\": \"%s\", \"vendor\": ", kind_name(a.kind));
+        if (vendor != NULL)
+            mpa_json_str(stdout, vendor);
+        else
+            printf("null");
+        printf(", \"currency\": \"%s\", ", cur);
+        if (key_out != NULL) {
+            printf("\"key_file\": ");
+            mpa_json_str(stdout, key_out);
+        } else {
+            printf("\"key\": \"%s\"", key_b64);
+        }
+        printf("}\n");
+    } else if (key_out != NULL) {
+        printf("created %s account %s; its key is in %s (mode 0600)\n", kind_name(a.kind), a.id,
+               key_out);
+    } else {
+        printf("created %s account %s; its key (shown once, give it to the account holder):\n%s\n",
+               kind_name(a.kind), a.id, key_b64);
+    }
+    rc = MPA_OK;
+done:
+    if (wrote_key)
+        unlink(key_out);
+    mpb_abort(t);
+    mpb_close(b);
+    mp_mac_free(master);
+    mp_wipe(key, sizeof key);
+    mp_wipe(key_b64, sizeof key_b64);
+    mp_wipe(key_line, sizeof key_line);
+    mp_wipe(&a, sizeof a);
+    mp_wipe(&old, sizeof old);
+    mp_keyfile_wipe(&kf);
+    return rc;
+}
+
+static int accounts_credit(const mpa_opts *o, int argc, char **argv)
+{
+    char buf[MP_AMOUNT_STRMAX] = "?", add[MP_AMOUNT_STRMAX] = "?";
+    mpb_account a;
+    mp_amount amt, sum;
+    mpb *b = NULL;
+    mpb_txn *t = NULL;
+    int found = 0, rc = MPA_FAIL;
+    mp_status st;
+
+    if (argc != 3) {
+        mpa_err("accounts credit: STORE ID AMOUNT");
+        return MPA_USAGE;
+    }
+    if (!account_id_ok(argv[1])) {
+        mpa_err("accounts credit: '%s' is not an account id", argv[1]);
+        return MPA_USAGE;
+    }
+    if (mpa_parse_amount(argv[2], &amt) != 0)
+        return MPA_USAGE;
+    if (open_broker(argv[0], 0, &b) != 0)
+        return MPA_FAIL;
+    /* One write transaction: the read and the new balance cannot
+     * interleave with a purchase. */
+    if ((st = mpb_begin(b, 0, &t)) != MP_OK || (st = mpb_account_get(t, argv[1], &a, &found)) != MP_OK) {
+        mpa_err("accounts credit: %s", mpb_errmsg());
+        goto done;
+    }
+    if (!found) {
+        mpa_err("accounts credit: no account '%s'", argv[1]);
+        rc = MPA_NOTFOUND;
+        goto done;
+    }
+    if (memcmp(a.balance.cur, amt.cur, 4) != 0) {
+        mpa_err("accounts credit: account %s is in %s, not %s", a.id, a.balance.cur, amt.cur);
+        rc = MPA_USAGE;
+        goto done;
+    }
+    if ((st = mp_amount_add(&a.balance, &amt, &sum)) != MP_OK) {
+        mpa_err("accounts credit: the balance would exceed the largest amount (%s)",
+                mp_strerror(st));
+        goto done;
+    }
+    a.balance = sum;
+    if ((st = mpb_account_put(t, &a)) != MP_OK) {
+        mpa_err("accounts credit: %s", mpb_errmsg());
+        goto done;
+    }
+    st = mpb_commit(t);
+    t = NULL;
+    if (st != MP_OK) {
+        mpa_err("accounts credit: %s", mpb_errmsg());
+        goto done;
+    }
+    mp_amount_format(&a.balance, buf, sizeof buf);
+    mp_amount_format(&amt, add, sizeof add);
+    if (o->json) {
+        printf("{\"account\": ");
+        mpa_json_str(stdout, a.id);
+        printf(", \"credited\": \"%s\", \"balance\": \"%s\", \"balance_units\": %llu}\n", add, buf,
+               (unsigned long long)a.balance.units);
+    } else {
+        printf("credited %s to %s; balance %s\n", add, a.id, buf);
+    }
+    rc = MPA_OK;
+done:
+    mpb_abort(t);
+    mpb_close(b);
+    mp_wipe(&a, sizeof a);
+    return rc;
+}
+
+typedef struct {
+    const mpa_opts *o;
+    int n;
+} show_ctx;
+
+static int show_one(void *ctx, const mpb_account *a)
+{
+    show_ctx *c = ctx;
+
+    print_account(c->o, a, c->n++ == 0);
+    return 0;
+}
+
+static int accounts_show(const mpa_opts *o, int argc, char **argv)
+{
+    show_ctx c = { o, 0 };
+    mpb_account a;
+    mpb *b = NULL;
+    mpb_txn *t = NULL;
+    int found = 0, rc = MPA_FAIL;
+    mp_status st;
+
+    if (argc != 1 && argc != 2) {
+        mpa_err("accounts show: STORE [ID]");
+        return MPA_USAGE;
+    }
+    if (open_broker(argv[0], 1, &b) != 0)
+        return MPA_FAIL;
+    if ((st = mpb_begin(b, 1, &t)) != MP_OK) {
+        mpa_err("accounts show: %s", mpb_errmsg());
+        goto done;
+    }
+    if (argc == 2) {
+        if ((st = mpb_account_get(t, argv[1], &a, &found)) != MP_OK) {
+            mpa_err("accounts show: %s", st == MP_ERR_ARG ? "not an account id" : mpb_errmsg());
+            rc = st == MP_ERR_ARG ? MPA_USAGE : MPA_FAIL;
+            goto done;
+        }
+        if (!found) {
+            mpa_err("accounts show: no account '%s'", argv[1]);
+            rc = MPA_NOTFOUND;
+            goto done;
+        }
+        print_account(o, &a, 1);
+        if (o->json)
+            printf("\n");
+    } else {
+        if (o->json)
+            printf("[");
+        st = mpb_account_list(t, show_one, &c);
+        if (o->json)
+            printf("]\n");
+        if (st != MP_OK) {
+            mpa_err("accounts show: %s", mpb_errmsg());
+            goto done;
+        }
+        if (!o->json && c.n == 0)
+            printf("no accounts\n");
+    }
+    rc = MPA_OK;
+done:
+    mpb_abort(t);
+    mpb_close(b);
+    mp_wipe(&a, sizeof a);
+    return rc;
+}
+
+const mpa_cmd mpa_broker_cmds[] = {
+    { "broker", "init", "DIR [--owner USER]",
+      "Creates an empty broker account store in DIR (created 0700 if missing). --owner\n"
+      "makes USER (the Apache user, e.g. www-data) own it. For MicropayBrokerStore.",
+      broker_init },
+    { "accounts", "create",
+      "BROKER_STORE ID --customer|--vendor NAME --currency CUR --secrets BROKER_SECRETS "
+      "[--key-out FILE]",
+      "Opens account ID at the broker: a customer account (--customer) or a vendor account\n"
+      "bound to vendor NAME (--vendor NAME, for mpadmin redeem), with a zero balance in\n"
+      "CUR. A random 32-byte account key is made; the store keeps it only wrapped under\n"
+      "the newest account secret of BROKER_SECRETS (the broker's MicropayBrokerSecretsFile).\n"
+      "The key is printed once as base64url, or with --key-out written to FILE (mode 0600,\n"
+      "must not exist) instead. Exit 1 when the account exists.", accounts_create },
+    { "accounts", "credit", "BROKER_STORE ID AMOUNT",
+      "Adds AMOUNT (e.g. \"5.00 USD\", the account's currency) to the balance of ID in one\n"
+      "write transaction. Exit 3 when there is no such account, 2 for another currency.",
+      accounts_credit },
+    { "accounts", "show", "BROKER_STORE [ID]",
+      "Shows the kind, vendor, balance and reserved PayWord credit of account ID, or of\n"
+      "every account. Exit 3 when ID does not exist.", accounts_show },
+    { NULL, NULL, NULL, NULL, NULL }
+};
