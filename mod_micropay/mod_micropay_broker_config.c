@@ -390,9 +390,11 @@ static int load_signing_key(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf *b
     return OK;
 }
 
-/* A vendor's delegation: exactly one scrip series marked "delegated" (the
- * broker mints that vendor's scrip there, and nowhere else) and the
- * vendor's customer series; nothing else of the vendor's belongs here. */
+/* A vendor's delegation: scrip series marked "delegated" (the broker mints
+ * that vendor's scrip in the newest one still in service, and nowhere
+ * else; older ones stay so that scrip minted under them can still be
+ * deposited) and the vendor's customer series; nothing else of the
+ * vendor's belongs here. */
 static int load_vendor(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf *bc,
                        const vendor_conf *vc)
 {
@@ -400,8 +402,8 @@ static int load_vendor(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf *bc,
     mpx_broker_vendor *v = &bc->vendors[bc->nvendors];
     mp_keyfile *kf = apr_palloc(ptemp, sizeof *kf);
     uint64_t now = (uint64_t)apr_time_sec(apr_time_now());
-    int delegated = 0, customer = 0, other = 0, rc = !OK;
-    const mp_keyfile_entry *e;
+    int in_service = 0, customer = 0, other = 0, rc = !OK;
+    mp_keyfile_entry *e;
     char *text = NULL;
     apr_size_t len = 0;
     size_t i;
@@ -419,10 +421,14 @@ static int load_vendor(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf *bc,
     for (i = 0; i < kf->n; i++) {
         e = &kf->e[i];
         if (e->kind == MP_KEY_SCRIP && e->delegated) {
-            delegated++;
-            v->series = e->series;
-            if (e->retire_at != 0 && e->retire_at <= now)
-                other++;
+            if ((e->retire_at == 0 || e->retire_at > now) && (!in_service || e->series > v->series)) {
+                v->series = e->series;
+                in_service = 1;
+            }
+            /* The vendor accepted this scrip while the series was in
+             * service; its deposit is judged by the redemption deadline,
+             * not by the retirement, which only stops new minting. */
+            e->retire_at = 0;
         } else if (e->kind == MP_KEY_CUSTOMER) {
             if (!customer || e->series > v->customer_series)
                 v->customer_series = e->series;
@@ -431,9 +437,9 @@ static int load_vendor(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf *bc,
             other++;
         }
     }
-    if (delegated != 1 || !customer || other != 0) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00106: %s %s: %s must hold exactly one "
-                     "'scrip ... delegated' series that is not retired and the vendor's customer "
+    if (!in_service || !customer || other != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00106: %s %s: %s must hold 'scrip ... "
+                     "delegated' series, one of them not retired, and the vendor's customer "
                      "series, nothing else (make it with mpadmin keys delegate at the vendor)",
                      what, vc->name, vc->file);
         goto done;

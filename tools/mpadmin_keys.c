@@ -226,11 +226,12 @@ static int keys_delegate(const mpa_opts *o, int argc, char **argv)
         mpa_err("keys delegate: cannot generate a secret");
         goto done;
     }
-    /* The broker's file: the new series and the vendor's customer masters. */
+    /* The broker's file: every delegated series (it mints in the newest
+     * one in service and still needs the older ones to check deposits of
+     * scrip it minted there) and the vendor's customer masters. */
     memset(&out, 0, sizeof out);
-    out.e[out.n++] = kf.e[kf.n - 1];
     for (i = 0; i < kf.n; i++)
-        if (kf.e[i].kind == MP_KEY_CUSTOMER)
+        if ((kf.e[i].kind == MP_KEY_SCRIP && kf.e[i].delegated) || kf.e[i].kind == MP_KEY_CUSTOMER)
             out.e[out.n++] = kf.e[i];
     /* The vendor learns the series first: a broker file whose series the
      * vendor does not accept would sell scrip that bounces. */
