@@ -3,7 +3,7 @@
 # missing, so a second run is quick and offline. Run as root.
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config
-      libssl-dev openssl libcunit1-dev libcurl4-openssl-dev curl liblmdb-dev lmdb-utils libjansson-dev
+      libssl-dev openssl libcunit1-dev libcurl4-openssl-dev curl liblmdb-dev lmdb-utils libjansson-dev jq
       libapr1-dev libaprutil1-dev apache2-dev apache2
       clang libclang-rt-14-dev"
 missing=""

@@ -69,6 +69,24 @@ else
     echo "FAIL: integration client does not build"; failed=$((failed + 1))
 fi
 
+note "integration: broker, mpadmin, conservation (apache2 event)"
+if (cd build/release && make -s tests/integration/broker_client >/dev/null 2>&1); then
+    if bash tests/integration/run_broker.sh "$top/build/release" > build/release/broker.log 2>&1; then
+        grep -E '^(PASS|FAIL|SKIP)' build/release/broker.log | tail -n 15
+    else
+        cat build/release/broker.log
+    fi
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' build/release/broker.log | tail -n 1)
+    if [ -n "$line" ]; then
+        passed=$((passed + ${line%% passed*}))
+        f=${line#*, }; failed=$((failed + ${f%% failed}))
+    else
+        failed=$((failed + 1))
+    fi
+else
+    echo "FAIL: broker integration client does not build"; failed=$((failed + 1))
+fi
+
 note "fuzz targets (libFuzzer, ${MP_FUZZ_SECONDS:-20} s each)"
 if sh scripts/build.sh fuzz --enable-fuzzing CC=clang \
    && (cd build/fuzz && make -s tests/fuzz/fuzz_wire tests/fuzz/fuzz_amount tests/fuzz/fuzz_keyfile >/dev/null); then
