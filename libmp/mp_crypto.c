@@ -116,16 +116,31 @@ done:
     return st;
 }
 
+/* One-shot hashing is on some per-request paths (record ids, ledger keys):
+ * the digest is fetched once per process, since a fetch per call costs more
+ * than hashing a short input. The fetched EVP_MD is immutable and may be
+ * shared by threads; it lives until the process exits. */
+static EVP_MD *sha256_md;
+static CRYPTO_ONCE sha256_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 mp_status mp_sha256(const void *data, size_t len, uint8_t out[MP_HASH_LEN])
 {
-    mp_sha *h = NULL;
-    mp_status st;
+    uint8_t tmp[MP_HASH_LEN];
+    unsigned int n = 0;
 
-    if ((st = mp_sha_new(&h)) != MP_OK)
-        return st;
-    st = mp_sha_digest(h, data, len, out);
-    mp_sha_free(h);
-    return st;
+    if (out == NULL || (data == NULL && len > 0))
+        return MP_ERR_ARG;
+    if (!CRYPTO_THREAD_run_once(&sha256_once, sha256_fetch) || sha256_md == NULL)
+        return MP_ERR_CRYPTO;
+    if (EVP_Digest(data, len, tmp, &n, sha256_md, NULL) != 1 || n != MP_HASH_LEN)
+        return MP_ERR_CRYPTO;
+    memcpy(out, tmp, MP_HASH_LEN);
+    return MP_OK;
 }
 
 /* ---- HMAC-SHA256 ------------------------------------------------------------ */

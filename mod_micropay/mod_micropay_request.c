@@ -536,8 +536,6 @@ int mpx_fixups(request_rec *r)
     uint8_t *rec;
     size_t cred_len = 0, rec_len = 0;
     uint8_t type = 0;
-    uint8_t offer_enc[MP_WIRE_MAX];
-    size_t offer_len;
     int bad = 0;
     mp_status st;
 
@@ -623,13 +621,6 @@ int mpx_fixups(request_rec *r)
     a.offer.receipt_window = x.window;
     a.offer.expiry = x.now + (uint64_t)(dc->offer_lifetime >= 0 ? dc->offer_lifetime
                                                                : MPX_DEFAULT_OFFER_LIFETIME);
-    if ((st = mp_offer_encode(&a.offer, offer_enc, sizeof offer_enc, &offer_len)) != MP_OK) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00027: cannot encode the offer for %s: %s",
-                      r->uri, mp_strerror(st));
-        a.status = st;
-        return mpx_respond(r, MPX_OUT_ERROR, &a);
-    }
-    a.offer_b64 = b64(r->pool, offer_enc, offer_len);
 
     cred = find_credential(r, &bad, &cred_len);
     if (cred == NULL && !bad)

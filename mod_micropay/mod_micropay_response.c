@@ -43,6 +43,29 @@ int mpx_respond(request_rec *r, mpx_outcome outcome, mpx_answer *a)
     }
     keep = apr_pmemdup(r->pool, a, sizeof *a);
     keep->status = outcome == MPX_OUT_OFFER ? MP_OK : a->status;
+    /* The offer record is encoded only when it is sent: a paid request,
+     * the common case, never needs it. */
+    if (outcome != MPX_OUT_ERROR && keep->offer_b64 == NULL) {
+        uint8_t enc[MP_WIRE_MAX];
+        size_t len = 0, cap;
+        char *text;
+        mp_status st = mp_offer_encode(&keep->offer, enc, sizeof enc, &len);
+
+        cap = mp_b64url_len(len) + 1;
+        text = apr_palloc(r->pool, cap);
+        if (st == MP_OK)
+            st = mp_b64url_encode(enc, len, text, cap, NULL);
+        if (st != MP_OK) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00027: cannot encode the offer for %s: %s",
+                          r->uri, mp_strerror(st));
+            keep->status = st;
+            apr_table_setn(r->notes, "micropay-answered", "error");
+            r->handler = MPX_HANDLER_402;
+            ap_set_module_config(r->request_config, &micropay_module, keep);
+            return OK;
+        }
+        keep->offer_b64 = text;
+    }
     ap_set_module_config(r->request_config, &micropay_module, keep);
     apr_table_setn(r->notes, "micropay-answered", outcome == MPX_OUT_ERROR ? "error" : "offer");
     r->handler = MPX_HANDLER_402;
