@@ -50,6 +50,8 @@ APLOG_USE_MODULE(micropay);
 #define REDEEM_MAX     1000
 #define ID_LOW_MAX     ((uint64_t)1 << 48)
 #define COMPACT_EVERY  3600
+#define RELEASE_BATCH  1000           /* certificates per write transaction */
+#define RELEASE_BATCHES 10            /* write transactions per compaction */
 
 typedef enum { EP_BUY, EP_EXCHANGE, EP_CERTIFY, EP_REDEEM } endpoint;
 
@@ -61,6 +63,9 @@ typedef struct {
     uint32_t  last;
     mp_amount unit;
     char      user[MP_NAME_MAX + 1];
+    uint64_t  serial;              /* the certificate's: its reservation record */
+    uint64_t  cert_expiry;
+    mp_amount credit;
     /* Millicent */
     uint64_t  scrip_id;
     mp_amount value;
@@ -728,7 +733,10 @@ static int parse_certify(bx *x)
 static int apply_certify(bx *x, mpb_txn *t, json_t **resp)
 {
     mpx_broker_conf *bc = x->bc;
+    apr_int64_t deadline = bc->redeem_deadline >= 0 ? bc->redeem_deadline
+                                                    : MPX_DEFAULT_REDEEM_DEADLINE;
     mp_pw_cert *c = apr_pcalloc(x->r->pool, sizeof *c);
+    mpb_cert rec;
     mp_amount nb, nr;
     uint64_t serial = 0;
     const char *text;
@@ -758,6 +766,17 @@ static int apply_certify(bx *x, mpb_txn *t, json_t **resp)
     x->acct.balance = nb;
     x->acct.reserved = nr;
     if ((st = mpb_account_put(t, &x->acct)) != MP_OK)
+        return txn_failed(x, st);
+    /* What was reserved, so that the unused rest can go back to the
+     * balance once no redemption can come any more. */
+    memset(&rec, 0, sizeof rec);
+    rec.serial = serial;
+    apr_cpystrn(rec.account, x->acct.id, sizeof rec.account);
+    rec.credit = x->amount;
+    mp_amount_set(&rec.redeemed, 0, x->amount.cur);
+    rec.expiry = x->expiry;
+    rec.release_at = add_sat(x->expiry, (uint64_t)deadline);
+    if ((st = mpb_cert_put(t, &rec)) != MP_OK)
         return txn_failed(x, st);
     if ((text = b64(x->r->pool, c->enc, c->enc_len)) == NULL)
         return txn_failed(x, MP_ERR_ARG);
@@ -810,6 +829,9 @@ static void verify_payword(bx *x, json_t *v, mp_pw_redeem *rd, rd_item *it)
     it->last = rd->last;
     it->unit = rd->commit.unit;
     apr_cpystrn(it->user, rd->commit.cert.user, sizeof it->user);
+    it->serial = rd->commit.cert.serial;
+    it->cert_expiry = rd->commit.cert.expiry;
+    it->credit = rd->commit.cert.credit_limit;
     it->st = MP_OK;
 }
 
@@ -927,28 +949,61 @@ static int parse_redeem(bx *x)
     return OK;
 }
 
-/* Moves up to want from the customer who was certified (reserved credit
- * first, then balance) to the vendor; *moved gets what was covered. */
-static mp_status pay_from_customer(bx *x, mpb_txn *t, const char *user, const mp_amount *want,
+/* Moves up to want from the customer who was certified to the vendor:
+ * first from what the certificate reserved and has not yet given (its
+ * record: credit - redeemed, nothing once released), then from the
+ * balance; *moved gets what was covered. A certificate without a record
+ * of its own (issued before records existed) draws on all of reserved. */
+static mp_status pay_from_customer(bx *x, mpb_txn *t, const rd_item *it, const mp_amount *want,
                                    mp_amount *moved)
 {
     mpb_account *c = apr_palloc(x->r->pool, sizeof *c);
-    mp_amount take, rest;
-    int found = 0;
+    mpb_cert *rec = apr_palloc(x->r->pool, sizeof *rec);
+    mp_amount take, rest, avail;
+    int found = 0, have = 0;
     mp_status st;
 
     mp_amount_set(moved, 0, want->cur);
-    if ((st = mpb_account_get(t, user, c, &found)) != MP_OK)
+    if ((st = mpb_account_get(t, it->user, c, &found)) != MP_OK)
         return st;
     if (!found || c->kind != MPB_CUSTOMER || strcmp(c->id, x->acct.id) == 0
         || strcmp(c->balance.cur, want->cur) != 0)
         return MP_OK;                 /* nothing to take: all of it is shortfall */
+    if ((st = mpb_cert_get(t, it->serial, rec, &have)) != MP_OK)
+        return st;
+    /* The serial is signed by us, so only a store that was made again under
+     * the same key can hold another certificate's record for it. */
+    if (have && (strcmp(rec->account, c->id) != 0 || rec->expiry != it->cert_expiry
+                 || strcmp(rec->credit.cur, it->credit.cur) != 0
+                 || strcmp(rec->credit.cur, c->reserved.cur) != 0
+                 || rec->credit.units != it->credit.units)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00126: broker %s: the record of "
+                      "certificate %" APR_UINT64_T_FMT " is another certificate's; drawing on "
+                      "all the reserved credit of %s", x->bc->name, (apr_uint64_t)it->serial,
+                      c->id);
+        have = 0;
+    }
+    avail = c->reserved;
+    if (have) {
+        if (rec->released)
+            avail.units = 0;          /* given back: a late word is paid from the balance */
+        else if ((st = mp_amount_sub(&rec->credit, &rec->redeemed, &avail)) != MP_OK)
+            return st;
+        /* lower only if certificates without records drew on it */
+        if (avail.units > c->reserved.units)
+            avail = c->reserved;
+    }
     rest = *want;
-    take = c->reserved.units < rest.units ? c->reserved : rest;
+    take = avail.units < rest.units ? avail : rest;
     if ((st = mp_amount_sub(&c->reserved, &take, &c->reserved)) != MP_OK
         || (st = mp_amount_sub(&rest, &take, &rest)) != MP_OK
         || (st = mp_amount_add(moved, &take, moved)) != MP_OK)
         return st;
+    if (have && take.units > 0) {
+        if ((st = mp_amount_add(&rec->redeemed, &take, &rec->redeemed)) != MP_OK
+            || (st = mpb_cert_put(t, rec)) != MP_OK)
+            return st;
+    }
     take = c->balance.units < rest.units ? c->balance : rest;
     if ((st = mp_amount_sub(&c->balance, &take, &c->balance)) != MP_OK
         || (st = mp_amount_add(moved, &take, moved)) != MP_OK)
@@ -984,7 +1039,7 @@ static int apply_redeem(bx *x, mpb_txn *t, json_t **resp)
                 goto store;
             if (it->last > prev) {
                 if ((st = mp_amount_mul(&it->unit, it->last - prev, &want)) != MP_OK
-                    || (st = pay_from_customer(x, t, it->user, &want, &credited)) != MP_OK
+                    || (st = pay_from_customer(x, t, it, &want, &credited)) != MP_OK
                     || (st = mp_amount_sub(&want, &credited, &shortfall)) != MP_OK
                     || (st = mpb_redeemed_put(t, it->commit_id, it->last, it->keep_until)) != MP_OK)
                     goto store;
@@ -1043,6 +1098,36 @@ store:
 
 static volatile apr_uint32_t last_compact;
 
+/* The credit of certificates past expiry + redemption deadline, which no
+ * vendor can redeem any more, goes back to the customers' balances. */
+static void release_credit(bx *x)
+{
+    mpb_release *out = apr_palloc(x->r->pool, sizeof *out * RELEASE_BATCH);
+    size_t i, n = 0;
+    int batch;
+
+    for (batch = 0; batch < RELEASE_BATCHES; batch++) {
+        if (mpb_cert_release(x->bc->store, x->now, out, RELEASE_BATCH, &n) != MP_OK) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00124: broker store: "
+                          "releasing expired PayWord credit failed: %s", mpb_errmsg());
+            return;
+        }
+        for (i = 0; i < n; i++)
+            ap_log_rerror(APLOG_MARK, out[i].uncovered.units > 0 ? APLOG_WARNING : APLOG_INFO,
+                          0, x->r, "MP00145: broker %s: certificate %" APR_UINT64_T_FMT " of "
+                          "account %s is past its redemption deadline: %s of unused credit "
+                          "returned to the balance%s%s", x->bc->name,
+                          (apr_uint64_t)out[i].serial, out[i].account,
+                          human(x->r->pool, &out[i].amount),
+                          out[i].uncovered.units > 0 ? "; not reserved any more, so not "
+                                                       "returned: " : "",
+                          out[i].uncovered.units > 0 ? human(x->r->pool, &out[i].uncovered)
+                                                     : "");
+        if (n < RELEASE_BATCH)
+            break;
+    }
+}
+
 static void maybe_compact(bx *x)
 {
     apr_uint32_t last = apr_atomic_read32(&last_compact);
@@ -1057,6 +1142,7 @@ static void maybe_compact(bx *x)
     else if (removed > 0)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, x->r, "MP00125: broker store compaction "
                       "removed %lu expired records", (unsigned long)removed);
+    release_credit(x);
 }
 
 static int run(bx *x)

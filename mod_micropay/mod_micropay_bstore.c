@@ -12,6 +12,9 @@
  *   custid    account NUL vendor -> u64 customer id
  *   spent     issuer NUL u64 scrip id -> u64 expiry
  *   redeemed  32 commitment id -> u32 last | u64 keep_until
+ *   cert      u64 serial -> u8 released | 3 currency | u64 credit | u64 redeemed
+ *                   | u64 expiry | u64 release_at | u8 account_len | account
+ *   certdue   u64 release_at | u64 serial -> empty, while not released
  *   expiry    u64 time | u8 kind | key of the record -> empty
  * One currency is stored per account: balance and reserved must agree, and
  * a record in which they could disagree would be one more thing to check.
@@ -19,6 +22,9 @@
  * records that are due, from the front; the record's own time (expiry or
  * keep_until) is compared before deleting, so an index entry left behind
  * by a rewrite can never remove a newer record.
+ * certdue is kept exact instead (mpb_cert_put deletes the old entry with
+ * the write that makes it stale), and is never compacted: releasing a
+ * certificate is a money movement, not a deletion.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -34,7 +40,8 @@
 #include "mod_micropay_bstore.h"
 
 #define FORMAT          "mod_micropay-broker-store-1"
-#define NDBS            8
+#define NDBS            10
+#define NDBS_V1         8               /* tables every store has; cert tables are added */
 #define MAP_SIZE        ((size_t)1024 * 1024 * 1024)
 #define MAX_READERS     1024
 #define PATH_BUF        4096
@@ -48,14 +55,19 @@
 #define SPENT_KEY_MAX   (MP_NAME_MAX + 1 + 8)
 #define REDEEMED_LEN    (4 + 8)
 #define EXPIRY_KEY_MAX  (8 + 1 + IDEM_KEY_MAX)
+#define CERT_FIXED      (1 + 3 + 8 + 8 + 8 + 8 + 1)
+#define CERTDUE_KEY     (8 + 8)
+#define RELEASE_MAX     100000
 /* Counter names embed issuer names and series numbers; well below LMDB's
  * 511-byte key limit. */
 #define COUNTER_NAME_MAX 256
 
 struct mpb {
     MDB_env *env;
-    MDB_dbi  meta, account, idem, counter, custid, spent, redeemed, expiry;
+    MDB_dbi  meta, account, idem, counter, custid, spent, redeemed, expiry, cert, certdue;
     int      rdonly;
+    int      certs;          /* the cert tables exist (only a read-only open of an
+                              * older store lacks them) */
 };
 
 struct mpb_txn {
@@ -267,7 +279,8 @@ static int data_path(char *buf, const char *dir, const char *file)
 }
 
 static const char *const db_names[NDBS] = {
-    "meta", "account", "idem", "counter", "custid", "spent", "redeemed", "expiry"
+    "meta", "account", "idem", "counter", "custid", "spent", "redeemed", "expiry",
+    "cert", "certdue"
 };
 
 static MDB_dbi *db_slot(mpb *b, size_t i)
@@ -276,7 +289,8 @@ static MDB_dbi *db_slot(mpb *b, size_t i)
 
     slots[0] = &b->meta;    slots[1] = &b->account; slots[2] = &b->idem;
     slots[3] = &b->counter; slots[4] = &b->custid;  slots[5] = &b->spent;
-    slots[6] = &b->redeemed; slots[7] = &b->expiry;
+    slots[6] = &b->redeemed; slots[7] = &b->expiry; slots[8] = &b->cert;
+    slots[9] = &b->certdue;
     return slots[i];
 }
 
@@ -475,8 +489,16 @@ mp_status mpb_open(const char *dir, int rdonly, mpb **out, char *err, size_t err
         rc = mdb_get(txn, b->meta, &k, &v);
     if (rc == 0 && (v.mv_size != strlen(FORMAT) || memcmp(v.mv_data, FORMAT, v.mv_size) != 0))
         rc = MDB_NOTFOUND;
-    for (i = 1; rc == 0 && i < NDBS; i++)
+    for (i = 1; rc == 0 && i < NDBS_V1; i++)
         rc = mdb_dbi_open(txn, db_names[i], 0, db_slot(b, i));
+    /* The cert tables came later: a store without them is still ours. */
+    for (i = NDBS_V1, b->certs = 1; rc == 0 && i < NDBS; i++) {
+        rc = mdb_dbi_open(txn, db_names[i], 0, db_slot(b, i));
+        if (rc == MDB_NOTFOUND) {
+            b->certs = 0;
+            rc = 0;
+        }
+    }
     if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
         set_err(err, errlen, "broker store %s: not a mod_micropay broker store or wrong version",
                 dir);
@@ -493,6 +515,29 @@ mp_status mpb_open(const char *dir, int rdonly, mpb **out, char *err, size_t err
     if (rc != 0) {
         set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
         goto out;
+    }
+    /* Upgrade in place: the format is checked, so this is our store. Apache
+     * children may race here; LMDB serialises the write transactions and
+     * MDB_CREATE opens a table that another one created. */
+    if (!b->certs && !b->rdonly) {
+        if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+            txn = NULL;
+            set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
+            goto out;
+        }
+        for (i = NDBS_V1; rc == 0 && i < NDBS; i++)
+            rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, db_slot(b, i));
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+        txn = NULL;
+        if (rc != 0) {
+            set_err(err, errlen, "broker store %s: adding the certificate tables: %s", dir,
+                    mdb_strerror(rc));
+            goto out;
+        }
+        b->certs = 1;
     }
     *out = b;
     b = NULL;
@@ -1127,6 +1172,319 @@ mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uin
     st = expiry_add(t->txn, t->b->expiry, keep_until, KIND_REDEEMED, commit_id, MP_HASH_LEN);
 out:
     return txn_result(t, st);
+}
+
+/* ---- certificates ----------------------------------------------------------------- */
+
+static mp_status no_cert_tables(void)
+{
+    set_msg("broker store: no certificate tables (open the store writable once)");
+    return MP_ERR_ARG;
+}
+
+/* A record as the caller may write it; the amounts' currencies must agree. */
+static int cert_valid(const mpb_cert *c)
+{
+    return c->serial != 0 && account_len(c->account) != (size_t)-1
+        && amount_valid(&c->credit) && amount_valid(&c->redeemed)
+        && memcmp(c->credit.cur, c->redeemed.cur, 3) == 0
+        && c->redeemed.units <= c->credit.units && c->release_at >= c->expiry
+        && (c->released == 0 || c->released == 1);
+}
+
+static mp_status cert_decode(const MDB_val *k, const MDB_val *v, mpb_cert *out)
+{
+    const uint8_t *p = v->mv_data;
+    mpb_cert c;
+    size_t alen;
+
+    if (k->mv_size != 8 || v->mv_size < CERT_FIXED)
+        return corrupt("certificate record");
+    alen = p[CERT_FIXED - 1];
+    if (v->mv_size != CERT_FIXED + alen
+        || !bytes_ok(p + CERT_FIXED, alen, 1, MPB_ACCOUNT_MAX, account_char))
+        return corrupt("certificate record");
+    memset(&c, 0, sizeof c);
+    c.serial = get_u64(k->mv_data);
+    c.released = p[0];
+    memcpy(c.credit.cur, p + 1, 3);
+    memcpy(c.redeemed.cur, p + 1, 3);
+    c.credit.units = get_u64(p + 4);
+    c.redeemed.units = get_u64(p + 12);
+    c.expiry = get_u64(p + 20);
+    c.release_at = get_u64(p + 28);
+    memcpy(c.account, p + CERT_FIXED, alen);
+    if (!cert_valid(&c))
+        return corrupt("certificate record");
+    memcpy(out, &c, sizeof c);
+    return MP_OK;
+}
+
+/* *found = 0 when absent. k must stay valid. */
+static mp_status cert_read(mpb_txn *t, MDB_val *k, mpb_cert *out, int *found)
+{
+    MDB_val v;
+    int rc = mdb_get(t->txn, t->b->cert, k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        *found = 0;
+        return MP_OK;
+    }
+    if (rc != 0)
+        return lmdb_fail("certificate read", rc);
+    *found = 1;
+    return cert_decode(k, &v, out);
+}
+
+static MDB_val certdue_key(uint8_t key[CERTDUE_KEY], uint64_t release_at, uint64_t serial)
+{
+    put_u64(key, release_at);
+    put_u64(key + 8, serial);
+    return val(key, CERTDUE_KEY);
+}
+
+mp_status mpb_cert_get(mpb_txn *t, uint64_t serial, mpb_cert *out, int *found)
+{
+    uint8_t key[8];
+    MDB_val k;
+    mpb_cert c;
+    int f = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || out == NULL || found == NULL) {
+        st = bad_arg("certificate lookup");
+        goto out;
+    }
+    if (!t->b->certs || serial == 0) {
+        *found = 0;
+        st = MP_OK;
+        goto out;
+    }
+    put_u64(key, serial);
+    k = val(key, 8);
+    if ((st = cert_read(t, &k, &c, &f)) != MP_OK)
+        goto out;
+    if (f)
+        memcpy(out, &c, sizeof c);
+    *found = f;
+out:
+    return txn_result(t, st);
+}
+
+mp_status mpb_cert_put(mpb_txn *t, const mpb_cert *c)
+{
+    uint8_t key[8], dkey[CERTDUE_KEY], buf[CERT_FIXED + MPB_ACCOUNT_MAX], *p = buf;
+    MDB_val k, v, dk, dv = val("", 0);
+    mpb_cert old;
+    size_t alen;
+    int found = 0, rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || c == NULL) {
+        st = bad_arg("certificate record");
+        goto out;
+    }
+    if ((st = need_write(t, "certificate put")) != MP_OK)
+        goto out;
+    if (!t->b->certs) {
+        st = no_cert_tables();
+        goto out;
+    }
+    if (!cert_valid(c)) {
+        st = bad_arg("certificate record");
+        goto out;
+    }
+    put_u64(key, c->serial);
+    k = val(key, 8);
+    if ((st = cert_read(t, &k, &old, &found)) != MP_OK)
+        goto out;
+    if (found && (strcmp(old.account, c->account) != 0
+                  || memcmp(old.credit.cur, c->credit.cur, 3) != 0
+                  || old.credit.units != c->credit.units || old.expiry != c->expiry
+                  || old.release_at != c->release_at || c->redeemed.units < old.redeemed.units
+                  || c->released < old.released)) {
+        set_msg("broker store: certificate %llu may only redeem more or be released",
+                (unsigned long long)c->serial);
+        st = MP_ERR_ARG;
+        goto out;
+    }
+    alen = account_len(c->account);
+    p[0] = c->released;
+    memcpy(p + 1, c->credit.cur, 3);
+    put_u64(p + 4, c->credit.units);
+    put_u64(p + 12, c->redeemed.units);
+    put_u64(p + 20, c->expiry);
+    put_u64(p + 28, c->release_at);
+    p[CERT_FIXED - 1] = (uint8_t)alen;
+    memcpy(p + CERT_FIXED, c->account, alen);
+    v = val(buf, CERT_FIXED + alen);
+    if ((rc = mdb_put(t->txn, t->b->cert, &k, &v, 0)) != 0) {
+        st = lmdb_fail("certificate write", rc);
+        goto out;
+    }
+    /* The index holds exactly the unreleased records; release_at never
+     * changes, so only a release removes an entry. */
+    dk = certdue_key(dkey, c->release_at, c->serial);
+    if (c->released && found && !old.released) {
+        rc = mdb_del(t->txn, t->b->certdue, &dk, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            st = lmdb_fail("certificate index delete", rc);
+            goto out;
+        }
+    } else if (!c->released && !found) {
+        if ((rc = mdb_put(t->txn, t->b->certdue, &dk, &dv, 0)) != 0) {
+            st = lmdb_fail("certificate index write", rc);
+            goto out;
+        }
+    }
+    st = MP_OK;
+out:
+    return txn_result(t, st);
+}
+
+/* The walk behind mpb_cert_due; drop deletes index entries that name no
+ * unreleased record of their time (write transactions only). */
+static mp_status cert_due(mpb_txn *t, uint64_t now, mpb_cert *out, size_t max, size_t *n,
+                          int drop)
+{
+    uint8_t key[8];
+    MDB_cursor *c = NULL;
+    MDB_val k, v, rk;
+    const uint8_t *p;
+    size_t seen = 0, got = 0;
+    uint64_t at = 0;
+    int rc, found = 0, live;
+    mp_status st = MP_ERR_STORE;
+
+    if ((rc = mdb_cursor_open(t->txn, t->b->certdue, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("certificate index", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && seen < max;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        p = k.mv_data;
+        /* An entry that cannot be parsed names nothing; as in compaction,
+         * it must not block the entries behind it. */
+        live = k.mv_size == CERTDUE_KEY && get_u64(p + 8) != 0;
+        if (live && (at = get_u64(p)) > now)
+            break;
+        seen++;
+        if (live) {
+            memcpy(key, p + 8, 8);
+            rk = val(key, 8);
+            if ((st = cert_read(t, &rk, &out[got], &found)) != MP_OK)
+                goto out;
+            live = found && !out[got].released && out[got].release_at == at;
+        }
+        if (live)
+            got++;
+        else if (drop && (rc = mdb_cursor_del(c, 0)) != 0) {
+            st = lmdb_fail("certificate index delete", rc);
+            goto out;
+        }
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("certificate index", rc);
+        goto out;
+    }
+    *n = got;
+    st = MP_OK;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    return st;
+}
+
+mp_status mpb_cert_due(mpb_txn *t, uint64_t now, mpb_cert *out, size_t max, size_t *n)
+{
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || n == NULL || (out == NULL && max > 0)) {
+        st = bad_arg("certificate listing");
+        goto out;
+    }
+    *n = 0;
+    if (!t->b->certs || max == 0) {
+        st = MP_OK;
+        goto out;
+    }
+    st = cert_due(t, now, out, max, n, !t->rdonly);
+out:
+    return txn_result(t, st);
+}
+
+/* Gives one certificate's unused credit back; fills *r. */
+static mp_status release_one(mpb_txn *t, mpb_cert *c, mpb_release *r)
+{
+    mpb_account a;
+    mp_amount rest, take, nb;
+    int found = 0;
+    mp_status st;
+
+    memset(r, 0, sizeof *r);
+    r->serial = c->serial;
+    memcpy(r->account, c->account, sizeof r->account);
+    /* cert_valid: same currency, redeemed <= credit. */
+    if ((st = mp_amount_sub(&c->credit, &c->redeemed, &rest)) != MP_OK)
+        return corrupt("certificate record");
+    mp_amount_set(&r->amount, 0, rest.cur);
+    r->uncovered = rest;
+    if ((st = mpb_account_get(t, c->account, &a, &found)) != MP_OK)
+        return st;
+    if (found && rest.units > 0 && memcmp(a.reserved.cur, rest.cur, 3) == 0) {
+        take = a.reserved.units < rest.units ? a.reserved : rest;
+        if (mp_amount_add(&a.balance, &take, &nb) == MP_OK) {
+            if ((st = mp_amount_sub(&a.reserved, &take, &a.reserved)) != MP_OK
+                || (st = mp_amount_sub(&rest, &take, &r->uncovered)) != MP_OK)
+                return st;
+            a.balance = nb;
+            r->amount = take;
+            if ((st = mpb_account_put(t, &a)) != MP_OK)
+                return st;
+        }
+    }
+    c->released = 1;
+    return mpb_cert_put(t, c);
+}
+
+mp_status mpb_cert_release(mpb *b, uint64_t now, mpb_release *out, size_t max, size_t *n)
+{
+    mpb_cert *due = NULL;
+    mpb_txn *t = NULL;
+    size_t i, got = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (b == NULL || out == NULL || n == NULL || max == 0 || max > RELEASE_MAX) {
+        st = bad_arg("release arguments");
+        goto out;
+    }
+    *n = 0;
+    if (b->rdonly) {
+        st = bad_arg("release on a read-only store");
+        goto out;
+    }
+    if ((due = malloc(max * sizeof *due)) == NULL) {
+        set_msg("broker store: out of memory");
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    if ((st = mpb_begin(b, 0, &t)) != MP_OK)
+        goto out;
+    if ((st = mpb_cert_due(t, now, due, max, &got)) != MP_OK)
+        goto out;
+    for (i = 0; i < got; i++)
+        if ((st = release_one(t, &due[i], &out[i])) != MP_OK)
+            goto out;
+    st = mpb_commit(t);
+    t = NULL;
+    if (st != MP_OK)
+        goto out;
+    *n = got;
+out:
+    mpb_abort(t);
+    free(due);
+    return st;
 }
 
 /* ---- compaction ------------------------------------------------------------------ */

@@ -22,7 +22,11 @@
  *   spent       issuer NUL u64 scrip id -> u64 expiry   (broker scrip exchanged,
  *                                                       vendor scrip deposited)
  *   redeemed    32 commitment id -> u32 last word credited | u64 keep_until
+ *   cert        u64 serial -> the credit a PayWord certificate reserved (mpb_cert)
+ *   certdue     index of the unreleased certificates by release time
  *   expiry      index for compaction, as in the vendor store
+ * A store made before the cert tables existed gets them on its first
+ * writable open; opened read-only, it simply has no certificate records.
  */
 #ifndef MOD_MICROPAY_BSTORE_H
 #define MOD_MICROPAY_BSTORE_H
@@ -99,6 +103,66 @@ mp_status mpb_spend(mpb_txn *t, const char *issuer, uint64_t scrip_id, uint64_t 
 mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t *last);
 mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t last,
                            uint64_t keep_until);
+
+/*
+ * Certificates (8.5). /certify reserves the credit limit (balance ->
+ * reserved) and records it here under the certificate's serial, in the same
+ * transaction; /redeem draws PayWord redemptions from that reservation
+ * first; once no redemption can come any more (release_at), the rest goes
+ * back to the balance, once. Records are never deleted: a late redemption
+ * must still find that its certificate was released.
+ */
+typedef struct {
+    uint64_t  serial;                        /* the key; >= 1 */
+    char      account[MPB_ACCOUNT_MAX + 1];  /* the certified customer (cert.user) */
+    mp_amount credit;                        /* the credit limit reserved at /certify */
+    mp_amount redeemed;                      /* drawn from that reservation so far:
+                                              * 0..credit, same currency */
+    uint64_t  expiry;                        /* the certificate's expiry */
+    uint64_t  release_at;                    /* expiry + redemption deadline in force at
+                                              * /certify; >= expiry */
+    uint8_t   released;                      /* 0, or 1 once credit - redeemed went back
+                                              * to the balance */
+} mpb_cert;
+
+/* *found = 0 when serial has no record. MP_ERR_STORE for a damaged record. */
+mp_status mpb_cert_get(mpb_txn *t, uint64_t serial, mpb_cert *out, int *found);
+
+/* Writes c (copied; the caller keeps c) and keeps the release index in step.
+ * MP_ERR_ARG, writing nothing, for an invalid record (serial 0, bad account
+ * id, redeemed above credit or in another currency, release_at < expiry,
+ * released not 0 or 1) and for a rewrite that changes anything but
+ * redeemed upwards and released from 0 to 1: going back would let credit
+ * be drawn or released twice. */
+mp_status mpb_cert_put(mpb_txn *t, const mpb_cert *c);
+
+/* The unreleased certificates due at now (release_at <= now), earliest
+ * first, into out[0..max); *n gets how many. Reads at most max index
+ * entries, so it is bounded; a full out means more may be due. Works in
+ * read transactions too; an index entry that names no unreleased record
+ * of that time is skipped (a write transaction deletes it). */
+mp_status mpb_cert_due(mpb_txn *t, uint64_t now, mpb_cert *out, size_t max, size_t *n);
+
+/* One released certificate. */
+typedef struct {
+    uint64_t  serial;
+    char      account[MPB_ACCOUNT_MAX + 1];
+    mp_amount amount;                        /* moved from reserved to balance */
+    mp_amount uncovered;                     /* credit - redeemed that the account could
+                                              * not give back: gone, another currency,
+                                              * reserved already lower, or a balance at
+                                              * MP_AMOUNT_MAX; normally 0 */
+} mpb_release;
+
+/* Releases up to max due certificates in one write transaction of its own:
+ * for each, credit - redeemed moves from the account's reserved to its
+ * balance (never more than reserved holds; the rest is reported as
+ * uncovered) and the record is marked released. out[0..max) (the caller's
+ * array) gets one entry per certificate released, *n their number, filled
+ * only when everything committed (*n = 0 otherwise). *n == max means more
+ * may be due: call again. MP_ERR_ARG on a read-only store or for max 0 or
+ * above 100000; MP_ERR_NOMEM; MP_ERR_STORE, with nothing released. */
+mp_status mpb_cert_release(mpb *b, uint64_t now, mpb_release *out, size_t max, size_t *n);
 
 /* Deletes expired idempotency, spent and redeemed records (up to max). */
 mp_status mpb_compact(mpb *b, uint64_t now, size_t max, size_t *removed);

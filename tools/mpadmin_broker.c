@@ -5,6 +5,7 @@
  *   accounts create STORE ID --customer|--vendor NAME --currency CUR --secrets FILE [--key-out FILE]
  *   accounts credit STORE ID AMOUNT
  *   accounts show STORE [ID]
+ *   accounts release STORE [--now UNIX_TIME]
  *
  * Account keys are 32 random bytes, handed out once and kept in the store
  * only wrapped (mp_account_key_wrap) under the newest "account" secret of
@@ -419,6 +420,150 @@ done:
     return rc;
 }
 
+/* ---- accounts release ---------------------------------------------------------- */
+
+#define RELEASE_BATCH 1000
+
+typedef struct {
+    char      account[MPB_ACCOUNT_MAX + 1];
+    mp_amount amount, uncovered;
+    uint64_t  certs;
+} release_sum;
+
+static int release_cmp(const void *a, const void *b)
+{
+    return strcmp(((const release_sum *)a)->account, ((const release_sum *)b)->account);
+}
+
+/* Sums rows of one account into one (sorted first); a sum that would
+ * exceed MP_AMOUNT_MAX stays a row of its own. Returns the new count. */
+static size_t release_merge(release_sum *s, size_t n)
+{
+    mp_amount a, u;
+    size_t i, m = 0;
+
+    if (n == 0)
+        return 0;
+    qsort(s, n, sizeof *s, release_cmp);
+    for (i = 1; i < n; i++) {
+        if (strcmp(s[m].account, s[i].account) == 0
+            && mp_amount_add(&s[m].amount, &s[i].amount, &a) == MP_OK
+            && mp_amount_add(&s[m].uncovered, &s[i].uncovered, &u) == MP_OK) {
+            s[m].amount = a;
+            s[m].uncovered = u;
+            s[m].certs += s[i].certs;
+        } else {
+            s[++m] = s[i];
+        }
+    }
+    return m + 1;
+}
+
+static void print_release(const mpa_opts *o, const release_sum *s, int first)
+{
+    char amt[MP_AMOUNT_STRMAX] = "?", unc[MP_AMOUNT_STRMAX] = "?";
+
+    mp_amount_format(&s->amount, amt, sizeof amt);
+    mp_amount_format(&s->uncovered, unc, sizeof unc);
+    if (o->json) {
+        printf("%s{\"account\": ", first ? "" : ",\n  ");
+        mpa_json_str(stdout, s->account);
+        printf(", \"currency\": \"%s\", \"released\": \"%s\", \"released_units\": %llu, "
+               "\"certificates\": %llu, \"uncovered\": \"%s\", \"uncovered_units\": %llu}",
+               s->amount.cur, amt, (unsigned long long)s->amount.units,
+               (unsigned long long)s->certs, unc, (unsigned long long)s->uncovered.units);
+    } else {
+        printf("%-24s released %-18s (%llu certificate%s)", s->account, amt,
+               (unsigned long long)s->certs, s->certs == 1 ? "" : "s");
+        if (s->uncovered.units > 0)
+            printf("; %s no longer reserved, not released", unc);
+        printf("\n");
+    }
+}
+
+static int accounts_release(const mpa_opts *o, int argc, char **argv)
+{
+    const char *dir = NULL;
+    uint64_t now = (uint64_t)time(NULL), certs = 0;
+    mpb_release *out = NULL;
+    release_sum *sums = NULL, *grown;
+    size_t nsums = 0, cap = 0, n = 0, i;
+    mpb *b = NULL;
+    int rc = MPA_FAIL, a;
+    mp_status st = MP_OK;
+
+    for (a = 0; a < argc; a++) {
+        if (strcmp(argv[a], "--now") == 0 && a + 1 < argc) {
+            if (mpa_parse_u64(argv[++a], (uint64_t)INT64_MAX, &now) != 0) {
+                mpa_err("accounts release: --now: Unix seconds, not '%s'", argv[a]);
+                return MPA_USAGE;
+            }
+        } else if (dir == NULL && argv[a][0] != '-') {
+            dir = argv[a];
+        } else {
+            mpa_err("accounts release: unexpected argument '%s'", argv[a]);
+            return MPA_USAGE;
+        }
+    }
+    if (dir == NULL) {
+        mpa_err("accounts release: BROKER_STORE [--now UNIX_TIME]");
+        return MPA_USAGE;
+    }
+    if ((out = malloc(RELEASE_BATCH * sizeof *out)) == NULL) {
+        mpa_err("accounts release: out of memory");
+        return MPA_FAIL;
+    }
+    if (open_broker(dir, 0, &b) != 0)
+        goto done;
+    /* One write transaction per batch: the broker keeps running meanwhile. */
+    do {
+        if ((st = mpb_cert_release(b, now, out, RELEASE_BATCH, &n)) != MP_OK)
+            break;
+        if (nsums + n > cap) {
+            cap = (nsums + n) * 2;
+            if ((grown = realloc(sums, cap * sizeof *sums)) == NULL) {
+                st = MP_ERR_NOMEM;
+                break;
+            }
+            sums = grown;
+        }
+        for (i = 0; i < n; i++, nsums++) {
+            memcpy(sums[nsums].account, out[i].account, sizeof sums[nsums].account);
+            sums[nsums].amount = out[i].amount;
+            sums[nsums].uncovered = out[i].uncovered;
+            sums[nsums].certs = 1;
+        }
+        certs += n;
+    } while (n == RELEASE_BATCH);
+    /* What committed is reported even when a later batch failed. */
+    nsums = release_merge(sums, nsums);
+    if (o->json) {
+        printf("{\"now\": %llu, \"certificates\": %llu, \"accounts\": [",
+               (unsigned long long)now, (unsigned long long)certs);
+        for (i = 0; i < nsums; i++)
+            print_release(o, &sums[i], i == 0);
+        printf("]}\n");
+    } else {
+        for (i = 0; i < nsums; i++)
+            print_release(o, &sums[i], i == 0);
+        if (certs == 0 && st == MP_OK)
+            printf("nothing to release\n");
+        else
+            printf("%llu certificate%s released\n", (unsigned long long)certs,
+                   certs == 1 ? "" : "s");
+    }
+    if (st != MP_OK) {
+        mpa_err("accounts release: %s", st == MP_ERR_NOMEM ? "out of memory" : mpb_errmsg());
+        goto done;
+    }
+    rc = MPA_OK;
+done:
+    mpb_close(b);
+    free(out);
+    free(sums);
+    return rc;
+}
+
 const mpa_cmd mpa_broker_cmds[] = {
     { "broker", "init", "DIR [--owner USER]",
       "Creates an empty broker account store in DIR (created 0700 if missing). --owner\n"
@@ -440,5 +585,14 @@ const mpa_cmd mpa_broker_cmds[] = {
     { "accounts", "show", "BROKER_STORE [ID]",
       "Shows the kind, vendor, balance and reserved PayWord credit of account ID, or of\n"
       "every account. Exit 3 when ID does not exist.", accounts_show },
+    { "accounts", "release", "BROKER_STORE [--now UNIX_TIME]",
+      "Gives back the PayWord credit that certificates reserved and vendors did not\n"
+      "redeem, once no redemption can come any more (certificate expiry + the broker's\n"
+      "redemption deadline at certification, e.g. 30 days): credit - redeemed moves from\n"
+      "reserved to the balance, once per certificate, in write transactions of 1000\n"
+      "certificates (safe while the broker runs, which also does this hourly). Prints\n"
+      "what each account got back. --now judges \"past the deadline\" at UNIX_TIME\n"
+      "instead of the clock (tests). Exit 1 when the store fails; batches already\n"
+      "committed are printed first.", accounts_release },
     { NULL, NULL, NULL, NULL, NULL }
 };

@@ -1,8 +1,8 @@
 /*
  * test_bstore.c - the broker's LMDB store (mod_micropay_bstore.h): opening
  * and refusing stores, accounts and their refusals, idempotency records,
- * counters, customer ids, spent scrip, redeemed commitments, damaged
- * records, compaction and persistence, then processes debiting one account
+ * counters, customer ids, spent scrip, redeemed commitments, certificate
+ * records and the release of their credit, damaged records, compaction and persistence, then processes debiting one account
  * at once, and a writer killed with SIGKILL in the middle of its debits.
  *
  * Every store lives in its own mkdtemp directory under /tmp, removed at
@@ -873,6 +873,467 @@ static void test_redeemed(void)
     CU_ASSERT(raw_count(d, "redeemed") == 2 && raw_count(d, "expiry") == 2);
 }
 
+/* ---- certificate records and releasing their credit ----------------------------- */
+
+static mpb_cert cert(uint64_t serial, const char *acct, uint64_t credit, uint64_t redeemed,
+                     uint64_t release_at)
+{
+    mpb_cert c;
+
+    memset(&c, 0, sizeof c);
+    c.serial = serial;
+    snprintf(c.account, sizeof c.account, "%s", acct);
+    mp_amount_set(&c.credit, credit, "USD");
+    mp_amount_set(&c.redeemed, redeemed, "USD");
+    c.expiry = release_at >= 100 ? release_at - 100 : 0;
+    c.release_at = release_at;
+    return c;
+}
+
+static mp_status put_cert(mpb *b, const mpb_cert *c)
+{
+    mpb_txn *t = NULL;
+    mp_status st;
+
+    if ((st = mpb_begin(b, 0, &t)) != MP_OK)
+        return st;
+    if ((st = mpb_cert_put(t, c)) != MP_OK) {
+        mpb_abort(t);
+        return st;
+    }
+    return mpb_commit(t);
+}
+
+/* A customer account that reserved `reserved` of its money for certificates. */
+static mp_status put_reserved(mpb *b, const char *id, uint64_t bal, uint64_t reserved)
+{
+    mpb_account a = account(id, MPB_CUSTOMER, "", bal);
+
+    a.reserved.units = reserved;
+    return put_account(b, &a);
+}
+
+/* balance and reserved of id; -1, -1 when unreadable. */
+static void amounts(mpb *b, const char *id, long long *bal, long long *res)
+{
+    mpb_txn *t = NULL;
+    mpb_account a;
+    int found = 0;
+
+    *bal = *res = -1;
+    if (mpb_begin(b, 1, &t) != MP_OK)
+        return;
+    if (mpb_account_get(t, id, &a, &found) == MP_OK && found) {
+        *bal = (long long)a.balance.units;
+        *res = (long long)a.reserved.units;
+    }
+    mpb_abort(t);
+}
+
+static mpb_cert get_cert(mpb *b, uint64_t serial, int *found)
+{
+    mpb_txn *t = NULL;
+    mpb_cert c;
+
+    memset(&c, 0, sizeof c);
+    *found = -1;
+    if (mpb_begin(b, 1, &t) != MP_OK)
+        return c;
+    if (mpb_cert_get(t, serial, &c, found) != MP_OK)
+        *found = -1;
+    mpb_abort(t);
+    return c;
+}
+
+static void test_certs(void)
+{
+    const char *d = new_store();
+    mpb_cert c = cert(7, ACCT, 500, 0, NOW + 1000), got, bad, list[4];
+    mpb *b, *ro;
+    mpb_txn *t = NULL;
+    size_t n = 99;
+    int found = 9;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_OK(mpb_cert_get(t, 7, &got, &found));
+    CU_ASSERT(found == 0);
+    ASSERT_OK(mpb_cert_get(t, 0, &got, &found));
+    CU_ASSERT(found == 0);
+    ASSERT_OK(mpb_cert_put(t, &c));
+    memset(&got, 0x5a, sizeof got);
+    ASSERT_OK(mpb_cert_get(t, 7, &got, &found));
+    CU_ASSERT(found == 1 && got.serial == 7 && strcmp(got.account, ACCT) == 0);
+    CU_ASSERT(got.credit.units == 500 && strcmp(got.credit.cur, "USD") == 0);
+    CU_ASSERT(got.redeemed.units == 0 && strcmp(got.redeemed.cur, "USD") == 0);
+    CU_ASSERT(got.expiry == NOW + 900 && got.release_at == NOW + 1000 && got.released == 0);
+    /* invalid records write nothing and leave the transaction usable */
+    bad = c; bad.serial = 0;
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    bad = c; bad.serial = 8; bad.redeemed.units = 501;
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    bad = c; bad.serial = 8; memcpy(bad.redeemed.cur, "EUR", 4);
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    bad = c; bad.serial = 8; bad.release_at = bad.expiry - 1;
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    bad = c; bad.serial = 8; bad.released = 2;
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    bad = c; bad.serial = 8; strcpy(bad.account, "a\"b");
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    bad = c; bad.serial = 8; bad.credit.units = MP_AMOUNT_MAX + 1;
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    ASSERT_ST(mpb_cert_put(t, NULL), MP_ERR_ARG);
+    ASSERT_ST(mpb_cert_get(t, 7, NULL, &found), MP_ERR_ARG);
+    /* rewrites: only redeemed upwards and released 0 -> 1 */
+    bad = c; bad.credit.units = 600;
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    bad = c; strcpy(bad.account, "other");
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    bad = c; bad.release_at += 1;
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    c.redeemed.units = 120;
+    ASSERT_OK(mpb_cert_put(t, &c));
+    bad = c; bad.redeemed.units = 119;
+    ASSERT_ST(mpb_cert_put(t, &bad), MP_ERR_ARG);
+    ASSERT_OK(mpb_cert_put(t, &c));                      /* the same again */
+    ASSERT_OK(mpb_commit(t));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(3, ACCT, 10, 0, NOW + 500) }));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(9, "other", 10, 0, NOW + 2000) }));
+    mpb_close(b);
+
+    /* persisted; the due list in release order, bounded by max */
+    ro = open_store(d, 1);
+    CU_ASSERT_FATAL(ro != NULL);
+    got = get_cert(ro, 7, &found);
+    CU_ASSERT(found == 1 && memcmp(&got, &c, sizeof c) == 0);
+    ASSERT_OK(mpb_begin(ro, 1, &t));
+    ASSERT_OK(mpb_cert_due(t, NOW + 499, list, 4, &n));
+    CU_ASSERT(n == 0);
+    ASSERT_OK(mpb_cert_due(t, NOW + 1000, list, 4, &n));
+    CU_ASSERT(n == 2 && list[0].serial == 3 && list[1].serial == 7);
+    ASSERT_OK(mpb_cert_due(t, UINT64_MAX, list, 1, &n));
+    CU_ASSERT(n == 1 && list[0].serial == 3);
+    ASSERT_OK(mpb_cert_due(t, UINT64_MAX, list, 4, &n));
+    CU_ASSERT(n == 3 && list[2].serial == 9);
+    ASSERT_ST(mpb_cert_put(t, &c), MP_ERR_ARG);          /* read txn */
+    mpb_abort(t);
+    mpb_close(ro);
+
+    /* released: out of the due list, and it stays released */
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    c.released = 1;
+    ASSERT_OK(put_cert(b, &c));
+    bad = c; bad.released = 0;
+    ASSERT_ST(put_cert(b, &bad), MP_ERR_ARG);
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_cert_due(t, UINT64_MAX, list, 4, &n));
+    CU_ASSERT(n == 2 && list[0].serial == 3 && list[1].serial == 9);
+    mpb_abort(t);
+    mpb_close(b);
+    CU_ASSERT(raw_count(d, "cert") == 3 && raw_count(d, "certdue") == 2);
+}
+
+static void test_cert_release(void)
+{
+    const char *d = new_store();
+    mpb_release out[4];
+    mpb_cert c;
+    long long bal, res;
+    size_t n = 99;
+    int found = 0;
+    mpb *b, *ro;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    /* alice certified twice (300 + 200 reserved of her 1000) and 100 of the
+     * first was redeemed: 400 reserved, 500 balance */
+    ASSERT_OK(put_reserved(b, "alice", 500, 400));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(1, "alice", 300, 100, NOW + 10) }));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(2, "alice", 200, 0, NOW + 20) }));
+    ASSERT_OK(mpb_cert_release(b, NOW + 9, out, 4, &n));
+    CU_ASSERT(n == 0);
+    ASSERT_OK(mpb_cert_release(b, NOW + 10, out, 4, &n));
+    CU_ASSERT(n == 1 && out[0].serial == 1 && strcmp(out[0].account, "alice") == 0);
+    CU_ASSERT(out[0].amount.units == 200 && strcmp(out[0].amount.cur, "USD") == 0);
+    CU_ASSERT(out[0].uncovered.units == 0);
+    amounts(b, "alice", &bal, &res);
+    CU_ASSERT(bal == 700 && res == 200);
+    /* idempotent: released once, however often it runs */
+    ASSERT_OK(mpb_cert_release(b, NOW + 10, out, 4, &n));
+    CU_ASSERT(n == 0);
+    ASSERT_OK(mpb_cert_release(b, NOW + 19, out, 4, &n));
+    CU_ASSERT(n == 0);
+    amounts(b, "alice", &bal, &res);
+    CU_ASSERT(bal == 700 && res == 200);
+    c = get_cert(b, 1, &found);
+    CU_ASSERT(found == 1 && c.released == 1 && c.redeemed.units == 100);
+    ASSERT_OK(mpb_cert_release(b, NOW + 20, out, 4, &n));
+    CU_ASSERT(n == 1 && out[0].serial == 2 && out[0].amount.units == 200);
+    ASSERT_OK(mpb_cert_release(b, UINT64_MAX, out, 4, &n));
+    CU_ASSERT(n == 0);
+    amounts(b, "alice", &bal, &res);
+    CU_ASSERT(bal == 900 && res == 0);                   /* 1000 - the 100 redeemed */
+
+    /* never more than reserved holds; a vanished account gets nothing */
+    ASSERT_OK(put_reserved(b, "bob", 5, 50));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(3, "bob", 100, 0, NOW + 30) }));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(4, "gone", 70, 20, NOW + 30) }));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(5, "bob", 100, 100, NOW + 30) }));
+    ASSERT_OK(mpb_cert_release(b, NOW + 30, out, 4, &n));
+    CU_ASSERT_FATAL(n == 3);
+    CU_ASSERT(out[0].serial == 3 && out[0].amount.units == 50 && out[0].uncovered.units == 50);
+    CU_ASSERT(out[1].serial == 4 && out[1].amount.units == 0 && out[1].uncovered.units == 50);
+    CU_ASSERT(out[2].serial == 5 && out[2].amount.units == 0 && out[2].uncovered.units == 0);
+    amounts(b, "bob", &bal, &res);
+    CU_ASSERT(bal == 55 && res == 0);
+    c = get_cert(b, 4, &found);
+    CU_ASSERT(found == 1 && c.released == 1);
+
+    /* bounded batches */
+    for (n = 0; n < 5; n++)
+        ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(10 + n, "carol", 1, 0, NOW + 40 + n) }));
+    ASSERT_OK(put_reserved(b, "carol", 0, 5));
+    ASSERT_OK(mpb_cert_release(b, NOW + 100, out, 2, &n));
+    CU_ASSERT(n == 2 && out[0].serial == 10 && out[1].serial == 11);
+    ASSERT_OK(mpb_cert_release(b, NOW + 100, out, 2, &n));
+    CU_ASSERT(n == 2 && out[0].serial == 12);
+    ASSERT_OK(mpb_cert_release(b, NOW + 100, out, 2, &n));
+    CU_ASSERT(n == 1 && out[0].serial == 14);
+    amounts(b, "carol", &bal, &res);
+    CU_ASSERT(bal == 5 && res == 0);
+    ASSERT_ST(mpb_cert_release(b, NOW, out, 0, &n), MP_ERR_ARG);
+    ASSERT_ST(mpb_cert_release(b, NOW, NULL, 4, &n), MP_ERR_ARG);
+    ASSERT_ST(mpb_cert_release(NULL, NOW, out, 4, &n), MP_ERR_ARG);
+    mpb_close(b);
+    CU_ASSERT(raw_count(d, "certdue") == 0);
+    ro = open_store(d, 1);
+    CU_ASSERT_FATAL(ro != NULL);
+    ASSERT_ST(mpb_cert_release(ro, UINT64_MAX, out, 4, &n), MP_ERR_ARG);
+    mpb_close(ro);
+}
+
+/* Processes releasing at once give each certificate back once. */
+static void test_cert_release_processes(void)
+{
+    enum { CERTS = 300, PROCS = 4 };
+    const char *d = new_store();
+    mpb_release out[16];
+    int k, status, ok_exit = 0, res[PROCS][2];
+    long long bal, resv, total = 0;
+    pid_t pid[PROCS];
+    size_t n, got;
+    uint64_t i;
+    mpb *b;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(put_reserved(b, "shared", 0, CERTS * 3));
+    for (i = 1; i <= CERTS; i++)
+        ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(i, "shared", 3, i % 3, NOW + i) }));
+    mpb_close(b);
+    fflush(NULL);
+    for (k = 0; k < PROCS; k++) {
+        CU_ASSERT_FATAL(pipe(res[k]) == 0);
+        pid[k] = fork();
+        CU_ASSERT_FATAL(pid[k] >= 0);
+        if (pid[k] == 0) {
+            long long sum = 0;
+            mpb *cb = open_store(d, 0);
+
+            close(res[k][0]);
+            if (cb == NULL)
+                _exit(2);
+            do {
+                if (mpb_cert_release(cb, UINT64_MAX, out, 16, &got) != MP_OK)
+                    _exit(3);
+                for (n = 0; n < got; n++)
+                    sum += (long long)out[n].amount.units;
+            } while (got == 16);
+            mpb_close(cb);
+            if (write(res[k][1], &sum, sizeof sum) != sizeof sum)
+                _exit(4);
+            _exit(0);
+        }
+        close(res[k][1]);
+    }
+    for (k = 0; k < PROCS; k++) {
+        long long sum = -1;
+
+        if (read(res[k][0], &sum, sizeof sum) == sizeof sum)
+            total += sum;
+        close(res[k][0]);
+        if (waitpid(pid[k], &status, 0) == pid[k] && WIFEXITED(status)
+            && WEXITSTATUS(status) == 0)
+            ok_exit++;
+    }
+    CU_ASSERT(ok_exit == PROCS);
+    /* 3 each, less what was redeemed: 0, 1 or 2 by serial mod 3 */
+    CU_ASSERT(total == CERTS * 3 - CERTS);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    amounts(b, "shared", &bal, &resv);
+    CU_ASSERT(bal == total && resv == CERTS);
+    mpb_close(b);
+    CU_ASSERT(raw_count(d, "certdue") == 0);
+}
+
+static void test_cert_corrupt(void)
+{
+    const char *d = new_store();
+    uint8_t key[16], v[37 + 5];
+    mpb_release out[4];
+    mpb_cert got, list[4];
+    long long bal, res;
+    size_t n = 0;
+    int found = 0;
+    mpb *b;
+    mpb_txn *t = NULL;
+    raw r;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(put_reserved(b, "alice", 0, 100));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(1, "alice", 100, 0, NOW + 10) }));
+    mpb_close(b);
+
+    /* a valid record to damage: serial 2, 100 USD of alice */
+    memset(v, 0, sizeof v);
+    memcpy(v + 1, "USD", 3);
+    v[11] = 100;                                         /* credit, big-endian */
+    v[27] = 1;                                           /* expiry 1 */
+    v[35] = 2;                                           /* release_at 2 */
+    v[36] = 5;
+    memcpy(v + 37, "alice", 5);
+    CU_ASSERT_FATAL(raw_open(&r, d, "cert", 0));
+    memset(key, 0, 8);
+    key[7] = 2;
+    CU_ASSERT(raw_put(&r, key, 8, v, sizeof v));         /* sound */
+    key[7] = 3;
+    CU_ASSERT(raw_put(&r, key, 8, v, 20));               /* short */
+    v[0] = 2;                                            /* released: 0 or 1 */
+    key[7] = 4;
+    CU_ASSERT(raw_put(&r, key, 8, v, sizeof v));
+    v[0] = 0;
+    v[19] = 101;                                         /* redeemed above credit */
+    key[7] = 5;
+    CU_ASSERT(raw_put(&r, key, 8, v, sizeof v));
+    v[19] = 0;
+    memcpy(v + 1, "usd", 3);                             /* not a currency */
+    key[7] = 6;
+    CU_ASSERT(raw_put(&r, key, 8, v, sizeof v));
+    memcpy(v + 1, "USD", 3);
+    v[36] = 6;                                           /* length beyond the value */
+    key[7] = 7;
+    CU_ASSERT(raw_put(&r, key, 8, v, sizeof v));
+    v[36] = 5;
+    v[35] = 0;                                           /* release_at before expiry */
+    key[7] = 8;
+    CU_ASSERT(raw_put(&r, key, 8, v, sizeof v));
+    CU_ASSERT_FATAL(raw_close(&r));
+
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_cert_get(t, 2, &got, &found));
+    CU_ASSERT(found == 1 && got.credit.units == 100 && got.expiry == 1 && got.release_at == 2);
+    for (n = 3; n <= 8; n++) {
+        ASSERT_ST(mpb_cert_get(t, n, &got, &found), MP_ERR_STORE);
+        CU_ASSERT(strstr(mpb_errmsg(), "corrupt certificate") != NULL);
+    }
+    mpb_abort(t);
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    got = cert(4, "alice", 100, 0, NOW + 10);
+    ASSERT_ST(mpb_cert_put(t, &got), MP_ERR_STORE);      /* reads the old record */
+    ASSERT_ST(mpb_commit(t), MP_ERR_STORE);
+    mpb_close(b);
+
+    /* index entries: garbage is skipped, then dropped by a release; one that
+     * names a damaged record stops the release, which then moves nothing */
+    CU_ASSERT_FATAL(raw_open(&r, d, "certdue", 0));
+    CU_ASSERT(raw_put(&r, "junk", 4, "", 0));
+    memset(key, 0, sizeof key);
+    key[7] = 1;                                          /* release at 1: first */
+    key[15] = 99;                                        /* no such record */
+    CU_ASSERT(raw_put(&r, key, 16, "", 0));
+    CU_ASSERT_FATAL(raw_close(&r));
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_cert_due(t, NOW + 10, list, 4, &n));
+    CU_ASSERT(n == 1 && list[0].serial == 1);
+    mpb_abort(t);
+    ASSERT_OK(mpb_cert_release(b, NOW + 10, out, 4, &n));
+    CU_ASSERT(n == 1 && out[0].serial == 1 && out[0].amount.units == 100);
+    amounts(b, "alice", &bal, &res);
+    CU_ASSERT(bal == 100 && res == 0);
+    mpb_close(b);
+    CU_ASSERT(raw_count(d, "certdue") == 0);
+    CU_ASSERT_FATAL(raw_open(&r, d, "certdue", 0));
+    key[7] = 2;
+    key[15] = 5;                                         /* the damaged serial 5 */
+    CU_ASSERT(raw_put(&r, key, 16, "", 0));
+    CU_ASSERT_FATAL(raw_close(&r));
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(put_reserved(b, "alice", 0, 100));
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(20, "alice", 100, 0, NOW + 10) }));
+    ASSERT_ST(mpb_cert_release(b, NOW + 10, out, 4, &n), MP_ERR_STORE);
+    CU_ASSERT(n == 0);
+    amounts(b, "alice", &bal, &res);
+    CU_ASSERT(bal == 0 && res == 100);
+    mpb_close(b);
+}
+
+/* A store made before certificate records: readable as it is, upgraded by
+ * its first writable open. */
+static void test_cert_upgrade(void)
+{
+    const char *d = new_store();
+    mpb_cert got, list[2];
+    size_t n = 9;
+    int found = 9;
+    mpb *b;
+    mpb_txn *t = NULL;
+    raw r;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(put_reserved(b, "alice", 10, 100));
+    mpb_close(b);
+    CU_ASSERT_FATAL(raw_open(&r, d, "cert", 0));
+    CU_ASSERT(mdb_drop(r.txn, r.dbi, 1) == 0);
+    CU_ASSERT_FATAL(raw_close(&r));
+    CU_ASSERT_FATAL(raw_open(&r, d, "certdue", 0));
+    CU_ASSERT(mdb_drop(r.txn, r.dbi, 1) == 0);
+    CU_ASSERT_FATAL(raw_close(&r));
+    CU_ASSERT(raw_count(d, "cert") == (size_t)-1);
+
+    b = open_store(d, 1);
+    CU_ASSERT_FATAL(b != NULL);
+    CU_ASSERT(balance(b, "alice") == 10);
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_cert_get(t, 1, &got, &found));
+    CU_ASSERT(found == 0);
+    ASSERT_OK(mpb_cert_due(t, UINT64_MAX, list, 2, &n));
+    CU_ASSERT(n == 0);
+    mpb_abort(t);
+    mpb_close(b);
+    CU_ASSERT(raw_count(d, "cert") == (size_t)-1);       /* read-only: untouched */
+
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(put_cert(b, (mpb_cert[]){ cert(1, "alice", 100, 0, NOW) }));
+    mpb_close(b);
+    CU_ASSERT(raw_count(d, "cert") == 1 && raw_count(d, "certdue") == 1);
+}
+
 /* ---- damaged records ------------------------------------------------------------- */
 
 static void test_corrupt(void)
@@ -1294,6 +1755,11 @@ int main(int argc, char **argv)
         { "customer ids", test_custid },
         { "spent scrip", test_spend },
         { "redeemed commitments", test_redeemed },
+        { "certificate records", test_certs },
+        { "releasing certificate credit", test_cert_release },
+        { "processes releasing at once", test_cert_release_processes },
+        { "damaged certificate records", test_cert_corrupt },
+        { "store without certificate tables", test_cert_upgrade },
         { "damaged records", test_corrupt },
         { "compaction", test_compact },
         { "processes debiting one account", test_processes },
