@@ -32,6 +32,11 @@
  * scrip it was change of, which the broker credits at full value. PayWord
  * words need no term either: until redeemed their value is still in the
  * customer's reserved credit, and /redeem moves it to the vendor account.
+ * For run_broker.sh's check of `mpadmin accounts release`, both modes also
+ * append to $MP_BT_DIR/payword (run starts it afresh), one line per event:
+ *   cert SERIAL ACCOUNT CREDIT_UNITS EXPIRY   a certificate /certify issued
+ *   paid SERIAL UNITS                         a PayWord payment a vendor
+ *                                             accepted (200) under it
  *
  * Output: CUnit's verbose run, then "N passed, M failed"; exit 1 on failure.
  */
@@ -771,6 +776,32 @@ static void expect_402_(const char *fn, int line, const resp *r, const char *rea
 
 /* ---- PayWord ------------------------------------------------------------------------------------ */
 
+/* Appends one line to $MP_BT_DIR/payword (see the top of the file). */
+static void pw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void pw_log(const char *fmt, ...)
+{
+    char *path = xasprintf("%s/payword", g_dir);
+    va_list ap;
+    FILE *f;
+
+    if ((f = fopen(path, "a")) == NULL)
+        die("cannot append to %s", path);
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    if (fclose(f) != 0)
+        die("cannot write %s", path);
+    free(path);
+}
+
+/* A certificate the broker issued: its reservation, for the release check. */
+static void cert_log(const mp_pw_cert *c)
+{
+    pw_log("cert %llu %s %llu %llu", (unsigned long long)c->serial, c->user,
+           (unsigned long long)c->credit_limit.units, (unsigned long long)c->expiry);
+}
+
 typedef struct {
     const account *who;
     mp_pw_commit c;
@@ -823,6 +854,7 @@ static int certify(const account *a, const char *limit, uint64_t expiry, mp_pw_c
                        (unsigned long long)cert->expiry, (unsigned long long)expiry);
             else
                 EXPECT(cert->expiry > now_s() + 3600, "certify: expiry too short");
+            cert_log(cert);
             ok = 1;
         }
     }
@@ -886,8 +918,11 @@ static long pay_pw_at(pwc *w, uint32_t k, const char *vendor, const char *target
     cred = b64(buf, len);
     vget(vendor ? vendor : w->c.vendor, target, cred, &r);
     status = r.status;
-    if (status == 200)
+    if (status == 200) {
         w->l = p.i;
+        pw_log("paid %llu %llu", (unsigned long long)w->c.cert.serial,
+               (unsigned long long)k * w->c.unit.units);
+    }
     if (out)
         *out = r;
     else
@@ -1603,11 +1638,13 @@ static void t_cert_shortened(void)
     bpost(&A_BOB, "certify", body, &r);
     if (EXPECT_B200(&r)) {
         len = unb64(js(&r, "cert"), buf, sizeof buf);
-        if (len == 0 || mp_pw_cert_decode(buf, len, &cert) != MP_OK)
+        if (len == 0 || mp_pw_cert_decode(buf, len, &cert) != MP_OK) {
             EXPECT(0, "cert does not decode");
-        else
+        } else {
             EXPECT(cert.expiry <= now_s() + 30 * 86400ULL + 5 && cert.expiry > now_s() + 29 * 86400ULL,
                    "cert expiry %llu not shortened to 30 days", (unsigned long long)cert.expiry);
+            cert_log(&cert);
+        }
     }
     resp_free(&r);
     free(body);
@@ -2040,6 +2077,9 @@ int main(int argc, char **argv)
     load_key(&A_NEWS);
     load_key(&A_SHOP);
     if (strcmp(argv[1], "run") == 0) {
+        res = xasprintf("%s/payword", g_dir);
+        unlink(res);                            /* the log starts afresh */
+        free(res);
         rc = run_suites("broker", run_tests);
     } else {
         wallet_load();

@@ -11,7 +11,10 @@
 # then broker_client runs its scenarios (see broker_client.c), mpadmin
 # redeem collects each vendor's earnings (twice: the second credits
 # nothing), earnings/accounts/price/store commands are checked, keys are
-# rotated with a graceful restart, and money is conserved to the unit:
+# rotated with a graceful restart, unused PayWord credit is released with
+# mpadmin accounts release --now (nothing before the first release time;
+# then per customer exactly credit - redeemed, once), and money is conserved
+# to the unit:
 #   money in (sum of credits) = sum over accounts of balance + reserved
 #       + broker scrip the client holds unspent (change included)
 #       + broker-minted vendor scrip the client holds unspent
@@ -537,6 +540,97 @@ if graceful; then
 else
     fail "graceful restart: server gone: $(tail -n 5 "$T/error.log")"
 fi
+
+# ---- release of unused PayWord credit: accounts release -----------------------------------------------
+# broker_client logged every certificate it got (serial, account, credit,
+# expiry) and every PayWord payment a vendor accepted under it ($T/keys/payword);
+# all of those words were redeemed above, so what a certificate has left of
+# its reservation is credit - paid. It goes back to the balance at expiry +
+# MicropayBrokerRedeemDeadline (not set here: the default, 30 days), once.
+redeem_deadline=2592000
+pwlog=$T/keys/payword
+
+# release_expect LO HI: {ACCOUNT: {"units": U, "certs": N}} over the logged
+# certificates with LO < expiry + deadline <= HI (U: credit - paid).
+release_expect() {
+    awk -v lo="$1" -v hi="$2" -v d="$redeem_deadline" '
+        $1 == "cert" { acct[$2] = $3; credit[$2] = $4; due[$2] = $5 + d }
+        $1 == "paid" { paid[$2] += $3 }
+        END {
+            for (s in acct)
+                if (due[s] > lo && due[s] <= hi) { u[acct[s]] += credit[s] - paid[s]; n[acct[s]]++ }
+            printf "{"
+            sep = ""
+            for (a in u) { printf "%s\"%s\": {\"units\": %.0f, \"certs\": %d}", sep, a, u[a], n[a]; sep = ", " }
+            printf "}\n"
+        }' "$pwlog"
+}
+# the JSON of accounts release as {ACCOUNT: {"units", "certs"}}, every
+# account with uncovered 0 in USD, and N certificates in all at NOW
+release_is() {    # release_is EXPECTED_JSON N NOW -> a jq test
+    echo "(.now == $3 and .certificates == $2 and all(.accounts[]; .uncovered_units == 0 and .currency == \"USD\")
+          and ([.accounts[] | {key: .account, value: {units: .released_units, certs: .certificates}}]
+               | from_entries) == $1)"
+}
+
+from_client=$(awk '$1 == "cert" { print $2, $3, $4 }' "$pwlog" 2>/dev/null | sort -n)
+from_log=$(grep -o 'MP00142: broker broker\.example: account [^ ]* certified, serial [0-9]*, credit [^ ]* [A-Z]* reserved' \
+    "$T/error.log" | while read -r _ _ _ _ acct _ _ serial _ a _; do
+        echo "${serial%,} $acct $(amt_units "$a")"
+    done | sort -n)
+[ -n "$from_client" ] && [ "$from_client" = "$from_log" ]
+check $? "payword log: the client's certificates are those the broker logged (MP00142): $(wc -l <<<"$from_client")" \
+    "client: $(tr '\n' ';' <<<"$from_client") broker: $(tr '\n' ';' <<<"$from_log")"
+bad_paid=$(awk '$1 == "cert" { credit[$2] = $4 } $1 == "paid" { paid[$2] += $3 }
+    END { for (s in paid) if (!(s in credit) || paid[s] > credit[s]) print s }' "$pwlog" 2>/dev/null)
+[ -s "$pwlog" ] && [ -z "$bad_paid" ]
+check $? "payword log: every payment under a logged certificate, within its credit" "serials: $bad_paid"
+
+first=$(awk -v d="$redeem_deadline" '$1 == "cert" && (m == "" || $5 + d < m) { m = $5 + d }
+    END { printf "%.0f\n", m }' "$pwlog" 2>/dev/null)
+far=$(($(date +%s) + 10 * 365 * 86400))
+exp_first=$(release_expect 0 "$first")
+exp_rest=$(release_expect "$first" "$far")
+exp_all=$(release_expect 0 "$far")
+n_first=$(jq '[.[].certs] | add // 0' <<<"$exp_first")
+n_rest=$(jq '[.[].certs] | add // 0' <<<"$exp_rest")
+note "release: first due at $first; expected there $exp_first; then $exp_rest"
+
+before=$("$mpadmin" --json accounts show "$T/bstore")
+bad=$(jq -r --argjson e "$exp_all" '.[] | select(.reserved_units != ($e[.account].units // 0))
+    | "\(.account) reserved \(.reserved_units), expected \($e[.account].units // 0)"' <<<"$before" 2>&1)
+[ -n "$before" ] && [ "$(jq -r 'length' <<<"$exp_all")" -gt 0 ] && [ -z "$bad" ]
+check $? "accounts show: each customer's reserved = its certificates' credit - redeemed" "$bad"
+
+t1=$(date +%s)
+mpa "accounts release (the clock): nothing due yet" 0 \
+    ".certificates == 0 and .accounts == [] and .now >= $t1 and .now <= $((t1 + 60))" \
+    accounts release "$T/bstore"
+mpa "accounts release --now soon (exit 2)" 2 "" accounts release "$T/bstore" --now soon
+mpa "accounts release --now first release time - 1: nothing" 0 \
+    ".now == $((first - 1)) and .certificates == 0 and .accounts == []" \
+    accounts release "$T/bstore" --now "$((first - 1))"
+[ "$("$mpadmin" --json accounts show "$T/bstore")" = "$before" ]
+check $? "accounts release of nothing changes no account"
+mpa "accounts release --now first release time: $n_first certificate(s), credit - redeemed" 0 \
+    "$(release_is "$exp_first" "$n_first" "$first")" accounts release "$T/bstore" --now "$first"
+mpa "accounts release --now +10 years: the other $n_rest, credit - redeemed per customer" 0 \
+    "$(release_is "$exp_rest" "$n_rest" "$far")" accounts release "$T/bstore" --now "$far"
+after=$("$mpadmin" --json accounts show "$T/bstore")
+bad=$(jq -nr --argjson b "$before" --argjson a "$after" --argjson e "$exp_all" '
+    if ($a | length) != ($b | length) then "\($b | length) accounts before, \($a | length) after" else
+    $b[] as $x | (first($a[] | select(.account == $x.account)) // {}) as $y
+    | ($e[$x.account].units // 0) as $r
+    | select($y.reserved_units != 0 or $y.balance_units != $x.balance_units + $r)
+    | "\($x.account): balance \($x.balance_units) -> \($y.balance_units), reserved \($x.reserved_units) -> \($y.reserved_units), released \($r)"
+    end' 2>&1)
+[ -n "$after" ] && [ -z "$bad" ]
+check $? "accounts after release: reserved 0, balance + exactly what was released" "$bad"
+mpa "accounts release --now +10 years again: nothing (once per certificate)" 0 \
+    '.certificates == 0 and .accounts == []' accounts release "$T/bstore" --now "$far"
+o=$("$mpadmin" accounts release "$T/bstore" --now "$far" 2>&1)
+[ "$o" = "nothing to release" ]; check $? "accounts release (text) again: nothing to release" "$o"
+conserve "after accounts release" 0
 
 check_log "whole run" 0
 if stop_apache; then pass "stop (TERM)"; else fail "stop (TERM) took longer than 15 s"; fi
