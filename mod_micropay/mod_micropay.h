@@ -34,6 +34,7 @@ typedef struct {
     const char *secrets_file;    /* MicropaySecretsFile */
     const char *store_dir;       /* MicropayStore */
     int         store_sync;      /* MicropayStoreSync, MP_UNSET */
+    apr_int64_t store_size;      /* MicropayStoreSize MiB, -1 unset */
     const char *broker_url;      /* MicropayBrokerURL */
     apr_array_header_t *trust;   /* MicropayTrustBroker: mpx_trust_conf */
     apr_int64_t pw_grace;        /* MicropayPayWordGrace seconds, -1 unset */
@@ -72,6 +73,9 @@ typedef struct {
 #define MPX_DEFAULT_RECEIPT_WINDOW 600
 #define MPX_DEFAULT_OFFER_LIFETIME 300
 #define MPX_DEFAULT_PW_GRACE       (30 * 86400)
+#define MPX_DEFAULT_STORE_SIZE     1024          /* MiB, both stores */
+#define MPX_STORE_SIZE_MIN         16
+#define MPX_STORE_SIZE_MAX         1048576       /* 1 TiB */
 
 /* mod_micropay_config.c */
 extern const command_rec mpx_directives[];
@@ -81,6 +85,13 @@ void *mpx_create_dir_conf(apr_pool_t *p, char *dir);
 void *mpx_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
 void mpx_child_init(apr_pool_t *p, server_rec *s);
+/* Shared with mod_micropay_broker_config.c: a decimal in [min, max], the
+ * message naming it as what ("a number of seconds") and the range; and
+ * the store sizes of MicropayStoreSize and MicropayBrokerStoreSize. */
+const char *mpx_parse_int(cmd_parms *cmd, const char *arg, apr_int64_t min, apr_int64_t max,
+                          const char *what, apr_int64_t *out);
+const char *mpx_parse_store_size(cmd_parms *cmd, const char *arg, apr_int64_t *out);
+size_t mpx_store_bytes(apr_int64_t mib);     /* -1 (unset): the default */
 
 /* mod_micropay_request.c */
 int mpx_fixups(request_rec *r);

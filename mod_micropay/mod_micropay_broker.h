@@ -40,6 +40,7 @@ typedef struct {
     apr_int64_t  scrip_lifetime;      /* MicropayBrokerScripLifetime, -1 unset */
     apr_int64_t  cert_lifetime;       /* MicropayBrokerCertLifetime, -1 unset */
     apr_int64_t  redeem_deadline;     /* MicropayBrokerRedeemDeadline, -1 unset */
+    apr_int64_t  store_size;          /* MicropayBrokerStoreSize MiB, -1 unset */
 
     /* loaded at post_config (parent, root) */
     mp_mc_issuer *issuer;             /* broker scrip: issuer = name */
@@ -71,6 +72,8 @@ const char *mpx_broker_set_flag(cmd_parms *cmd, void *dummy, int on);
         "Name of the broker this server runs (issuer of broker scrip and certificates)"), \
     AP_INIT_TAKE1("MicropayBrokerStore", mpx_broker_set_take1, NULL, RSRC_CONF, \
         "Directory of the broker's account store (create it with mpadmin broker init)"), \
+    AP_INIT_TAKE1("MicropayBrokerStoreSize", mpx_broker_set_take1, NULL, RSRC_CONF, \
+        "Most the broker's account store may hold, in MiB (16 to 1048576, default 1024)"), \
     AP_INIT_TAKE1("MicropayBrokerSecretsFile", mpx_broker_set_take1, NULL, RSRC_CONF, \
         "The broker's scrip, customer and account secrets (mode 0600; mpadmin keys broker-secrets)"), \
     AP_INIT_TAKE1("MicropayBrokerSigningKey", mpx_broker_set_take1, NULL, RSRC_CONF, \

@@ -13,7 +13,6 @@
  * the handler duplicates what it needs per request under bc->lock, because
  * libmp's keyed objects are not thread-safe.
  */
-#include <errno.h>
 #include <string.h>
 #include "httpd.h"
 #include "http_config.h"
@@ -46,6 +45,7 @@ mpx_broker_conf *mpx_broker_create(apr_pool_t *p)
     bc->scrip_lifetime = -1;
     bc->cert_lifetime = -1;
     bc->redeem_deadline = -1;
+    bc->store_size = -1;
     return bc;
 }
 
@@ -66,6 +66,7 @@ mpx_broker_conf *mpx_broker_merge(apr_pool_t *p, const mpx_broker_conf *base,
     bc->scrip_lifetime = add->scrip_lifetime >= 0 ? add->scrip_lifetime : base->scrip_lifetime;
     bc->cert_lifetime = add->cert_lifetime >= 0 ? add->cert_lifetime : base->cert_lifetime;
     bc->redeem_deadline = add->redeem_deadline >= 0 ? add->redeem_deadline : base->redeem_deadline;
+    bc->store_size = add->store_size >= 0 ? add->store_size : base->store_size;
     return bc;
 }
 
@@ -119,18 +120,7 @@ static const char *secret_file(cmd_parms *cmd, const char *arg, const char *how,
 static const char *parse_seconds(cmd_parms *cmd, const char *arg, apr_int64_t min,
                                  apr_int64_t max, apr_int64_t *out)
 {
-    char *end = (char *)arg;
-    apr_int64_t v = -1;
-
-    errno = 0;
-    if (arg[0] >= '0' && arg[0] <= '9')
-        v = apr_strtoi64(arg, &end, 10);
-    if (end == arg || *end != '\0' || errno == ERANGE || v < min || v > max)
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a number of seconds from %"
-                            APR_INT64_T_FMT " to %" APR_INT64_T_FMT,
-                            cmd->cmd->name, arg, min, max);
-    *out = v;
-    return NULL;
+    return mpx_parse_int(cmd, arg, min, max, "a number of seconds", out);
 }
 
 const char *mpx_broker_set_take1(cmd_parms *cmd, void *dummy, const char *arg)
@@ -155,6 +145,8 @@ const char *mpx_broker_set_take1(cmd_parms *cmd, void *dummy, const char *arg)
             return apr_psprintf(cmd->pool, "%s: invalid path '%s'", d, arg);
         return NULL;
     }
+    if (strcmp(d, "MicropayBrokerStoreSize") == 0)
+        return mpx_parse_store_size(cmd, arg, &bc->store_size);
     if (strcmp(d, "MicropayBrokerSecretsFile") == 0)
         return secret_file(cmd, arg, "mpadmin keys broker-secrets FILE", &bc->secrets_file);
     if (strcmp(d, "MicropayBrokerSigningKey") == 0)
@@ -532,7 +524,8 @@ void mpx_broker_child_init(apr_pool_t *pchild, server_rec *s, mpx_broker_conf *b
     }
     if ((store = apr_hash_get(open, bc->store_dir, APR_HASH_KEY_STRING)) == NULL) {
         err[0] = '\0';
-        if ((st = mpb_open(bc->store_dir, 0, &store, err, sizeof err)) != MP_OK) {
+        st = mpb_open(bc->store_dir, 0, mpx_store_bytes(bc->store_size), &store, err, sizeof err);
+        if (st != MP_OK) {
             bc->store_error = apr_pstrdup(pchild, err[0] ? err : mp_strerror(st));
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "MP00108: broker %s: store unavailable (%s); "
                          "broker requests answer 500 until it is fixed (create it with mpadmin "

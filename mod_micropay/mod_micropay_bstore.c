@@ -25,26 +25,18 @@
  * certdue is kept exact instead (mpb_cert_put deletes the old entry with
  * the write that makes it stale), and is never compacted: releasing a
  * certificate is a money movement, not a deletion.
+ * Creating, opening, the expiry index and its compaction are the plumbing
+ * shared with the vendor store (mod_micropay_lmdb.c).
  */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <unistd.h>
-#include <lmdb.h>
+#include "mod_micropay_lmdb.h"
 #include "mod_micropay_bstore.h"
 
 #define FORMAT          "mod_micropay-broker-store-1"
 #define NDBS            10
 #define NDBS_V1         8               /* tables every store has; cert tables are added */
-#define MAP_SIZE        ((size_t)1024 * 1024 * 1024)
-#define MAX_READERS     1024
-#define PATH_BUF        4096
 #define KIND_IDEM       1
 #define KIND_SPENT      2
 #define KIND_REDEEMED   3
@@ -80,52 +72,21 @@ struct mpb_txn {
     int      broken;
 };
 
-/* Per thread rather than per handle: threads share a handle, and a message
- * must belong to the failure the calling thread is about to log. */
-static __thread char errbuf[256];
+static const char *const db_names[NDBS] = {
+    "meta", "account", "idem", "counter", "custid", "spent", "redeemed", "expiry",
+    "cert", "certdue"
+};
 
-__attribute__((format(printf, 1, 2)))
-static void set_msg(const char *fmt, ...)
-{
-    va_list ap;
+static const mpl_spec SPEC = {
+    MPL_SLOT_BROKER, "broker store", "mod_micropay broker store", "create it first",
+    FORMAT, db_names, NDBS, NDBS_V1, "the certificate tables"
+};
 
-    va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
-    va_end(ap);
-}
-
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static mp_status lmdb_fail(const char *what, int rc)
-{
-    if (rc == MDB_MAP_FULL)
-        set_msg("broker store full (%s)", what);
-    else
-        set_msg("broker store %s: %s", what, mdb_strerror(rc));
-    return MP_ERR_STORE;
-}
-
-static mp_status corrupt(const char *what)
-{
-    set_msg("broker store: corrupt %s", what);
-    return MP_ERR_STORE;
-}
-
-static mp_status bad_arg(const char *what)
-{
-    set_msg("broker store: invalid %s", what);
-    return MP_ERR_ARG;
-}
+/* The shared messages, under this store's name. */
+#define set_msg(...)        mpl_msg(&SPEC, __VA_ARGS__)
+#define lmdb_fail(what, rc) mpl_fail(&SPEC, what, rc)
+#define corrupt(what)       mpl_corrupt(&SPEC, what)
+#define bad_arg(what)       mpl_bad_arg(&SPEC, what)
 
 /* Every function working in a caller's transaction leaves through here. */
 static mp_status txn_result(mpb_txn *t, mp_status st)
@@ -133,52 +94,6 @@ static mp_status txn_result(mpb_txn *t, mp_status st)
     if (st == MP_ERR_STORE && t != NULL && !t->rdonly)
         t->broken = 1;
     return st;
-}
-
-/* ---- encoding ------------------------------------------------------------------ */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)(v >> 32));
-    put_u32(p + 4, (uint32_t)v);
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
-static MDB_val val(const void *p, size_t n)
-{
-    MDB_val v;
-
-    v.mv_size = n;
-    v.mv_data = (void *)p;
-    return v;
 }
 
 /* ---- field checks --------------------------------------------------------------- */
@@ -246,311 +161,46 @@ static size_t pair_key(uint8_t *key, const char *a, size_t alen, const char *b, 
     return alen + 1 + blen;
 }
 
-/* ---- expiry index --------------------------------------------------------------- */
-
-static size_t expiry_key(uint8_t *key, uint64_t time, uint8_t kind, const uint8_t *rkey,
-                         size_t rlen)
-{
-    put_u64(key, time);
-    key[8] = kind;
-    memcpy(key + 9, rkey, rlen);
-    return 9 + rlen;
-}
-
-static mp_status expiry_add(MDB_txn *txn, MDB_dbi dbi, uint64_t time, uint8_t kind,
-                            const uint8_t *rkey, size_t rlen)
-{
-    uint8_t key[EXPIRY_KEY_MAX];
-    MDB_val k, v = val("", 0);
-    int rc;
-
-    k = val(key, expiry_key(key, time, kind, rkey, rlen));
-    if ((rc = mdb_put(txn, dbi, &k, &v, 0)) != 0)
-        return lmdb_fail("expiry index write", rc);
-    return MP_OK;
-}
-
 /* ---- open, create, close --------------------------------------------------------- */
-
-static int data_path(char *buf, const char *dir, const char *file)
-{
-    int n = snprintf(buf, PATH_BUF, "%s/%s", dir, file);
-    return n > 0 && n < PATH_BUF;
-}
-
-static const char *const db_names[NDBS] = {
-    "meta", "account", "idem", "counter", "custid", "spent", "redeemed", "expiry",
-    "cert", "certdue"
-};
-
-static MDB_dbi *db_slot(mpb *b, size_t i)
-{
-    MDB_dbi *slots[NDBS];
-
-    slots[0] = &b->meta;    slots[1] = &b->account; slots[2] = &b->idem;
-    slots[3] = &b->counter; slots[4] = &b->custid;  slots[5] = &b->spent;
-    slots[6] = &b->redeemed; slots[7] = &b->expiry; slots[8] = &b->cert;
-    slots[9] = &b->certdue;
-    return slots[i];
-}
-
-/* No MDB_WRITEMAP anywhere: a stray pointer write in an Apache process must
- * not be able to land in the accounts, and without NOSYNC/NOMETASYNC every
- * commit is on disk before it returns. */
-static int env_setup(MDB_env *env)
-{
-    int rc;
-
-    if ((rc = mdb_env_set_maxdbs(env, NDBS)) != 0
-        || (rc = mdb_env_set_mapsize(env, MAP_SIZE)) != 0
-        || (rc = mdb_env_set_maxreaders(env, MAX_READERS)) != 0)
-        return rc;
-    return 0;
-}
 
 mp_status mpb_create(const char *dir, long uid, long gid, char *err, size_t errlen)
 {
-    char data[PATH_BUF], lock[PATH_BUF];
-    struct stat sb;
-    MDB_env *env = NULL;
-    MDB_txn *txn = NULL;
-    MDB_dbi dbi;
-    MDB_val k = val("format", 6), v = val(FORMAT, strlen(FORMAT));
-    int fd, made = 0, lock_existed = 1, rc;
-    size_t i;
-    mp_status st = MP_ERR_STORE;
-
-    if (dir == NULL || !data_path(data, dir, "data.mdb") || !data_path(lock, dir, "lock.mdb")) {
-        set_err(err, errlen, "invalid broker store directory");
-        st = MP_ERR_ARG;
-        goto out;
-    }
-    if (stat(dir, &sb) != 0) {
-        set_err(err, errlen, "broker store directory %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    if (!S_ISDIR(sb.st_mode)) {
-        set_err(err, errlen, "broker store directory %s: not a directory", dir);
-        goto out;
-    }
-    lock_existed = stat(lock, &sb) == 0;
-    /* O_EXCL claims the name atomically: of two concurrent creates, one
-     * fails here instead of both initialising the same file. LMDB takes an
-     * empty data file for a new environment. */
-    fd = open(data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            set_err(err, errlen, "broker store %s already exists", dir);
-        else
-            set_err(err, errlen, "broker store %s: %s", data, strerror(errno));
-        goto out;
-    }
-    made = 1;
-    close(fd);
-    if ((rc = mdb_env_create(&env)) != 0) {
-        env = NULL;
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    if ((rc = env_setup(env)) != 0
-        || (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) != 0
-        || (rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    for (i = 0; i < NDBS; i++) {
-        if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &dbi)) != 0)
-            break;
-        if (i == 0 && (rc = mdb_put(txn, dbi, &k, &v, 0)) != 0)
-            break;
-    }
-    if (rc != 0) {
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    mdb_env_close(env);
-    env = NULL;
-    if ((uid >= 0 || gid >= 0)
-        && (chown(data, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0
-            || chown(lock, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)) {
-        set_err(err, errlen, "broker store %s: chown: %s", dir, strerror(errno));
-        goto out;
-    }
-    /* The new directory entries must survive a power loss too. */
-    if ((fd = open(dir, O_RDONLY | O_CLOEXEC)) >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    st = MP_OK;
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    if (env != NULL)
-        mdb_env_close(env);
-    /* A half-made store would block the retry with "already exists", and
-     * nothing can be in it yet. */
-    if (st != MP_OK && made) {
-        unlink(data);
-        if (!lock_existed)
-            unlink(lock);
-    }
-    return st;
+    return mpl_create(&SPEC, dir, uid, gid, 0, err, errlen);
 }
 
-mp_status mpb_open(const char *dir, int rdonly, mpb **out, char *err, size_t errlen)
+mp_status mpb_open(const char *dir, int rdonly, size_t map_size, mpb **out, char *err,
+                   size_t errlen)
 {
-    char data[PATH_BUF];
-    struct stat sb;
     mpb *b = NULL;
-    MDB_txn *txn = NULL;
-    MDB_envinfo info;
-    MDB_stat est;
-    MDB_val k = val("format", 6), v;
-    unsigned eflags = MDB_NOTLS | MDB_NORDAHEAD;
-    mdb_filehandle_t fd;
-    int rc, dead;
-    size_t i;
-    mp_status st = MP_ERR_STORE;
+    mp_status st;
 
-    if (dir == NULL || out == NULL || !data_path(data, dir, "data.mdb")) {
-        set_err(err, errlen, "invalid broker store arguments");
-        st = MP_ERR_ARG;
-        goto out;
-    }
-    /* mdb_env_open would create a missing file, and an empty store would
-     * forget every account and accept every replay: look first. */
-    if (stat(data, &sb) != 0) {
-        if (errno == ENOENT)
-            set_err(err, errlen, "broker store %s does not exist; create it first", dir);
-        else
-            set_err(err, errlen, "broker store %s: %s", data, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode) || sb.st_size == 0) {
-        /* LMDB would initialise an empty file as a new store. */
-        set_err(err, errlen, "broker store %s: %s is %s", dir, data,
-                S_ISREG(sb.st_mode) ? "empty" : "not a regular file");
-        goto out;
+    if (dir == NULL || out == NULL) {
+        mpl_err(err, errlen, "invalid broker store arguments");
+        return MP_ERR_ARG;
     }
     if ((b = calloc(1, sizeof *b)) == NULL) {
-        set_err(err, errlen, "broker store %s: out of memory", dir);
-        st = MP_ERR_NOMEM;
-        goto out;
+        mpl_err(err, errlen, "broker store %s: out of memory", dir);
+        return MP_ERR_NOMEM;
     }
     b->rdonly = rdonly != 0;
-    if (b->rdonly)
-        eflags |= MDB_RDONLY;
-    if ((rc = mdb_env_create(&b->env)) != 0) {
-        b->env = NULL;
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
+    {
+        MDB_dbi *const dbis[NDBS] = {
+            &b->meta, &b->account, &b->idem, &b->counter, &b->custid, &b->spent,
+            &b->redeemed, &b->expiry, &b->cert, &b->certdue
+        };
+
+        /* No MDB_WRITEMAP: a stray pointer write in an Apache process must
+         * not be able to land in the accounts; and without NOSYNC or
+         * NOMETASYNC every commit is on disk before it returns. */
+        st = mpl_open(&SPEC, dir, b->rdonly, 0, map_size, &b->env, dbis, &b->certs, err,
+                      errlen);
     }
-    if ((rc = env_setup(b->env)) != 0
-        || (rc = mdb_env_open(b->env, dir, eflags, 0600)) != 0
-        || (rc = mdb_env_info(b->env, &info)) != 0
-        || (rc = mdb_env_stat(b->env, &est)) != 0) {
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    /* Reading a page past the end of a shorter file through the map faults
-     * (SIGBUS). LMDB writes the pages up to last_pgno before the meta page
-     * that names it, and the file grows as it writes (no WRITEMAP), so the
-     * size is taken after the meta page was read: the size seen before
-     * opening may predate another process's commits. */
-    if ((rc = mdb_env_get_fd(b->env, &fd)) != 0) {
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    if (fstat(fd, &sb) != 0) {
-        set_err(err, errlen, "broker store %s: %s", data, strerror(errno));
-        goto out;
-    }
-    if ((uint64_t)info.me_last_pgno + 1 > (uint64_t)sb.st_size / est.ms_psize) {
-        set_err(err, errlen, "broker store %s: %s is truncated", dir, data);
-        goto out;
-    }
-    /* Apache children die holding reader slots; free them now. */
-    if ((rc = mdb_reader_check(b->env, &dead)) != 0
-        || (rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        txn = NULL;
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    /* Never MDB_CREATE here: a foreign LMDB file must stay untouched. */
-    rc = mdb_dbi_open(txn, "meta", 0, &b->meta);
-    if (rc == 0)
-        rc = mdb_get(txn, b->meta, &k, &v);
-    if (rc == 0 && (v.mv_size != strlen(FORMAT) || memcmp(v.mv_data, FORMAT, v.mv_size) != 0))
-        rc = MDB_NOTFOUND;
-    for (i = 1; rc == 0 && i < NDBS_V1; i++)
-        rc = mdb_dbi_open(txn, db_names[i], 0, db_slot(b, i));
-    /* The cert tables came later: a store without them is still ours. */
-    for (i = NDBS_V1, b->certs = 1; rc == 0 && i < NDBS; i++) {
-        rc = mdb_dbi_open(txn, db_names[i], 0, db_slot(b, i));
-        if (rc == MDB_NOTFOUND) {
-            b->certs = 0;
-            rc = 0;
-        }
-    }
-    if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
-        set_err(err, errlen, "broker store %s: not a mod_micropay broker store or wrong version",
-                dir);
-        goto out;
-    }
-    if (rc != 0) {
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    /* Committing a read transaction is what makes its dbi handles usable
-     * by later transactions. */
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    /* Upgrade in place: the format is checked, so this is our store. Apache
-     * children may race here; LMDB serialises the write transactions and
-     * MDB_CREATE opens a table that another one created. */
-    if (!b->certs && !b->rdonly) {
-        if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-            txn = NULL;
-            set_err(err, errlen, "broker store %s: %s", dir, mdb_strerror(rc));
-            goto out;
-        }
-        for (i = NDBS_V1; rc == 0 && i < NDBS; i++)
-            rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, db_slot(b, i));
-        if (rc == 0)
-            rc = mdb_txn_commit(txn);
-        else
-            mdb_txn_abort(txn);
-        txn = NULL;
-        if (rc != 0) {
-            set_err(err, errlen, "broker store %s: adding the certificate tables: %s", dir,
-                    mdb_strerror(rc));
-            goto out;
-        }
-        b->certs = 1;
+    if (st != MP_OK) {
+        free(b);
+        return st;
     }
     *out = b;
-    b = NULL;
-    st = MP_OK;
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    if (b != NULL) {
-        if (b->env != NULL)
-            mdb_env_close(b->env);
-        free(b);
-    }
-    return st;
+    return MP_OK;
 }
 
 void mpb_close(mpb *b)
@@ -563,7 +213,9 @@ void mpb_close(mpb *b)
 
 const char *mpb_errmsg(void)
 {
-    return errbuf[0] ? errbuf : "no broker store error";
+    const char *m = mpl_errmsg(&SPEC);
+
+    return m != NULL ? m : "no broker store error";
 }
 
 /* ---- transactions ---------------------------------------------------------------- */
@@ -665,10 +317,10 @@ static mp_status account_decode(const MDB_val *k, const MDB_val *v, mpb_account 
     a.kind = p[0];
     memcpy(a.balance.cur, p + 1, 3);
     memcpy(a.reserved.cur, p + 1, 3);
-    a.balance.units = get_u64(p + 4);
-    a.reserved.units = get_u64(p + 12);
+    a.balance.units = mpl_get_u64(p + 4);
+    a.reserved.units = mpl_get_u64(p + 12);
     memcpy(a.key_enc, p + 20, MP_SECRET_LEN);
-    a.created = get_u64(p + 20 + MP_SECRET_LEN);
+    a.created = mpl_get_u64(p + 20 + MP_SECRET_LEN);
     memcpy(a.vendor, p + ACCT_FIXED, vlen);
     if (!amount_valid(&a.balance) || !amount_valid(&a.reserved))
         return corrupt("account");
@@ -695,7 +347,7 @@ mp_status mpb_account_get(mpb_txn *t, const char *id, mpb_account *out, int *fou
         st = MP_OK;
         goto out;
     }
-    k = val(id, n);
+    k = mpl_val(id, n);
     rc = mdb_get(t->txn, t->b->account, &k, &v);
     if (rc == MDB_NOTFOUND) {
         *found = 0;
@@ -751,14 +403,14 @@ mp_status mpb_account_put(mpb_txn *t, const mpb_account *a)
     }
     p[0] = a->kind;
     memcpy(p + 1, a->balance.cur, 3);
-    put_u64(p + 4, a->balance.units);
-    put_u64(p + 12, a->reserved.units);
+    mpl_put_u64(p + 4, a->balance.units);
+    mpl_put_u64(p + 12, a->reserved.units);
     memcpy(p + 20, a->key_enc, MP_SECRET_LEN);
-    put_u64(p + 20 + MP_SECRET_LEN, a->created);
+    mpl_put_u64(p + 20 + MP_SECRET_LEN, a->created);
     p[ACCT_FIXED - 1] = (uint8_t)vlen;
     memcpy(p + ACCT_FIXED, a->vendor, vlen);
-    k = val(a->id, n);
-    v = val(buf, ACCT_FIXED + vlen);
+    k = mpl_val(a->id, n);
+    v = mpl_val(buf, ACCT_FIXED + vlen);
     if ((rc = mdb_put(t->txn, t->b->account, &k, &v, 0)) != 0) {
         st = lmdb_fail("account write", rc);
         goto out;
@@ -792,11 +444,7 @@ mp_status mpb_account_list(mpb_txn *t, mpb_account_cb cb, void *ctx)
         if (cb(ctx, &a) != 0)
             break;
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        st = lmdb_fail("account listing", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_walk_end(&SPEC, "account listing", rc);
 out:
     if (c != NULL)
         mdb_cursor_close(c);
@@ -838,7 +486,7 @@ mp_status mpb_idem_get(mpb_txn *t, const char *account, const char *request_id,
         st = bad_arg("idempotency lookup");
         goto out;
     }
-    k = val(key, klen);
+    k = mpl_val(key, klen);
     rc = mdb_get(t->txn, t->b->idem, &k, &v);
     if (rc == MDB_NOTFOUND) {
         *found = 0;
@@ -851,7 +499,7 @@ mp_status mpb_idem_get(mpb_txn *t, const char *account, const char *request_id,
     }
     p = v.mv_data;
     if (v.mv_size < IDEM_HDR || (n = v.mv_size - IDEM_HDR) > MPB_BODY_MAX
-        || !status_valid(code = get_u16(p + 8 + MP_HASH_LEN))) {
+        || !status_valid(code = mpl_get_u16(p + 8 + MP_HASH_LEN))) {
         st = corrupt("idempotency record");
         goto out;
     }
@@ -895,8 +543,8 @@ mp_status mpb_idem_put(mpb_txn *t, const char *account, const char *request_id,
     }
     if ((st = need_write(t, "idempotency put")) != MP_OK)
         goto out;
-    k = val(key, klen);
-    v = val(NULL, IDEM_HDR + body_len);
+    k = mpl_val(key, klen);
+    v = mpl_val(NULL, IDEM_HDR + body_len);
     /* Never replaced: a second response stored for one request id means the
      * request ran twice, which mpb_idem_get in the same transaction exists
      * to prevent. */
@@ -911,12 +559,12 @@ mp_status mpb_idem_put(mpb_txn *t, const char *account, const char *request_id,
         goto out;
     }
     p = v.mv_data;
-    put_u64(p, expiry);
+    mpl_put_u64(p, expiry);
     memcpy(p + 8, body_hash, MP_HASH_LEN);
-    put_u16(p + 8 + MP_HASH_LEN, (uint16_t)status);
+    mpl_put_u16(p + 8 + MP_HASH_LEN, (uint16_t)status);
     if (body_len)
         memcpy(p + IDEM_HDR, body, body_len);
-    st = expiry_add(t->txn, t->b->expiry, expiry, KIND_IDEM, key, klen);
+    st = mpl_expiry_add(&SPEC, t->txn, t->b->expiry, expiry, KIND_IDEM, key, klen);
 out:
     return txn_result(t, st);
 }
@@ -939,10 +587,10 @@ mp_status mpb_counter_next(mpb_txn *t, const char *name, uint64_t *out)
     }
     if ((st = need_write(t, "counter")) != MP_OK)
         goto out;
-    k = val(name, n);
+    k = mpl_val(name, n);
     rc = mdb_get(t->txn, t->b->counter, &k, &v);
     if (rc == 0) {
-        if (v.mv_size != 8 || (next = get_u64(v.mv_data)) == 0) {
+        if (v.mv_size != 8 || (next = mpl_get_u64(v.mv_data)) == 0) {
             st = corrupt("counter");
             goto out;
         }
@@ -956,8 +604,8 @@ mp_status mpb_counter_next(mpb_txn *t, const char *name, uint64_t *out)
         st = MP_ERR_STORE;
         goto out;
     }
-    put_u64(buf, next + 1);
-    v = val(buf, 8);
+    mpl_put_u64(buf, next + 1);
+    v = mpl_val(buf, 8);
     if ((rc = mdb_put(t->txn, t->b->counter, &k, &v, 0)) != 0) {
         st = lmdb_fail("counter write", rc);
         goto out;
@@ -991,7 +639,7 @@ static mp_status custid_read(mpb_txn *t, MDB_val *k, uint64_t *id)
     }
     if (rc != 0)
         return lmdb_fail("customer id read", rc);
-    if (v.mv_size != 8 || (*id = get_u64(v.mv_data)) == 0)
+    if (v.mv_size != 8 || (*id = mpl_get_u64(v.mv_data)) == 0)
         return corrupt("customer id");
     return MP_OK;
 }
@@ -1001,7 +649,7 @@ mp_status mpb_custid_get(mpb_txn *t, const char *account, const char *vendor,
 {
     uint8_t key[CUSTID_KEY_MAX];
     MDB_val k;
-    uint64_t id;
+    uint64_t id = 0;
     size_t klen;
     mp_status st = MP_ERR_ARG;
 
@@ -1010,7 +658,7 @@ mp_status mpb_custid_get(mpb_txn *t, const char *account, const char *vendor,
         st = bad_arg("customer id lookup");
         goto out;
     }
-    k = val(key, klen);
+    k = mpl_val(key, klen);
     if ((st = custid_read(t, &k, &id)) != MP_OK)
         goto out;
     if (id != 0)
@@ -1036,9 +684,9 @@ mp_status mpb_custid_put(mpb_txn *t, const char *account, const char *vendor, ui
     }
     if ((st = need_write(t, "customer id put")) != MP_OK)
         goto out;
-    k = val(key, klen);
-    put_u64(buf, id);
-    v = val(buf, 8);
+    k = mpl_val(key, klen);
+    mpl_put_u64(buf, id);
+    v = mpl_val(buf, 8);
     if ((rc = mdb_put(t->txn, t->b->custid, &k, &v, 0)) != 0) {
         st = lmdb_fail("customer id write", rc);
         goto out;
@@ -1066,10 +714,10 @@ mp_status mpb_spend(mpb_txn *t, const char *issuer, uint64_t scrip_id, uint64_t 
         goto out;
     memcpy(key, issuer, n);
     key[n] = 0;
-    put_u64(key + n + 1, scrip_id);
-    k = val(key, n + 1 + 8);
-    put_u64(buf, expiry);
-    v = val(buf, 8);
+    mpl_put_u64(key + n + 1, scrip_id);
+    k = mpl_val(key, n + 1 + 8);
+    mpl_put_u64(buf, expiry);
+    v = mpl_val(buf, 8);
     /* MDB_KEYEXIST leaves the transaction usable: a redeem request goes on
      * with its other items. */
     rc = mdb_put(t->txn, t->b->spent, &k, &v, MDB_NOOVERWRITE);
@@ -1083,7 +731,7 @@ mp_status mpb_spend(mpb_txn *t, const char *issuer, uint64_t scrip_id, uint64_t 
         st = lmdb_fail("spent write", rc);
         goto out;
     }
-    st = expiry_add(t->txn, t->b->expiry, expiry, KIND_SPENT, key, n + 1 + 8);
+    st = mpl_expiry_add(&SPEC, t->txn, t->b->expiry, expiry, KIND_SPENT, key, n + 1 + 8);
 out:
     return txn_result(t, st);
 }
@@ -1102,10 +750,10 @@ static mp_status redeemed_read(mpb_txn *t, MDB_val *k, uint32_t *last, uint64_t 
     }
     if (rc != 0)
         return lmdb_fail("redeemed read", rc);
-    if (v.mv_size != REDEEMED_LEN || (*last = get_u32(v.mv_data)) == 0
+    if (v.mv_size != REDEEMED_LEN || (*last = mpl_get_u32(v.mv_data)) == 0
         || *last > MP_CHAIN_MAX)
         return corrupt("redeemed record");
-    *keep_until = get_u64((const uint8_t *)v.mv_data + 4);
+    *keep_until = mpl_get_u64((const uint8_t *)v.mv_data + 4);
     return MP_OK;
 }
 
@@ -1120,7 +768,7 @@ mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uin
         st = bad_arg("redeemed lookup");
         goto out;
     }
-    k = val(commit_id, MP_HASH_LEN);
+    k = mpl_val(commit_id, MP_HASH_LEN);
     if ((st = redeemed_read(t, &k, &l, &keep)) != MP_OK)
         goto out;
     *last = l;
@@ -1144,7 +792,7 @@ mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uin
     }
     if ((st = need_write(t, "redeemed put")) != MP_OK)
         goto out;
-    k = val(commit_id, MP_HASH_LEN);
+    k = mpl_val(commit_id, MP_HASH_LEN);
     if ((st = redeemed_read(t, &k, &old_last, &old_keep)) != MP_OK)
         goto out;
     /* Going back would let the words in between be credited again. */
@@ -1155,21 +803,22 @@ mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uin
         goto out;
     }
     if (old_last != 0) {
-        ek = val(ekey, expiry_key(ekey, old_keep, KIND_REDEEMED, commit_id, MP_HASH_LEN));
+        ek = mpl_val(ekey, mpl_expiry_key(ekey, old_keep, KIND_REDEEMED, commit_id, MP_HASH_LEN));
         rc = mdb_del(t->txn, t->b->expiry, &ek, NULL);
         if (rc != 0 && rc != MDB_NOTFOUND) {
             st = lmdb_fail("expiry index delete", rc);
             goto out;
         }
     }
-    put_u32(buf, last);
-    put_u64(buf + 4, keep_until);
-    v = val(buf, sizeof buf);
+    mpl_put_u32(buf, last);
+    mpl_put_u64(buf + 4, keep_until);
+    v = mpl_val(buf, sizeof buf);
     if ((rc = mdb_put(t->txn, t->b->redeemed, &k, &v, 0)) != 0) {
         st = lmdb_fail("redeemed write", rc);
         goto out;
     }
-    st = expiry_add(t->txn, t->b->expiry, keep_until, KIND_REDEEMED, commit_id, MP_HASH_LEN);
+    st = mpl_expiry_add(&SPEC, t->txn, t->b->expiry, keep_until, KIND_REDEEMED, commit_id,
+                        MP_HASH_LEN);
 out:
     return txn_result(t, st);
 }
@@ -1205,14 +854,14 @@ static mp_status cert_decode(const MDB_val *k, const MDB_val *v, mpb_cert *out)
         || !bytes_ok(p + CERT_FIXED, alen, 1, MPB_ACCOUNT_MAX, account_char))
         return corrupt("certificate record");
     memset(&c, 0, sizeof c);
-    c.serial = get_u64(k->mv_data);
+    c.serial = mpl_get_u64(k->mv_data);
     c.released = p[0];
     memcpy(c.credit.cur, p + 1, 3);
     memcpy(c.redeemed.cur, p + 1, 3);
-    c.credit.units = get_u64(p + 4);
-    c.redeemed.units = get_u64(p + 12);
-    c.expiry = get_u64(p + 20);
-    c.release_at = get_u64(p + 28);
+    c.credit.units = mpl_get_u64(p + 4);
+    c.redeemed.units = mpl_get_u64(p + 12);
+    c.expiry = mpl_get_u64(p + 20);
+    c.release_at = mpl_get_u64(p + 28);
     memcpy(c.account, p + CERT_FIXED, alen);
     if (!cert_valid(&c))
         return corrupt("certificate record");
@@ -1238,9 +887,9 @@ static mp_status cert_read(mpb_txn *t, MDB_val *k, mpb_cert *out, int *found)
 
 static MDB_val certdue_key(uint8_t key[CERTDUE_KEY], uint64_t release_at, uint64_t serial)
 {
-    put_u64(key, release_at);
-    put_u64(key + 8, serial);
-    return val(key, CERTDUE_KEY);
+    mpl_put_u64(key, release_at);
+    mpl_put_u64(key + 8, serial);
+    return mpl_val(key, CERTDUE_KEY);
 }
 
 mp_status mpb_cert_get(mpb_txn *t, uint64_t serial, mpb_cert *out, int *found)
@@ -1260,8 +909,8 @@ mp_status mpb_cert_get(mpb_txn *t, uint64_t serial, mpb_cert *out, int *found)
         st = MP_OK;
         goto out;
     }
-    put_u64(key, serial);
-    k = val(key, 8);
+    mpl_put_u64(key, serial);
+    k = mpl_val(key, 8);
     if ((st = cert_read(t, &k, &c, &f)) != MP_OK)
         goto out;
     if (f)
@@ -1274,7 +923,7 @@ out:
 mp_status mpb_cert_put(mpb_txn *t, const mpb_cert *c)
 {
     uint8_t key[8], dkey[CERTDUE_KEY], buf[CERT_FIXED + MPB_ACCOUNT_MAX], *p = buf;
-    MDB_val k, v, dk, dv = val("", 0);
+    MDB_val k, v, dk, dv = mpl_val("", 0);
     mpb_cert old;
     size_t alen;
     int found = 0, rc;
@@ -1294,8 +943,8 @@ mp_status mpb_cert_put(mpb_txn *t, const mpb_cert *c)
         st = bad_arg("certificate record");
         goto out;
     }
-    put_u64(key, c->serial);
-    k = val(key, 8);
+    mpl_put_u64(key, c->serial);
+    k = mpl_val(key, 8);
     if ((st = cert_read(t, &k, &old, &found)) != MP_OK)
         goto out;
     if (found && (strcmp(old.account, c->account) != 0
@@ -1311,13 +960,13 @@ mp_status mpb_cert_put(mpb_txn *t, const mpb_cert *c)
     alen = account_len(c->account);
     p[0] = c->released;
     memcpy(p + 1, c->credit.cur, 3);
-    put_u64(p + 4, c->credit.units);
-    put_u64(p + 12, c->redeemed.units);
-    put_u64(p + 20, c->expiry);
-    put_u64(p + 28, c->release_at);
+    mpl_put_u64(p + 4, c->credit.units);
+    mpl_put_u64(p + 12, c->redeemed.units);
+    mpl_put_u64(p + 20, c->expiry);
+    mpl_put_u64(p + 28, c->release_at);
     p[CERT_FIXED - 1] = (uint8_t)alen;
     memcpy(p + CERT_FIXED, c->account, alen);
-    v = val(buf, CERT_FIXED + alen);
+    v = mpl_val(buf, CERT_FIXED + alen);
     if ((rc = mdb_put(t->txn, t->b->cert, &k, &v, 0)) != 0) {
         st = lmdb_fail("certificate write", rc);
         goto out;
@@ -1366,13 +1015,13 @@ static mp_status cert_due(mpb_txn *t, uint64_t now, mpb_cert *out, size_t max, s
         p = k.mv_data;
         /* An entry that cannot be parsed names nothing; as in compaction,
          * it must not block the entries behind it. */
-        live = k.mv_size == CERTDUE_KEY && get_u64(p + 8) != 0;
-        if (live && (at = get_u64(p)) > now)
+        live = k.mv_size == CERTDUE_KEY && mpl_get_u64(p + 8) != 0;
+        if (live && (at = mpl_get_u64(p)) > now)
             break;
         seen++;
         if (live) {
             memcpy(key, p + 8, 8);
-            rk = val(key, 8);
+            rk = mpl_val(key, 8);
             if ((st = cert_read(t, &rk, &out[got], &found)) != MP_OK)
                 goto out;
             live = found && !out[got].released && out[got].release_at == at;
@@ -1489,88 +1138,14 @@ out:
 
 /* ---- compaction ------------------------------------------------------------------ */
 
-/*
- * Deletes the records indexed as due at now, up to max index entries. A
- * record whose own time differs from its index entry was written again
- * later under the same key, and is kept; an entry that cannot be parsed is
- * dropped so that it cannot block compaction for ever.
- */
-static mp_status compact_txn(mpb *b, MDB_txn *txn, uint64_t now, size_t max, size_t *removed)
-{
-    uint8_t rkey[EXPIRY_KEY_MAX];
-    MDB_cursor *c = NULL;
-    MDB_val k, v, rk, rv;
-    const uint8_t *p;
-    size_t done = 0, n = 0, rlen, off = 0;
-    uint64_t time;
-    MDB_dbi dbi = 0;
-    int rc, known;
-    mp_status st = MP_ERR_STORE;
-
-    if ((rc = mdb_cursor_open(txn, b->expiry, &c)) != 0) {
-        c = NULL;
-        st = lmdb_fail("compaction", rc);
-        goto out;
-    }
-    while (done < max) {
-        /* Every processed entry is deleted, so the next is always first. */
-        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-        if (rc == MDB_NOTFOUND)
-            break;
-        if (rc != 0) {
-            st = lmdb_fail("compaction read", rc);
-            goto out;
-        }
-        p = k.mv_data;
-        if (k.mv_size >= 9 && get_u64(p) > now)
-            break;
-        known = k.mv_size > 9 && k.mv_size <= EXPIRY_KEY_MAX;
-        if (known) {
-            switch (p[8]) {
-            case KIND_IDEM:     dbi = b->idem;     off = 0; break;
-            case KIND_SPENT:    dbi = b->spent;    off = 0; break;
-            case KIND_REDEEMED: dbi = b->redeemed; off = 4; break;
-            default:            known = 0;                  break;
-            }
-        }
-        if (known) {
-            time = get_u64(p);
-            rlen = k.mv_size - 9;
-            /* LMDB promises returned data only until the next write. */
-            memcpy(rkey, p + 9, rlen);
-            rk = val(rkey, rlen);
-            rc = mdb_get(txn, dbi, &rk, &rv);
-            if (rc == 0 && rv.mv_size >= off + 8
-                && get_u64((const uint8_t *)rv.mv_data + off) == time) {
-                if ((rc = mdb_del(txn, dbi, &rk, NULL)) != 0) {
-                    st = lmdb_fail("compaction delete", rc);
-                    goto out;
-                }
-                n++;
-            } else if (rc != 0 && rc != MDB_NOTFOUND) {
-                st = lmdb_fail("compaction read", rc);
-                goto out;
-            }
-        }
-        if ((rc = mdb_cursor_del(c, 0)) != 0) {
-            st = lmdb_fail("compaction delete", rc);
-            goto out;
-        }
-        done++;
-    }
-    *removed = n;
-    st = MP_OK;
-out:
-    if (c != NULL)
-        mdb_cursor_close(c);
-    return st;
-}
-
+/* Deletes the records indexed as due at now, up to max index entries
+ * (mpl_compact: the record's own time is compared first, so an entry left
+ * behind by a rewrite never removes a newer record). */
 mp_status mpb_compact(mpb *b, uint64_t now, size_t max, size_t *removed)
 {
+    mpl_kind kinds[3];
     MDB_txn *txn = NULL;
     size_t n = 0;
-    int rc;
     mp_status st = MP_ERR_ARG;
 
     if (b == NULL || removed == NULL) {
@@ -1581,19 +1156,16 @@ mp_status mpb_compact(mpb *b, uint64_t now, size_t max, size_t *removed)
         st = bad_arg("compaction on a read-only store");
         goto out;
     }
-    if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    /* Where each kind's time is: an expiry leads idem and spent records, a
+     * redeemed record has it after the u32 last word. */
+    kinds[KIND_IDEM - 1] = (mpl_kind){ b->idem, 0 };
+    kinds[KIND_SPENT - 1] = (mpl_kind){ b->spent, 0 };
+    kinds[KIND_REDEEMED - 1] = (mpl_kind){ b->redeemed, 4 };
+    if ((st = mpl_begin(&SPEC, b->env, 0, &txn)) != MP_OK
+        || (st = mpl_compact(&SPEC, txn, b->expiry, kinds, 3, EXPIRY_KEY_MAX, now, max, &n,
+                             NULL)) != MP_OK
+        || (st = mpl_commit(&SPEC, &txn)) != MP_OK)
         goto out;
-    }
-    if ((st = compact_txn(b, txn, now, max, &n)) != MP_OK)
-        goto out;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
-        goto out;
-    }
     *removed = n;
     st = MP_OK;
 out:

@@ -55,7 +55,10 @@ typedef struct {
 } mpb_account;
 
 mp_status mpb_create(const char *dir, long uid, long gid, char *err, size_t errlen);
-mp_status mpb_open(const char *dir, int rdonly, mpb **out, char *err, size_t errlen);
+/* map_size: bytes of address space the store may fill, 0 for the default
+ * (1 GiB); never less than its data file already is. */
+mp_status mpb_open(const char *dir, int rdonly, size_t map_size, mpb **out, char *err,
+                   size_t errlen);
 void mpb_close(mpb *b);
 const char *mpb_errmsg(void);
 

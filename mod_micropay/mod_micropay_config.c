@@ -8,6 +8,7 @@
  * post_config; children inherit them and never touch the files.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include "httpd.h"
 #include "http_config.h"
@@ -27,6 +28,7 @@ void *mpx_create_server_conf(apr_pool_t *p, server_rec *s)
 
     (void)s;
     sc->store_sync = MP_UNSET;
+    sc->store_size = -1;
     sc->pw_grace = -1;
     sc->trust = apr_array_make(p, 2, sizeof(mpx_trust_conf));
     sc->broker = mpx_broker_create(p);
@@ -43,6 +45,7 @@ void *mpx_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->secrets_file = add->secrets_file ? add->secrets_file : base->secrets_file;
     sc->store_dir = add->store_dir ? add->store_dir : base->store_dir;
     sc->store_sync = add->store_sync != MP_UNSET ? add->store_sync : base->store_sync;
+    sc->store_size = add->store_size >= 0 ? add->store_size : base->store_size;
     sc->broker_url = add->broker_url ? add->broker_url : base->broker_url;
     sc->trust = add->trust->nelts > 0 ? add->trust : base->trust;
     sc->pw_grace = add->pw_grace >= 0 ? add->pw_grace : base->pw_grace;
@@ -155,6 +158,16 @@ static const char *set_store_sync(cmd_parms *cmd, void *dummy, int on)
     return NULL;
 }
 
+static const char *set_store_size(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+
+    (void)dummy;
+    if (err)
+        return err;
+    return mpx_parse_store_size(cmd, arg, &server_conf(cmd)->store_size);
+}
+
 static const char *set_trust(cmd_parms *cmd, void *dummy, const char *name, const char *file)
 {
     const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
@@ -196,9 +209,8 @@ static const char *set_broker_url(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
-/* Seconds: a decimal in [min, max]. */
-static const char *parse_seconds(cmd_parms *cmd, const char *arg, apr_int64_t min,
-                                 apr_int64_t max, apr_int64_t *out)
+const char *mpx_parse_int(cmd_parms *cmd, const char *arg, apr_int64_t min, apr_int64_t max,
+                          const char *what, apr_int64_t *out)
 {
     char *end = (char *)arg;
     apr_int64_t v = -1;
@@ -207,11 +219,32 @@ static const char *parse_seconds(cmd_parms *cmd, const char *arg, apr_int64_t mi
     if (arg[0] >= '0' && arg[0] <= '9')
         v = apr_strtoi64(arg, &end, 10);
     if (end == arg || *end != '\0' || errno == ERANGE || v < min || v > max)
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a number of seconds from %"
-                            APR_INT64_T_FMT " to %" APR_INT64_T_FMT,
-                            cmd->cmd->name, arg, min, max);
+        return apr_psprintf(cmd->pool, "%s: '%s' is not %s from %" APR_INT64_T_FMT " to %"
+                            APR_INT64_T_FMT, cmd->cmd->name, arg, what, min, max);
     *out = v;
     return NULL;
+}
+
+/* Seconds: a decimal in [min, max]. */
+static const char *parse_seconds(cmd_parms *cmd, const char *arg, apr_int64_t min,
+                                 apr_int64_t max, apr_int64_t *out)
+{
+    return mpx_parse_int(cmd, arg, min, max, "a number of seconds", out);
+}
+
+const char *mpx_parse_store_size(cmd_parms *cmd, const char *arg, apr_int64_t *out)
+{
+    apr_int64_t max = MPX_STORE_SIZE_MAX;
+
+    /* A 32-bit process has less address space than that. */
+    if ((apr_uint64_t)max > (apr_uint64_t)(SIZE_MAX >> 20))
+        max = (apr_int64_t)(SIZE_MAX >> 20);
+    return mpx_parse_int(cmd, arg, MPX_STORE_SIZE_MIN, max, "a store size in MiB", out);
+}
+
+size_t mpx_store_bytes(apr_int64_t mib)
+{
+    return (size_t)(mib >= 0 ? mib : MPX_DEFAULT_STORE_SIZE) << 20;
 }
 
 static const char *set_pw_grace(cmd_parms *cmd, void *dummy, const char *arg)
@@ -302,6 +335,8 @@ const command_rec mpx_directives[] = {
         "Directory of the vendor's payment store (create it with mpadmin store init)"),
     AP_INIT_FLAG("MicropayStoreSync", set_store_sync, NULL, RSRC_CONF,
         "On: fsync every payment (survives power loss, ~200 us each); Off (default): survives process crashes"),
+    AP_INIT_TAKE1("MicropayStoreSize", set_store_size, NULL, RSRC_CONF,
+        "Most the payment store may hold, in MiB (16 to 1048576, default 1024)"),
     AP_INIT_TAKE2("MicropayTrustBroker", set_trust, NULL, RSRC_CONF,
         "A broker whose PayWord certificates are accepted: its name and a PEM public key file"),
     AP_INIT_TAKE1("MicropayBrokerURL", set_broker_url, NULL, RSRC_CONF,
@@ -509,7 +544,8 @@ void mpx_child_init(apr_pool_t *pchild, server_rec *s)
         sc->ids_next = sc->ids_end = 0;
         if ((store = apr_hash_get(open, sc->store_dir, APR_HASH_KEY_STRING)) == NULL) {
             err[0] = '\0';
-            st = mps_open(sc->store_dir, sc->store_sync == 1 ? MPS_SYNC : 0, &store, err, sizeof err);
+            st = mps_open(sc->store_dir, sc->store_sync == 1 ? MPS_SYNC : 0,
+                          mpx_store_bytes(sc->store_size), &store, err, sizeof err);
             if (st != MP_OK) {
                 sc->store = NULL;
                 sc->store_error = apr_pstrdup(pchild, err[0] ? err : mp_strerror(st));

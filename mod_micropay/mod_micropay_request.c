@@ -266,6 +266,32 @@ static void maybe_compact(request_rec *r, mpx_server_conf *sc, uint64_t now)
                       "expired records", (unsigned long)removed);
 }
 
+/* A full store fails every paid request alike: one line a second per
+ * process says so (with how many were held back); each request still gets
+ * its 500. Other store errors are logged every time. */
+static volatile apr_uint64_t last_full_log;
+static volatile apr_uint32_t full_suppressed;
+
+static void log_store_error(request_rec *r, mpx_server_conf *sc, const char *uri)
+{
+    apr_uint64_t now, last;
+    apr_uint32_t held = 0;
+
+    if (mps_full(sc->store)) {
+        now = (apr_uint64_t)apr_time_now();
+        last = apr_atomic_read64(&last_full_log);
+        if ((now >= last && now - last < APR_USEC_PER_SEC)
+            || apr_atomic_cas64(&last_full_log, now, last) != last) {
+            apr_atomic_inc32(&full_suppressed);
+            return;
+        }
+        held = apr_atomic_xchg32(&full_suppressed, 0);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00022: payment store error%s%s: %s%s",
+                  uri != NULL ? " for " : "", uri != NULL ? uri : "", mps_errmsg(sc->store),
+                  held ? apr_psprintf(r->pool, " (%u more not logged)", held) : "");
+}
+
 /* ---- the schemes -------------------------------------------------------------------- */
 
 typedef struct {
@@ -595,8 +621,7 @@ int mpx_fixups(request_rec *r)
 
     if ((st = price_for(r, sc, dc, &x, &unit)) != MP_OK) {
         if (st == MP_ERR_STORE)
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00022: payment store error: %s",
-                          mps_errmsg(sc->store));
+            log_store_error(r, sc, NULL);
         a.status = st;
         return mpx_respond(r, MPX_OUT_ERROR, &a);
     }
@@ -646,8 +671,7 @@ int mpx_fixups(request_rec *r)
     if (st != MP_OK) {
         a.status = st;
         if (st == MP_ERR_STORE) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00022: payment store error for %s: %s",
-                          r->uri, mps_errmsg(sc->store));
+            log_store_error(r, sc, r->uri);
             return mpx_respond(r, MPX_OUT_ERROR, &a);
         }
         if (strcmp(mp_reason(st), "internal") == 0) {

@@ -20,25 +20,19 @@
  *   expiry  u64 time | u8 kind | key of the record -> empty
  * The expiry index starts with the time so that compaction reads only the
  * records that are due, from the front.
+ * Creating, opening, the expiry index and its compaction are the plumbing
+ * shared with the broker store (mod_micropay_lmdb.c).
  */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <unistd.h>
-#include <lmdb.h>
+#include "mod_micropay_lmdb.h"
 #include "mod_micropay_store.h"
 
 #define FORMAT          "mod_micropay-store-2"
 #define NDBS            7
 #define KIND_SPENT      1
 #define KIND_PW         2
-#define PATH_BUF        4096
 #define SPENT_HDR       (8 + 8 + 1 + MP_HASH_LEN)
 #define SPENT_DEPOSITED 0x01
 /* The largest spent record: header, reply, payment, method, host, target. */
@@ -63,98 +57,22 @@ struct mps {
     size_t   maxkey;
 };
 
-/* Per thread rather than per handle: threads share a handle, and a message
- * must belong to the failure the calling thread is about to log. */
-static __thread char errbuf[256];
+static const char *const db_names[NDBS] = {
+    "meta", "spent", "pw", "ledger", "prices", "ids", "expiry"
+};
 
-__attribute__((format(printf, 1, 2)))
-static void set_msg(const char *fmt, ...)
-{
-    va_list ap;
+static const mpl_spec SPEC = {
+    MPL_SLOT_VENDOR, "store", "mod_micropay store", "create it with mpadmin store init",
+    FORMAT, db_names, NDBS, NDBS, NULL
+};
 
-    va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
-    va_end(ap);
-}
-
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static mp_status lmdb_fail(const char *what, int rc)
-{
-    if (rc == MDB_MAP_FULL)
-        set_msg("store full (%s)", what);
-    else
-        set_msg("store %s: %s", what, mdb_strerror(rc));
-    return MP_ERR_STORE;
-}
-
-static mp_status corrupt(const char *what)
-{
-    set_msg("store: corrupt %s", what);
-    return MP_ERR_STORE;
-}
-
-static mp_status bad_arg(const char *what)
-{
-    set_msg("store: invalid %s", what);
-    return MP_ERR_ARG;
-}
+/* The shared messages, under this store's name. */
+#define set_msg(...)        mpl_msg(&SPEC, __VA_ARGS__)
+#define lmdb_fail(what, rc) mpl_fail(&SPEC, what, rc)
+#define corrupt(what)       mpl_corrupt(&SPEC, what)
+#define bad_arg(what)       mpl_bad_arg(&SPEC, what)
 
 /* ---- encoding ------------------------------------------------------------------ */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)(v >> 32));
-    put_u32(p + 4, (uint32_t)v);
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
-static MDB_val val(const void *p, size_t n)
-{
-    MDB_val v;
-
-    v.mv_size = n;
-    v.mv_data = (void *)p;
-    return v;
-}
 
 /* Writes "vendor NUL", the prefix of every per-vendor key; 0 when vendor
  * is not a usable name. */
@@ -199,7 +117,7 @@ static mp_status amount_decode(const MDB_val *v, mp_amount *out)
         return corrupt("price");
     memcpy(a.cur, p, 3);
     a.cur[3] = 0;
-    a.units = get_u64(p + 3);
+    a.units = mpl_get_u64(p + 3);
     if (!amount_valid(&a))
         return corrupt("price");
     *out = a;
@@ -231,7 +149,7 @@ static mp_status ledger_key(const mps_earning *e, uint8_t key[LEDGER_KEY_LEN])
         set_msg("store: cannot hash the ledger path");
         goto out;
     }
-    put_u32(key, (uint32_t)day);
+    mpl_put_u32(key, (uint32_t)day);
     key[4] = e->scheme;
     memcpy(key + 5, e->amount.cur, 3);
     memcpy(key + 8, h, 16);
@@ -244,7 +162,7 @@ static mp_status ledger_add(mps *s, MDB_txn *txn, const uint8_t key[LEDGER_KEY_L
 {
     uint8_t buf[LEDGER_HDR + MP_TARGET_MAX];
     uint64_t units = 0, count = 0;
-    MDB_val k = val(key, LEDGER_KEY_LEN), v;
+    MDB_val k = mpl_val(key, LEDGER_KEY_LEN), v;
     mp_status st = MP_ERR_STORE;
     int rc;
 
@@ -254,8 +172,8 @@ static mp_status ledger_add(mps *s, MDB_txn *txn, const uint8_t key[LEDGER_KEY_L
             st = corrupt("ledger line");
             goto out;
         }
-        units = get_u64(v.mv_data);
-        count = get_u64((const uint8_t *)v.mv_data + 8);
+        units = mpl_get_u64(v.mv_data);
+        count = mpl_get_u64((const uint8_t *)v.mv_data + 8);
     } else if (rc != MDB_NOTFOUND) {
         st = lmdb_fail("ledger read", rc);
         goto out;
@@ -265,11 +183,11 @@ static mp_status ledger_add(mps *s, MDB_txn *txn, const uint8_t key[LEDGER_KEY_L
         st = MP_ERR_OVERFLOW;
         goto out;
     }
-    put_u64(buf, units + e->amount.units);
-    put_u64(buf + 8, count + 1);
+    mpl_put_u64(buf, units + e->amount.units);
+    mpl_put_u64(buf + 8, count + 1);
     if (e->path_len)
         memcpy(buf + LEDGER_HDR, e->path, e->path_len);
-    v = val(buf, LEDGER_HDR + e->path_len);
+    v = mpl_val(buf, LEDGER_HDR + e->path_len);
     if ((rc = mdb_put(txn, s->ledger, &k, &v, 0)) != 0) {
         st = lmdb_fail("ledger write", rc);
         goto out;
@@ -282,245 +200,50 @@ out:
 static mp_status expiry_add(mps *s, MDB_txn *txn, uint64_t time, uint8_t kind,
                             const uint8_t *rkey, size_t rlen)
 {
-    uint8_t key[EXPIRY_KEY_MAX];
-    MDB_val k, v = val("", 0);
-    int rc;
-
-    put_u64(key, time);
-    key[8] = kind;
-    memcpy(key + 9, rkey, rlen);
-    k = val(key, 9 + rlen);
-    if ((rc = mdb_put(txn, s->expiry, &k, &v, 0)) != 0)
-        return lmdb_fail("expiry index write", rc);
-    return MP_OK;
+    return mpl_expiry_add(&SPEC, txn, s->expiry, time, kind, rkey, rlen);
 }
 
 /* ---- open, create, close --------------------------------------------------------- */
 
-static int data_path(char *buf, const char *dir, const char *file)
-{
-    int n = snprintf(buf, PATH_BUF, "%s/%s", dir, file);
-    return n > 0 && n < PATH_BUF;
-}
-
-static const char *const db_names[NDBS] = {
-    "meta", "spent", "pw", "ledger", "prices", "ids", "expiry"
-};
-
-static MDB_dbi *db_slot(mps *s, size_t i)
-{
-    MDB_dbi *slots[NDBS];
-
-    slots[0] = &s->meta;   slots[1] = &s->spent; slots[2] = &s->pw;
-    slots[3] = &s->ledger; slots[4] = &s->prices; slots[5] = &s->ids;
-    slots[6] = &s->expiry;
-    return slots[i];
-}
-
 mp_status mps_create(const char *dir, long uid, long gid, char *err, size_t errlen)
 {
-    char data[PATH_BUF], lock[PATH_BUF];
-    struct stat sb;
-    MDB_env *env = NULL;
-    MDB_txn *txn = NULL;
-    MDB_dbi dbi;
-    MDB_val k = val("format", 6), v = val(FORMAT, strlen(FORMAT));
-    int fd, made = 0, lock_existed = 1, rc;
-    size_t i;
-    mp_status st = MP_ERR_STORE;
-
-    if (dir == NULL || !data_path(data, dir, "data.mdb") || !data_path(lock, dir, "lock.mdb")) {
-        set_err(err, errlen, "invalid store directory");
-        st = MP_ERR_ARG;
-        goto out;
-    }
-    if (stat(dir, &sb) != 0) {
-        set_err(err, errlen, "store directory %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    if (!S_ISDIR(sb.st_mode)) {
-        set_err(err, errlen, "store directory %s: not a directory", dir);
-        goto out;
-    }
-    lock_existed = stat(lock, &sb) == 0;
-    /* O_EXCL claims the name atomically: of two concurrent creates, one
-     * fails here instead of both initialising the same file. LMDB takes an
-     * empty data file for a new environment. */
-    fd = open(data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            set_err(err, errlen, "store %s already exists", dir);
-        else
-            set_err(err, errlen, "store %s: %s", data, strerror(errno));
-        goto out;
-    }
-    made = 1;
-    close(fd);
-    if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, NDBS)) != 0
-        || (rc = mdb_env_set_mapsize(env, MPS_MAP_SIZE_DEFAULT)) != 0
-        || (rc = mdb_env_open(env, dir, MDB_NOTLS | MDB_WRITEMAP, 0600)) != 0
-        || (rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0) {
-        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    for (i = 0; i < NDBS; i++) {
-        if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &dbi)) != 0)
-            break;
-        if (i == 0 && (rc = mdb_put(txn, dbi, &k, &v, 0)) != 0)
-            break;
-    }
-    if (rc != 0) {
-        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    mdb_env_close(env);
-    env = NULL;
-    if ((uid >= 0 || gid >= 0)
-        && (chown(data, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0
-            || chown(lock, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)) {
-        set_err(err, errlen, "store %s: chown: %s", dir, strerror(errno));
-        goto out;
-    }
-    /* The new directory entries must survive a power loss too. */
-    if ((fd = open(dir, O_RDONLY | O_CLOEXEC)) >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    st = MP_OK;
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    if (env != NULL)
-        mdb_env_close(env);
-    /* A half-made store would block the retry with "already exists", and
-     * nothing can be in it yet. */
-    if (st != MP_OK && made) {
-        unlink(data);
-        if (!lock_existed)
-            unlink(lock);
-    }
-    return st;
+    return mpl_create(&SPEC, dir, uid, gid, MDB_WRITEMAP, err, errlen);
 }
 
-mp_status mps_open(const char *dir, unsigned flags, mps **out, char *err, size_t errlen)
+mp_status mps_open(const char *dir, unsigned flags, size_t map_size, mps **out, char *err,
+                   size_t errlen)
 {
-    char data[PATH_BUF];
-    struct stat sb;
     mps *s = NULL;
-    MDB_txn *txn = NULL;
-    MDB_envinfo info;
-    MDB_stat est;
-    MDB_val k = val("format", 6), v;
-    unsigned eflags = MDB_NOTLS | MDB_NORDAHEAD;
-    int rc, dead;
-    size_t i;
-    mp_status st = MP_ERR_STORE;
+    mp_status st;
 
-    if (dir == NULL || out == NULL || (flags & ~(unsigned)(MPS_RDONLY | MPS_SYNC)) != 0
-        || !data_path(data, dir, "data.mdb")) {
-        set_err(err, errlen, "invalid store arguments");
-        st = MP_ERR_ARG;
-        goto out;
-    }
-    /* mdb_env_open would create a missing file, and an empty store would
-     * accept every replay: look first. */
-    if (stat(data, &sb) != 0) {
-        if (errno == ENOENT)
-            set_err(err, errlen, "store %s does not exist; create it with mpadmin store init", dir);
-        else
-            set_err(err, errlen, "store %s: %s", data, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode) || sb.st_size == 0) {
-        /* LMDB would initialise an empty file as a new store. */
-        set_err(err, errlen, "store %s: %s is %s", dir, data,
-                S_ISREG(sb.st_mode) ? "empty" : "not a regular file");
-        goto out;
+    if (dir == NULL || out == NULL || (flags & ~(unsigned)(MPS_RDONLY | MPS_SYNC)) != 0) {
+        mpl_err(err, errlen, "invalid store arguments");
+        return MP_ERR_ARG;
     }
     if ((s = calloc(1, sizeof *s)) == NULL) {
-        set_err(err, errlen, "store %s: out of memory", dir);
-        st = MP_ERR_NOMEM;
-        goto out;
+        mpl_err(err, errlen, "store %s: out of memory", dir);
+        return MP_ERR_NOMEM;
     }
     s->rdonly = (flags & MPS_RDONLY) != 0;
-    if (s->rdonly)
-        eflags |= MDB_RDONLY;
-    else {
-        eflags |= MDB_WRITEMAP;
-        if (!(flags & MPS_SYNC))
-            eflags |= MDB_NOSYNC | MDB_NOMETASYNC;
+    {
+        MDB_dbi *const dbis[NDBS] = {
+            &s->meta, &s->spent, &s->pw, &s->ledger, &s->prices, &s->ids, &s->expiry
+        };
+
+        /* Commits land in the shared map at once (WRITEMAP) and survive any
+         * process's death; MPS_SYNC also fsyncs each one. */
+        st = mpl_open(&SPEC, dir, s->rdonly,
+                      MDB_WRITEMAP | (flags & MPS_SYNC ? 0 : MDB_NOSYNC | MDB_NOMETASYNC),
+                      map_size ? map_size : MPS_MAP_SIZE_DEFAULT, &s->env, dbis, NULL, err,
+                      errlen);
     }
-    if ((rc = mdb_env_create(&s->env)) != 0) {
-        s->env = NULL;
-        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    if ((rc = mdb_env_set_maxdbs(s->env, NDBS)) != 0
-        || (rc = mdb_env_set_mapsize(s->env, MPS_MAP_SIZE_DEFAULT)) != 0
-        || (rc = mdb_env_set_maxreaders(s->env, 1024)) != 0
-        || (rc = mdb_env_open(s->env, dir, eflags, 0600)) != 0
-        || (rc = mdb_env_info(s->env, &info)) != 0
-        || (rc = mdb_env_stat(s->env, &est)) != 0) {
-        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    /* A read-only map of a file shorter than its data faults (SIGBUS) on
-     * the missing pages, and a writable one zero-fills them; compare with
-     * the size seen before opening, since writers (all WRITEMAP) keep the
-     * file at the full map size. */
-    if ((uint64_t)info.me_last_pgno + 1 > (uint64_t)sb.st_size / est.ms_psize) {
-        set_err(err, errlen, "store %s: %s is truncated", dir, data);
-        goto out;
-    }
-    /* Apache children die holding reader slots; free them now. */
-    if ((rc = mdb_reader_check(s->env, &dead)) != 0
-        || (rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    /* Never MDB_CREATE here: a foreign LMDB file must stay untouched. */
-    rc = mdb_dbi_open(txn, "meta", 0, &s->meta);
-    if (rc == 0)
-        rc = mdb_get(txn, s->meta, &k, &v);
-    if (rc == 0 && (v.mv_size != strlen(FORMAT) || memcmp(v.mv_data, FORMAT, v.mv_size) != 0))
-        rc = MDB_NOTFOUND;
-    for (i = 1; rc == 0 && i < NDBS; i++)
-        rc = mdb_dbi_open(txn, db_names[i], 0, db_slot(s, i));
-    if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
-        set_err(err, errlen, "store %s: not a mod_micropay store or wrong version", dir);
-        goto out;
-    }
-    if (rc != 0) {
-        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
-        goto out;
-    }
-    /* Committing a read transaction is what makes its dbi handles usable
-     * by later transactions. */
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        set_err(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
-        goto out;
+    if (st != MP_OK) {
+        free(s);
+        return st;
     }
     s->maxkey = (size_t)mdb_env_get_maxkeysize(s->env);
     *out = s;
-    s = NULL;
-    st = MP_OK;
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    if (s != NULL) {
-        if (s->env != NULL)
-            mdb_env_close(s->env);
-        free(s);
-    }
-    return st;
+    return MP_OK;
 }
 
 void mps_close(mps *s)
@@ -533,8 +256,16 @@ void mps_close(mps *s)
 
 const char *mps_errmsg(const mps *s)
 {
+    const char *m = mpl_errmsg(&SPEC);
+
     (void)s;
-    return errbuf[0] ? errbuf : "no store error";
+    return m != NULL ? m : "no store error";
+}
+
+int mps_full(const mps *s)
+{
+    (void)s;
+    return mpl_full(&SPEC);
 }
 
 mp_status mps_sync(mps *s)
@@ -580,7 +311,7 @@ static int spent_field(const uint8_t *p, size_t n, size_t *off, size_t lbytes, s
 
     if (n - *off < lbytes)
         return 0;
-    l = lbytes == 1 ? p[*off] : get_u16(p + *off);
+    l = lbytes == 1 ? p[*off] : mpl_get_u16(p + *off);
     *off += lbytes;
     if (l > max || n - *off < l)
         return 0;
@@ -597,8 +328,8 @@ static mp_status spent_parse(const MDB_val *v, spent_rec *r)
 
     if (n < SPENT_HDR || n > SPENT_REC_MAX)
         return corrupt("spent record");
-    r->time = get_u64(p);
-    r->expiry = get_u64(p + 8);
+    r->time = mpl_get_u64(p);
+    r->expiry = mpl_get_u64(p + 8);
     r->flags = p[16];
     r->req_sig = p + 17;
     if ((r->flags & ~SPENT_DEPOSITED) != 0 || r->time < r->expiry
@@ -638,17 +369,17 @@ static void spent_write(uint8_t *rec, uint64_t time, uint64_t expiry,
 {
     size_t o = 0;
 
-    put_u64(rec, time);
-    put_u64(rec + 8, expiry);
+    mpl_put_u64(rec, time);
+    mpl_put_u64(rec + 8, expiry);
     rec[16] = 0;
     memcpy(rec + 17, req_sig, MP_HASH_LEN);
     o = SPENT_HDR;
-    put_u16(rec + o, (uint16_t)reply_len);
+    mpl_put_u16(rec + o, (uint16_t)reply_len);
     o += 2;
     if (reply_len)
         memcpy(rec + o, reply, reply_len);
     o += reply_len;
-    put_u16(rec + o, (uint16_t)payment_len);
+    mpl_put_u16(rec + o, (uint16_t)payment_len);
     o += 2;
     memcpy(rec + o, payment, payment_len);
     o += payment_len;
@@ -659,7 +390,7 @@ static void spent_write(uint8_t *rec, uint64_t time, uint64_t expiry,
     if (q->host_len)
         memcpy(rec + o, q->host, q->host_len);
     o += q->host_len;
-    put_u16(rec + o, (uint16_t)q->target_len);
+    mpl_put_u16(rec + o, (uint16_t)q->target_len);
     o += 2;
     memcpy(rec + o, q->target, q->target_len);
 }
@@ -689,18 +420,15 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
         st = bad_arg("vendor");
         goto out;
     }
-    put_u64(key + klen, scrip_id);
+    mpl_put_u64(key + klen, scrip_id);
     klen += 8;
     if (keep_until < expiry)
         keep_until = expiry;
     if (earn != NULL && (st = ledger_key(earn, lkey)) != MP_OK)
         goto out;
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
-    k = val(key, klen);
+    k = mpl_val(key, klen);
     rc = mdb_get(txn, s->spent, &k, &v);
     if (rc == 0) {
         if ((st = spent_parse(&v, &sr)) != MP_OK)
@@ -732,12 +460,8 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
     if ((st = expiry_add(s, txn, keep_until, KIND_SPENT, key, klen)) != MP_OK
         || (earn != NULL && (st = ledger_add(s, txn, lkey, earn)) != MP_OK))
         goto out;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
+    if ((st = mpl_commit(&SPEC, &txn)) != MP_OK)
         goto out;
-    }
     *retry = 0;
     st = MP_OK;
 out:
@@ -762,16 +486,10 @@ mp_status mps_mc_list_undeposited(mps *s, const char *vendor, mps_deposit_cb cb,
         st = bad_arg("deposit listing");
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0
-        || (rc = mdb_cursor_open(txn, s->spent, &cur)) != 0) {
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_read_cursor(&SPEC, s->env, s->spent, &txn, &cur)) != MP_OK)
         goto out;
-    }
-    k = val(prefix, vlen);
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < vlen || memcmp(k.mv_data, prefix, vlen) != 0)
-            break;
+    for (rc = mpl_prefix_get(cur, 1, prefix, vlen, &k, &v); rc == 0;
+         rc = mpl_prefix_get(cur, 0, prefix, vlen, &k, &v)) {
         if (k.mv_size != vlen + 8) {
             st = corrupt("spent key");
             goto out;
@@ -787,15 +505,11 @@ mp_status mps_mc_list_undeposited(mps *s, const char *vendor, mps_deposit_cb cb,
         host[sr.host_len] = 0;
         memcpy(target, sr.target, sr.target_len);
         target[sr.target_len] = 0;
-        if (cb(ctx, get_u64((const uint8_t *)k.mv_data + vlen), sr.payment, sr.payment_len,
+        if (cb(ctx, mpl_get_u64((const uint8_t *)k.mv_data + vlen), sr.payment, sr.payment_len,
                method, host, target) != 0)
             break;
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        st = lmdb_fail("deposit listing", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_walk_end(&SPEC, "deposit listing", rc);
 out:
     if (cur != NULL)
         mdb_cursor_close(cur);
@@ -827,14 +541,11 @@ mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids,
         st = MP_ERR_NOMEM;
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
     for (i = 0; i < n; i++) {
-        put_u64(key + klen, ids[i]);
-        k = val(key, klen + 8);
+        mpl_put_u64(key + klen, ids[i]);
+        k = mpl_val(key, klen + 8);
         rc = mdb_get(txn, s->spent, &k, &v);
         if (rc == MDB_NOTFOUND)
             continue;           /* compacted, or never spent here: nothing to mark */
@@ -852,9 +563,9 @@ mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids,
          * its time and is dropped by compaction without touching it. */
         len = v.mv_size;
         memcpy(rec, v.mv_data, len);
-        put_u64(rec, sr.expiry);
+        mpl_put_u64(rec, sr.expiry);
         rec[16] = sr.flags | SPENT_DEPOSITED;
-        v = val(rec, len);
+        v = mpl_val(rec, len);
         if ((rc = mdb_put(txn, s->spent, &k, &v, 0)) != 0) {
             st = lmdb_fail("spent write", rc);
             goto out;
@@ -863,13 +574,7 @@ mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids,
             && (st = expiry_add(s, txn, sr.expiry, KIND_SPENT, key, klen + 8)) != MP_OK)
             goto out;
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_commit(&SPEC, &txn);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -892,16 +597,13 @@ mp_status mps_reserve_ids(mps *s, const char *vendor, uint16_t series, uint32_t 
         st = bad_arg("id reservation");
         goto out;
     }
-    put_u16(key + klen, series);
-    k = val(key, klen + 2);
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    mpl_put_u16(key + klen, series);
+    k = mpl_val(key, klen + 2);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
     rc = mdb_get(txn, s->ids, &k, &v);
     if (rc == 0) {
-        if (v.mv_size != 8 || (next = get_u64(v.mv_data)) == 0) {
+        if (v.mv_size != 8 || (next = mpl_get_u64(v.mv_data)) == 0) {
             st = corrupt("id counter");
             goto out;
         }
@@ -914,18 +616,14 @@ mp_status mps_reserve_ids(mps *s, const char *vendor, uint16_t series, uint32_t 
         st = MP_ERR_STORE;
         goto out;
     }
-    put_u64(buf, next + count);
-    v = val(buf, 8);
+    mpl_put_u64(buf, next + count);
+    v = mpl_val(buf, 8);
     if ((rc = mdb_put(txn, s->ids, &k, &v, 0)) != 0) {
         st = lmdb_fail("ids write", rc);
         goto out;
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
+    if ((st = mpl_commit(&SPEC, &txn)) != MP_OK)
         goto out;
-    }
     *first = (uint64_t)series << 48 | next;
     st = MP_OK;
 out:
@@ -945,7 +643,7 @@ static mp_status pw_parse(const MDB_val *v, const uint8_t id[MP_HASH_LEN], mp_pw
 
     if (v->mv_size < PW_HDR)
         return corrupt("tracker");
-    n = get_u16(p + 12);
+    n = mpl_get_u16(p + 12);
     if (n > v->mv_size - PW_HDR || n > MP_PW_TRACK_MAX
         || v->mv_size - PW_HDR - n > MP_PW_COMMIT_MAX
         || mp_pw_track_decode(p + PW_HDR, n, t) != MP_OK
@@ -968,12 +666,9 @@ mp_status mps_pw_get(mps *s, const uint8_t commit_id[MP_HASH_LEN], mp_pw_track *
         st = bad_arg("tracker lookup");
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, MDB_RDONLY, &txn)) != MP_OK)
         goto out;
-    }
-    k = val(commit_id, MP_HASH_LEN);
+    k = mpl_val(commit_id, MP_HASH_LEN);
     rc = mdb_get(txn, s->pw, &k, &v);
     if (rc == MDB_NOTFOUND) {
         st = MP_ERR_UNKNOWN_COMMITMENT;
@@ -1012,17 +707,14 @@ mp_status mps_pw_register(mps *s, const mp_pw_commit *c, const mp_pw_track *fres
         set_msg("store: tracker does not encode: %s", mp_strerror(st));
         goto out;
     }
-    put_u64(rec, keep_until);
-    put_u32(rec + 8, 0);                /* nothing redeemed yet */
-    put_u16(rec + 12, (uint16_t)tlen);
+    mpl_put_u64(rec, keep_until);
+    mpl_put_u32(rec + 8, 0);                /* nothing redeemed yet */
+    mpl_put_u16(rec + 12, (uint16_t)tlen);
     memcpy(rec + PW_HDR + tlen, c->enc, c->enc_len);
-    k = val(c->id, MP_HASH_LEN);
-    v = val(rec, PW_HDR + tlen + c->enc_len);
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    k = mpl_val(c->id, MP_HASH_LEN);
+    v = mpl_val(rec, PW_HDR + tlen + c->enc_len);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
     rc = mdb_put(txn, s->pw, &k, &v, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST) {
         st = MP_OK;             /* known already: its tracker must not be reset */
@@ -1034,13 +726,7 @@ mp_status mps_pw_register(mps *s, const mp_pw_commit *c, const mp_pw_track *fres
     }
     if ((st = expiry_add(s, txn, keep_until, KIND_PW, c->id, MP_HASH_LEN)) != MP_OK)
         goto out;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_commit(&SPEC, &txn);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -1071,12 +757,9 @@ mp_status mps_pw_update(mps *s, uint64_t expect_version, const mp_pw_track *next
         set_msg("store: tracker does not encode: %s", mp_strerror(st));
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
-    k = val(next->commit_id, MP_HASH_LEN);
+    k = mpl_val(next->commit_id, MP_HASH_LEN);
     rc = mdb_get(txn, s->pw, &k, &v);
     if (rc == MDB_NOTFOUND) {
         st = MP_ERR_UNKNOWN_COMMITMENT;
@@ -1098,22 +781,16 @@ mp_status mps_pw_update(mps *s, uint64_t expect_version, const mp_pw_track *next
     p = v.mv_data;
     clen = v.mv_size - PW_HDR - old_tlen;
     memcpy(rec, p, 12);                 /* keep_until and the redeemed word stay */
-    put_u16(rec + 12, (uint16_t)tlen);
+    mpl_put_u16(rec + 12, (uint16_t)tlen);
     memcpy(rec + PW_HDR + tlen, p + PW_HDR + old_tlen, clen);
-    v = val(rec, PW_HDR + tlen + clen);
+    v = mpl_val(rec, PW_HDR + tlen + clen);
     if ((rc = mdb_put(txn, s->pw, &k, &v, 0)) != 0) {
         st = lmdb_fail("tracker write", rc);
         goto out;
     }
     if (earn != NULL && (st = ledger_add(s, txn, lkey, earn)) != MP_OK)
         goto out;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_commit(&SPEC, &txn);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -1140,11 +817,8 @@ mp_status mps_pw_list(mps *s, mps_pw_list_cb cb, void *ctx)
         st = MP_ERR_NOMEM;
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0
-        || (rc = mdb_cursor_open(txn, s->pw, &cur)) != 0) {
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_read_cursor(&SPEC, s->env, s->pw, &txn, &cur)) != MP_OK)
         goto out;
-    }
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != MP_HASH_LEN) {
@@ -1159,14 +833,10 @@ mp_status mps_pw_list(mps *s, mps_pw_list_cb cb, void *ctx)
             goto out;
         }
         if (cb(ctx, p + PW_HDR + tlen, v.mv_size - PW_HDR - tlen, t->last, t->w_last,
-               get_u32(p + 8)) != 0)
+               mpl_get_u32(p + 8)) != 0)
             break;
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        st = lmdb_fail("tracker listing", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_walk_end(&SPEC, "tracker listing", rc);
 out:
     if (cur != NULL)
         mdb_cursor_close(cur);
@@ -1195,12 +865,9 @@ mp_status mps_pw_mark_redeemed(mps *s, const uint8_t commit_id[MP_HASH_LEN], uin
         st = MP_ERR_NOMEM;
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
-    k = val(commit_id, MP_HASH_LEN);
+    k = mpl_val(commit_id, MP_HASH_LEN);
     rc = mdb_get(txn, s->pw, &k, &v);
     if (rc == MDB_NOTFOUND) {
         st = MP_ERR_UNKNOWN_COMMITMENT;
@@ -1216,25 +883,19 @@ mp_status mps_pw_mark_redeemed(mps *s, const uint8_t commit_id[MP_HASH_LEN], uin
         st = bad_arg("redeem mark: above the last accepted word");
         goto out;
     }
-    if (last <= get_u32((const uint8_t *)v.mv_data + 8)) {
+    if (last <= mpl_get_u32((const uint8_t *)v.mv_data + 8)) {
         st = MP_OK;             /* the stored mark only grows; nothing to write */
         goto out;
     }
     /* pw_parse bounds the record by PW_HDR + tracker + commitment maxima. */
     memcpy(rec, v.mv_data, v.mv_size);
-    put_u32(rec + 8, last);
-    v = val(rec, v.mv_size);
+    mpl_put_u32(rec + 8, last);
+    v = mpl_val(rec, v.mv_size);
     if ((rc = mdb_put(txn, s->pw, &k, &v, 0)) != 0) {
         st = lmdb_fail("tracker write", rc);
         goto out;
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_commit(&SPEC, &txn);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -1276,17 +937,14 @@ mp_status mps_price_get(mps *s, const char *vendor, const char *path, size_t pat
         goto out;
     }
     memcpy(key + vlen, path, path_len);
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, MDB_RDONLY, &txn)) != MP_OK)
         goto out;
-    }
     /* The exact path, then each prefix ending in '/', longest first. A
      * key above the LMDB limit cannot have been stored: skip it. */
     len = path_len;
     do {
         if (vlen + len <= s->maxkey) {
-            k = val(key, vlen + len);
+            k = mpl_val(key, vlen + len);
             rc = mdb_get(txn, s->prices, &k, &v);
             if (rc == 0) {
                 if ((st = amount_decode(&v, &a)) != MP_OK)
@@ -1327,25 +985,16 @@ mp_status mps_price_set(mps *s, const char *vendor, const char *path, const mp_a
         goto out;
     }
     memcpy(buf, a->cur, 3);
-    put_u64(buf + 3, a->units);
-    k = val(key, klen);
-    v = val(buf, sizeof buf);
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    mpl_put_u64(buf + 3, a->units);
+    k = mpl_val(key, klen);
+    v = mpl_val(buf, sizeof buf);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
     if ((rc = mdb_put(txn, s->prices, &k, &v, 0)) != 0) {
         st = lmdb_fail("price write", rc);
         goto out;
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_commit(&SPEC, &txn);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -1365,12 +1014,9 @@ mp_status mps_price_del(mps *s, const char *vendor, const char *path)
         st = bad_arg("price entry");
         goto out;
     }
-    k = val(key, klen);
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    k = mpl_val(key, klen);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
     rc = mdb_del(txn, s->prices, &k, NULL);
     if (rc == MDB_NOTFOUND) {
         st = bad_arg("price entry: none for this path");
@@ -1380,13 +1026,7 @@ mp_status mps_price_del(mps *s, const char *vendor, const char *path)
         st = lmdb_fail("price delete", rc);
         goto out;
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_commit(&SPEC, &txn);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -1409,16 +1049,10 @@ mp_status mps_price_list(mps *s, const char *vendor, mps_price_cb cb, void *ctx)
         st = bad_arg("price listing");
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0
-        || (rc = mdb_cursor_open(txn, s->prices, &cur)) != 0) {
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_read_cursor(&SPEC, s->env, s->prices, &txn, &cur)) != MP_OK)
         goto out;
-    }
-    k = val(prefix, vlen);
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < vlen || memcmp(k.mv_data, prefix, vlen) != 0)
-            break;
+    for (rc = mpl_prefix_get(cur, 1, prefix, vlen, &k, &v); rc == 0;
+         rc = mpl_prefix_get(cur, 0, prefix, vlen, &k, &v)) {
         plen = k.mv_size - vlen;
         if (plen == 0 || plen > MP_TARGET_MAX) {
             st = corrupt("price key");
@@ -1431,11 +1065,7 @@ mp_status mps_price_list(mps *s, const char *vendor, mps_price_cb cb, void *ctx)
         if (cb(ctx, path, &a) != 0)
             break;
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        st = lmdb_fail("price listing", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_walk_end(&SPEC, "price listing", rc);
 out:
     if (cur != NULL)
         mdb_cursor_close(cur);
@@ -1461,11 +1091,8 @@ mp_status mps_ledger_list(mps *s, mps_ledger_cb cb, void *ctx)
         st = bad_arg("ledger listing");
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0
-        || (rc = mdb_cursor_open(txn, s->ledger, &c)) != 0) {
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_read_cursor(&SPEC, s->env, s->ledger, &txn, &c)) != MP_OK)
         goto out;
-    }
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         kp = k.mv_data;
@@ -1479,14 +1106,10 @@ mp_status mps_ledger_list(mps *s, mps_ledger_cb cb, void *ctx)
         cur[3] = 0;
         memcpy(path, vp + LEDGER_HDR, plen);
         path[plen] = 0;
-        if (cb(ctx, get_u32(kp), kp[4], path, get_u64(vp), cur, get_u64(vp + 8)) != 0)
+        if (cb(ctx, mpl_get_u32(kp), kp[4], path, mpl_get_u64(vp), cur, mpl_get_u64(vp + 8)) != 0)
             break;
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        st = lmdb_fail("ledger listing", rc);
-        goto out;
-    }
-    st = MP_OK;
+    st = mpl_walk_end(&SPEC, "ledger listing", rc);
 out:
     if (c != NULL)
         mdb_cursor_close(c);
@@ -1495,104 +1118,36 @@ out:
     return st;
 }
 
-/*
- * Deletes the records indexed as due at now, up to max index entries,
- * inside txn. *more is set when max stopped it. A record whose own time
- * differs from its index entry was written again later under the same
- * key, and is kept; an entry that cannot be parsed is dropped so that it
- * cannot block compaction for ever.
- */
+/* Compaction of the records indexed as due at now (mpl_compact), inside
+ * txn; *more is set when max stopped it. */
 static mp_status compact_txn(mps *s, MDB_txn *txn, uint64_t now, size_t max,
                              size_t *removed, int *more)
 {
-    uint8_t rkey[EXPIRY_KEY_MAX];
-    MDB_cursor *c = NULL;
-    MDB_val k, v, rk, rv;
-    const uint8_t *p;
-    size_t done = 0, n = 0, rlen;
-    uint64_t t;
-    MDB_dbi dbi;
-    int rc;
-    mp_status st = MP_ERR_STORE;
+    const mpl_kind kinds[] = {          /* KIND_SPENT, KIND_PW: the time leads both */
+        { s->spent, 0 }, { s->pw, 0 }
+    };
 
-    *more = 0;
-    if ((rc = mdb_cursor_open(txn, s->expiry, &c)) != 0) {
-        st = lmdb_fail("compaction", rc);
-        goto out;
-    }
-    for (;;) {
-        /* Every processed entry is deleted, so the next is always first. */
-        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-        if (rc == MDB_NOTFOUND)
-            break;
-        if (rc != 0) {
-            st = lmdb_fail("compaction read", rc);
-            goto out;
-        }
-        p = k.mv_data;
-        if (k.mv_size >= 9 && get_u64(p) > now)
-            break;
-        if (done == max) {
-            *more = 1;
-            break;
-        }
-        if (k.mv_size > 9 && k.mv_size <= EXPIRY_KEY_MAX
-            && (p[8] == KIND_SPENT || p[8] == KIND_PW)) {
-            dbi = p[8] == KIND_SPENT ? s->spent : s->pw;
-            t = get_u64(p);
-            rlen = k.mv_size - 9;
-            memcpy(rkey, p + 9, rlen);
-            rk = val(rkey, rlen);
-            rc = mdb_get(txn, dbi, &rk, &rv);
-            if (rc == 0 && rv.mv_size >= 8 && get_u64(rv.mv_data) == t) {
-                if ((rc = mdb_del(txn, dbi, &rk, NULL)) != 0) {
-                    st = lmdb_fail("compaction delete", rc);
-                    goto out;
-                }
-                n++;
-            } else if (rc != 0 && rc != MDB_NOTFOUND) {
-                st = lmdb_fail("compaction read", rc);
-                goto out;
-            }
-        }
-        if ((rc = mdb_cursor_del(c, 0)) != 0) {
-            st = lmdb_fail("compaction delete", rc);
-            goto out;
-        }
-        done++;
-    }
-    *removed = n;
-    st = MP_OK;
-out:
-    if (c != NULL)
-        mdb_cursor_close(c);
-    return st;
+    return mpl_compact(&SPEC, txn, s->expiry, kinds, 2, EXPIRY_KEY_MAX, now, max, removed,
+                       more);
 }
 
 mp_status mps_compact(mps *s, uint64_t now, size_t max, size_t *removed)
 {
     MDB_txn *txn = NULL;
     size_t n = 0;
-    int rc, more;
+    int more;
     mp_status st = MP_ERR_ARG;
 
     if (s == NULL || removed == NULL) {
         st = bad_arg("compaction arguments");
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
     if ((st = compact_txn(s, txn, now, max, &n, &more)) != MP_OK)
         goto out;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
+    if ((st = mpl_commit(&SPEC, &txn)) != MP_OK)
         goto out;
-    }
     *removed = n;
 out:
     if (txn != NULL)
@@ -1604,13 +1159,13 @@ out:
  * (or after it: the clock went back). */
 static mp_status compact_due(mps *s, MDB_txn *txn, uint64_t now, uint64_t interval, int *due)
 {
-    MDB_val k = val("last_compact", 12), v;
+    MDB_val k = mpl_val("last_compact", 12), v;
     uint64_t last = 0;
     int rc;
 
     rc = mdb_get(txn, s->meta, &k, &v);
     if (rc == 0 && v.mv_size == 8)
-        last = get_u64(v.mv_data);
+        last = mpl_get_u64(v.mv_data);
     else if (rc != 0 && rc != MDB_NOTFOUND)
         return lmdb_fail("meta read", rc);
     *due = last > now || now - last >= interval;
@@ -1621,7 +1176,7 @@ mp_status mps_maybe_compact(mps *s, uint64_t now, uint64_t interval, size_t *rem
 {
     uint8_t buf[8];
     MDB_txn *txn = NULL;
-    MDB_val k = val("last_compact", 12), v;
+    MDB_val k = mpl_val("last_compact", 12), v;
     size_t n = 0;
     int rc, due = 0, more = 0;
     mp_status st = MP_ERR_ARG;
@@ -1630,21 +1185,15 @@ mp_status mps_maybe_compact(mps *s, uint64_t now, uint64_t interval, size_t *rem
         st = bad_arg("compaction arguments");
         goto out;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, MDB_RDONLY, &txn)) != MP_OK)
         goto out;
-    }
     st = compact_due(s, txn, now, interval, &due);
     mdb_txn_abort(txn);
     txn = NULL;
     if (st != MP_OK || !due)
         goto out;
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, 0, &txn)) != MP_OK)
         goto out;
-    }
     /* Another process may have compacted while we waited for the lock. */
     if ((st = compact_due(s, txn, now, interval, &due)) != MP_OK || !due)
         goto out;
@@ -1652,19 +1201,14 @@ mp_status mps_maybe_compact(mps *s, uint64_t now, uint64_t interval, size_t *rem
         goto out;
     /* With a backlog left, the time stays old so the next call continues. */
     if (!more) {
-        put_u64(buf, now);
-        v = val(buf, 8);
+        mpl_put_u64(buf, now);
+        v = mpl_val(buf, 8);
         if ((rc = mdb_put(txn, s->meta, &k, &v, 0)) != 0) {
             st = lmdb_fail("meta write", rc);
             goto out;
         }
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        st = lmdb_fail("commit", rc);
-        goto out;
-    }
+    st = mpl_commit(&SPEC, &txn);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -1692,11 +1236,8 @@ mp_status mps_stat(mps *s, mps_stats *out)
     dbis[2] = s->prices; dst[2] = &r.prices;
     dbis[3] = s->ledger; dst[3] = &r.ledger;
     dbis[4] = s->expiry; dst[4] = &r.expiry_index;
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        txn = NULL;
-        st = lmdb_fail("begin", rc);
+    if ((st = mpl_begin(&SPEC, s->env, MDB_RDONLY, &txn)) != MP_OK)
         goto out;
-    }
     for (i = 0; i < 5; i++) {
         if ((rc = mdb_stat(txn, dbis[i], &ms)) != 0) {
             st = lmdb_fail("stat", rc);

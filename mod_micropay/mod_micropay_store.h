@@ -60,10 +60,17 @@ typedef struct mps mps;
 mp_status mps_create(const char *dir, long uid, long gid, char *err, size_t errlen);
 
 /* Opens an existing store. A missing, unreadable, foreign or corrupt
- * store gives MP_ERR_STORE with the reason in err. */
-mp_status mps_open(const char *dir, unsigned flags, mps **out, char *err, size_t errlen);
+ * store gives MP_ERR_STORE with the reason in err. map_size: bytes of
+ * address space the store may fill (0: MPS_MAP_SIZE_DEFAULT); never less
+ * than its file already is, since a writer's map sets the file's size and
+ * a smaller one would cut it under the other processes. */
+mp_status mps_open(const char *dir, unsigned flags, size_t map_size, mps **out, char *err,
+                   size_t errlen);
 void mps_close(mps *s);
 const char *mps_errmsg(const mps *s);      /* last failure, for logs */
+/* 1 when the calling thread's last failure was the store being full (its
+ * map size reached), for callers that log that more sparingly. */
+int mps_full(const mps *s);
 mp_status mps_sync(mps *s);
 
 /* ---- Millicent ------------------------------------------------------------ */

@@ -85,7 +85,7 @@ static int open_broker(const char *dir, int rdonly, mpb **b)
 {
     char err[256] = "";
 
-    if (mpb_open(dir, rdonly, b, err, sizeof err) != MP_OK) {
+    if (mpb_open(dir, rdonly, 0, b, err, sizeof err) != MP_OK) {
         mpa_err("%s", err[0] ? err : "cannot open the broker store");
         return -1;
     }

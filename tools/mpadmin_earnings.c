@@ -190,7 +190,7 @@ static int earnings(const mpa_opts *o, int argc, char **argv)
         mpa_err("earnings: give the vendor's store directory");
         return MPA_USAGE;
     }
-    if (mps_open(dir, MPS_RDONLY, &s, err, sizeof err) != MP_OK) {
+    if (mps_open(dir, MPS_RDONLY, 0, &s, err, sizeof err) != MP_OK) {
         mpa_err("%s", err);
         return MPA_FAIL;
     }

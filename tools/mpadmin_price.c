@@ -11,7 +11,7 @@ static int open_store(const char *dir, unsigned flags, mps **s)
 {
     char err[256] = "";
 
-    if (mps_open(dir, flags, s, err, sizeof err) != MP_OK) {
+    if (mps_open(dir, flags, 0, s, err, sizeof err) != MP_OK) {
         mpa_err("%s", err);
         return -1;
     }

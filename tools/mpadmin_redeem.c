@@ -746,7 +746,7 @@ static int redeem(const mpa_opts *o, int argc, char **argv)
         c.delegated = delegated;
     }
 
-    if (mps_open(dir, dry ? MPS_RDONLY : 0, &s, err, sizeof err) != MP_OK) {
+    if (mps_open(dir, dry ? MPS_RDONLY : 0, 0, &s, err, sizeof err) != MP_OK) {
         mpa_err("%s", err);
         goto done;
     }

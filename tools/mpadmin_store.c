@@ -73,7 +73,7 @@ static int store_stat(const mpa_opts *o, int argc, char **argv)
         mpa_err("store stat: give the store directory");
         return MPA_USAGE;
     }
-    if (mps_open(argv[0], MPS_RDONLY, &s, err, sizeof err) != MP_OK) {
+    if (mps_open(argv[0], MPS_RDONLY, 0, &s, err, sizeof err) != MP_OK) {
         mpa_err("%s", err);
         return MPA_FAIL;
     }
@@ -106,7 +106,7 @@ static int store_compact(const mpa_opts *o, int argc, char **argv)
         mpa_err("store compact: give the store directory");
         return MPA_USAGE;
     }
-    if (mps_open(argv[0], 0, &s, err, sizeof err) != MP_OK) {
+    if (mps_open(argv[0], 0, 0, &s, err, sizeof err) != MP_OK) {
         mpa_err("%s", err);
         return MPA_FAIL;
     }

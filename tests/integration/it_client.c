@@ -2857,7 +2857,7 @@ static mps *store_open(unsigned flags)
 {
     mps *st = NULL;
     char err[256] = "", *p = path_in("store");
-    mp_status rc = mps_open(p, flags, &st, err, sizeof err);
+    mp_status rc = mps_open(p, flags, 0, &st, err, sizeof err);
 
     EXPECT(rc == MP_OK, "mps_open %s: %s: %s", p, mp_strerror(rc), err);
     free(p);

@@ -265,6 +265,7 @@ CustomLog "$T/access.log" mpit
 MicropayVendor news.example
 MicropaySecretsFile "$3"
 MicropayStore "$2"
+MicropayStoreSize 2048
 MicropayTrustBroker broker.example "$T/broker.pem"
 MicropayBrokerURL https://broker.example/mp/
 MicropayPayWordGrace 2592000
@@ -371,6 +372,19 @@ run_mpm() {
         fail "apache2 -t: $(tail -n 5 "$T/configtest.out")"
         return
     fi
+    # store sizes outside 16..1048576 MiB are refused when the configuration is read
+    local bad out
+    for bad in "MicropayStoreSize 15" "MicropayStoreSize 1048577" "MicropayStoreSize 1G" \
+               "MicropayBrokerStoreSize 0"; do
+        { cat "$conf"; echo "$bad"; } >"$T/httpd-size.conf"
+        if out=$("$APACHE2" -t -f "$T/httpd-size.conf" 2>&1); then
+            fail "$bad: apache2 -t accepts it"
+        elif echo "$out" | grep -q "from 16 to 1048576"; then
+            pass "$bad: apache2 -t refuses it, naming the range"
+        else
+            fail "$bad: apache2 -t does not name the range: $(echo "$out" | head -3)"
+        fi
+    done
 
     local from=0 afrom=0
     if start_apache "$conf"; then
@@ -378,6 +392,14 @@ run_mpm() {
     else
         fail "start: $(tail -n 5 "$T/apache.out"; tail -n 5 "$T/error.log" 2>/dev/null)"
         return
+    fi
+
+    # MicropayStoreSize 2048: the children map 2 GiB, and the store file
+    # (kept at the map size) grew to it
+    if [ "$(stat -c %s "$T/store/data.mdb")" = $((2048 * 1024 * 1024)) ]; then
+        pass "MicropayStoreSize 2048: the store file is 2 GiB"
+    else
+        fail "MicropayStoreSize 2048: the store file is $(stat -c %s "$T/store/data.mdb") bytes"
     fi
 
     run_client "protocol suites" run

@@ -140,7 +140,7 @@ static mpb *open_store(const char *d, int rdonly)
     char err[256];
     mpb *b = NULL;
 
-    if (d == NULL || mpb_open(d, rdonly, &b, err, sizeof err) != MP_OK) {
+    if (d == NULL || mpb_open(d, rdonly, 0, &b, err, sizeof err) != MP_OK) {
         fprintf(stderr, "cannot open %s: %s\n", d ? d : "(null)", err);
         return NULL;
     }
@@ -150,7 +150,7 @@ static mpb *open_store(const char *d, int rdonly)
 static mp_status open_err(const char *d, char *err, size_t errlen)
 {
     mpb *b = NULL;
-    mp_status st = mpb_open(d, 0, &b, err, errlen);
+    mp_status st = mpb_open(d, 0, 0, &b, err, errlen);
 
     mpb_close(b);
     return st;
@@ -330,7 +330,7 @@ static void test_open_missing(void)
     /* opening must not have made an empty store that would then open */
     CU_ASSERT(!exists(file_in(d, "data.mdb")));
     ASSERT_ST(open_err("/nonexistent/mpb", err, sizeof err), MP_ERR_STORE);
-    ASSERT_ST(mpb_open(NULL, 0, (mpb *[]){ NULL }, err, sizeof err), MP_ERR_ARG);
+    ASSERT_ST(mpb_open(NULL, 0, 0, (mpb *[]){ NULL }, err, sizeof err), MP_ERR_ARG);
 }
 
 static void test_open_garbage(void)
@@ -382,7 +382,61 @@ static void test_open_truncated(void)
     ASSERT_ST(open_err(d, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "truncated") != NULL);
     /* read-only is where the short map would have faulted */
-    ASSERT_ST(mpb_open(d, 1, (mpb *[]){ NULL }, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mpb_open(d, 1, 0, (mpb *[]){ NULL }, err, sizeof err), MP_ERR_STORE);
+}
+
+/* The map size: the store holds what fits in it ("full" past that), keeps
+ * it, and takes more once opened with a larger map. */
+static void test_map_size(void)
+{
+    static char body[256 * 1024];
+    const size_t mib = (size_t)1 << 20;
+    uint8_t h[MP_HASH_LEN];
+    char err[256], reqid[16];
+    const char *d = new_store();
+    mpb_txn *t = NULL;
+    mpb *b = NULL;
+    mp_status st = MP_OK;
+    int i, n = 0;
+
+    CU_ASSERT_FATAL(d != NULL);
+    memset(body, 'b', sizeof body);
+    memset(h, 7, sizeof h);
+    ASSERT_OK(mpb_open(d, 0, 16 * mib, &b, err, sizeof err));
+    CU_ASSERT_FATAL(b != NULL);
+    for (i = 0; i < 1000 && st == MP_OK; i++) {
+        snprintf(reqid, sizeof reqid, "r%d", i);
+        ASSERT_OK(mpb_begin(b, 0, &t));
+        st = mpb_idem_put(t, ACCT, reqid, h, 200, body, sizeof body, NOW);
+        if (st == MP_OK)
+            st = mpb_commit(t);
+        else
+            mpb_abort(t);
+        n += st == MP_OK;
+    }
+    ASSERT_ST(st, MP_ERR_STORE);
+    CU_ASSERT(n > 30 && n < 64);
+    CU_ASSERT(strstr(mpb_errmsg(), "broker store full") != NULL);
+    mpb_close(b);
+    b = NULL;
+    ASSERT_OK(mpb_open(d, 0, 64 * mib, &b, err, sizeof err));
+    CU_ASSERT_FATAL(b != NULL);
+    snprintf(reqid, sizeof reqid, "r%d", n - 1);
+    {
+        char *got = NULL;
+        size_t got_len = 0;
+        int found = 0, code = 0;
+
+        ASSERT_OK(mpb_begin(b, 1, &t));
+        ASSERT_OK(mpb_idem_get(t, ACCT, reqid, h, &found, &code, &got, &got_len));
+        CU_ASSERT(found && code == 200 && got_len == sizeof body);
+        free(got);
+        mpb_abort(t);
+    }
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_OK(mpb_idem_put(t, ACCT, "more", h, 200, body, sizeof body, NOW));
+    ASSERT_OK(mpb_commit(t));
+    mpb_close(b);
 }
 
 static void test_open_foreign(void)
@@ -1541,7 +1595,7 @@ static void conc_child(const char *d, int k, int go_fd, int res_fd)
 
     if (read(go_fd, &c, 1) < 0)
         _exit(10);
-    if (mpb_open(d, 0, &b, err, sizeof err) != MP_OK) {
+    if (mpb_open(d, 0, 0, &b, err, sizeof err) != MP_OK) {
         fprintf(stderr, "\n  child %d: %s\n", k, err);
         _exit(10);
     }
@@ -1551,7 +1605,7 @@ static void conc_child(const char *d, int k, int go_fd, int res_fd)
         if (i % 5 == 4) {
             mpb_close(b);
             b = NULL;
-            if (mpb_open(d, 0, &b, err, sizeof err) != MP_OK) {
+            if (mpb_open(d, 0, 0, &b, err, sizeof err) != MP_OK) {
                 fprintf(stderr, "\n  child %d: %s\n", k, err);
                 _exit(13);
             }
@@ -1635,7 +1689,7 @@ static void crash_child(const char *d, int round, int fd)
     uint64_t seq = 0;
     int i, r;
 
-    if (mpb_open(d, 0, &b, err, sizeof err) != MP_OK)
+    if (mpb_open(d, 0, 0, &b, err, sizeof err) != MP_OK)
         _exit(10);
     for (i = 0;; i++) {
         snprintf(reqid, sizeof reqid, "k%d-%d", round, i);
@@ -1748,6 +1802,7 @@ int main(int argc, char **argv)
         { "open garbage and empty files", test_open_garbage },
         { "open a truncated store", test_open_truncated },
         { "open a foreign or other-version store", test_open_foreign },
+        { "map size", test_map_size },
         { "accounts", test_accounts },
         { "transaction isolation", test_isolation },
         { "idempotency", test_idem },

@@ -114,7 +114,7 @@ static mps *open_store(const char *d, unsigned flags)
     char err[256];
     mps *s = NULL;
 
-    if (d == NULL || mps_open(d, flags, &s, err, sizeof err) != MP_OK) {
+    if (d == NULL || mps_open(d, flags, 0, &s, err, sizeof err) != MP_OK) {
         fprintf(stderr, "cannot open %s: %s\n", d ? d : "(null)", err);
         return NULL;
     }
@@ -367,7 +367,7 @@ static void test_create_open_close(void)
     ASSERT_ST(mps_create(d, -1, -1, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "already exists") != NULL);
 
-    ASSERT_OK(mps_open(d, 0, &s, err, sizeof err));
+    ASSERT_OK(mps_open(d, 0, 0, &s, err, sizeof err));
     CU_ASSERT_FATAL(s != NULL);
     z = stats(s);
     CU_ASSERT(z.spent == 0 && z.pw == 0 && z.prices == 0 && z.ledger == 0 && z.expiry_index == 0);
@@ -376,11 +376,11 @@ static void test_create_open_close(void)
     mps_close(NULL);
 
     s = NULL;
-    ASSERT_OK(mps_open(d, MPS_SYNC, &s, err, sizeof err));
+    ASSERT_OK(mps_open(d, MPS_SYNC, 0, &s, err, sizeof err));
     ASSERT_OK(spend(s, VENDOR, 1, 1, NOW, NULL, NULL));
     mps_close(s);
     s = NULL;
-    ASSERT_OK(mps_open(d, MPS_RDONLY, &s, err, sizeof err));
+    ASSERT_OK(mps_open(d, MPS_RDONLY, 0, &s, err, sizeof err));
     CU_ASSERT(stats(s).spent == 1);
     /* a read-only handle refuses writes as a store failure, with a reason */
     ASSERT_ST(spend(s, VENDOR, 2, 1, NOW, NULL, NULL), MP_ERR_STORE);
@@ -388,7 +388,7 @@ static void test_create_open_close(void)
     mps_close(s);
 
     ASSERT_ST(mps_create("/nonexistent/mps", -1, -1, err, sizeof err), MP_ERR_STORE);
-    ASSERT_ST(mps_open(d, 0x80, &s, err, sizeof err), MP_ERR_ARG);
+    ASSERT_ST(mps_open(d, 0x80, 0, &s, err, sizeof err), MP_ERR_ARG);
 }
 
 static void test_open_missing(void)
@@ -399,13 +399,13 @@ static void test_open_missing(void)
     mps *s = NULL;
 
     CU_ASSERT_FATAL(d != NULL);
-    ASSERT_ST(mps_open(d, 0, &s, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(s == NULL);
     CU_ASSERT(strstr(err, "does not exist") != NULL && strstr(err, "mpadmin store init") != NULL);
     /* opening must not have made an empty store that accepts replays */
     CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) != 0 && errno == ENOENT);
-    ASSERT_ST(mps_open("/nonexistent/mps", 0, &s, err, sizeof err), MP_ERR_STORE);
-    ASSERT_ST(mps_open(d, MPS_RDONLY, &s, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mps_open("/nonexistent/mps", 0, 0, &s, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mps_open(d, MPS_RDONLY, 0, &s, err, sizeof err), MP_ERR_STORE);
 }
 
 static void test_open_garbage(void)
@@ -422,7 +422,7 @@ static void test_open_garbage(void)
     /* an empty data.mdb would be taken by LMDB as a new environment */
     CU_ASSERT_FATAL(write_file(file_in(d, "data.mdb"), "", 0));
     err[0] = 0;
-    ASSERT_ST(mps_open(d, 0, &s, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "empty") != NULL);
     for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         for (flags = 0; flags <= MPS_RDONLY; flags++) {
@@ -430,13 +430,13 @@ static void test_open_garbage(void)
             CU_ASSERT_FATAL(write_file(file_in(d, "data.mdb"), junk, sizes[i]));
             err[0] = 0;
             s = NULL;
-            ASSERT_ST(mps_open(d, flags, &s, err, sizeof err), MP_ERR_STORE);
+            ASSERT_ST(mps_open(d, flags, 0, &s, err, sizeof err), MP_ERR_STORE);
             CU_ASSERT(s == NULL && err[0] != 0);
         }
     }
     memset(junk, 0xa5, sizeof junk);
     CU_ASSERT_FATAL(write_file(file_in(d, "data.mdb"), junk, sizeof junk));
-    ASSERT_ST(mps_open(d, 0, &s, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
 }
 
 static void test_open_truncated(void)
@@ -445,6 +445,7 @@ static void test_open_truncated(void)
     char err[256];
     const char *d = new_store();
     mps *s = open_store(d, 0);
+    struct stat sb;
     size_t i;
     uint64_t id;
 
@@ -458,11 +459,86 @@ static void test_open_truncated(void)
         CU_ASSERT_FATAL(truncate(file_in(d, "data.mdb"), sizes[i]) == 0);
         s = NULL;
         err[0] = 0;
-        ASSERT_ST(mps_open(d, MPS_RDONLY, &s, err, sizeof err), MP_ERR_STORE);
+        ASSERT_ST(mps_open(d, MPS_RDONLY, 0, &s, err, sizeof err), MP_ERR_STORE);
         CU_ASSERT(err[0] != 0);
-        ASSERT_ST(mps_open(d, 0, &s, err, sizeof err), MP_ERR_STORE);
+        ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
         CU_ASSERT(s == NULL);
+        /* refused before a writable map could zero-fill the missing pages */
+        CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && sb.st_size == sizes[i]);
     }
+}
+
+/* The map size: a larger one grows the file (a WRITEMAP writer keeps it at
+ * its map size), the default or a smaller one never shrinks it. A store
+ * whose map is full refuses writes as "full" (mps_full), keeps what it
+ * holds, and takes more once opened with a larger map. */
+static void test_map_size(void)
+{
+    static const char *const tables[] = { "spent", "pw", "ledger", "prices", "ids", "expiry" };
+    static uint8_t big[MP_WIRE_MAX];
+    const size_t mib = (size_t)1 << 20;
+    mp_request q = req_of("GET", "news.example", "/a");
+    uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
+    char err[256];
+    const char *d = new_store(), *small = new_dir();
+    struct stat sb;
+    size_t i, out_len;
+    uint64_t id;
+    MDB_dbi dbi;
+    mp_status st = MP_OK;
+    raw r;
+    int retry;
+    mps *s = NULL;
+
+    CU_ASSERT_FATAL(d != NULL && small != NULL);
+    ASSERT_OK(mps_open(d, 0, 2048 * mib, &s, err, sizeof err));
+    mps_close(s);
+    CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 2048 * mib);
+    s = open_store(d, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(spend(s, VENDOR, 1, 1, NOW, NULL, NULL));
+    mps_close(s);
+    s = NULL;
+    ASSERT_OK(mps_open(d, 0, 16 * mib, &s, err, sizeof err));
+    mps_close(s);
+    CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 2048 * mib);
+    s = open_store(d, MPS_RDONLY);
+    CU_ASSERT_FATAL(s != NULL);
+    CU_ASSERT(stats(s).spent == 1);
+    mps_close(s);
+
+    /* A store written without WRITEMAP is only as large as its data, so a
+     * 16 MiB map is what it gets. */
+    CU_ASSERT_FATAL(raw_open(&r, small, "meta"));
+    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-2", 20));
+    for (i = 0; i < sizeof tables / sizeof tables[0]; i++)
+        CU_ASSERT(mdb_dbi_open(r.txn, tables[i], MDB_CREATE, &dbi) == 0);
+    CU_ASSERT_FATAL(raw_close(&r));
+    s = NULL;
+    ASSERT_OK(mps_open(small, 0, 16 * mib, &s, err, sizeof err));
+    CU_ASSERT_FATAL(s != NULL);
+    CU_ASSERT(stat(file_in(small, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 16 * mib);
+    CU_ASSERT(!mps_full(s));
+    memset(big, 'p', sizeof big);
+    for (id = 1; id < 100000 && st == MP_OK; id++) {
+        sig_for(sig, id, 1);
+        st = mps_mc_spend(s, VENDOR, id, NOW, NOW, sig, big, sizeof big, &q, NULL, 0, NULL,
+                          &retry, out, &out_len);
+    }
+    ASSERT_ST(st, MP_ERR_STORE);
+    CU_ASSERT(id > 1000);
+    CU_ASSERT(mps_full(s) && strstr(mps_errmsg(s), "store full") != NULL);
+    /* reads go on, and a failure of another kind is not "full" */
+    CU_ASSERT(stats(s).spent == id - 2);
+    ASSERT_ST(mps_price_set(s, "", "/x", &unit7), MP_ERR_ARG);
+    CU_ASSERT(!mps_full(s));
+    mps_close(s);
+    s = NULL;
+    ASSERT_OK(mps_open(small, 0, 64 * mib, &s, err, sizeof err));
+    CU_ASSERT_FATAL(s != NULL);
+    CU_ASSERT(stats(s).spent == id - 2);
+    ASSERT_OK(spend(s, VENDOR, id, 1, NOW, NULL, NULL));
+    mps_close(s);
 }
 
 static void test_open_foreign(void)
@@ -481,9 +557,9 @@ static void test_open_foreign(void)
     CU_ASSERT(raw_put(&r, "k", 1, "v", 1));
     CU_ASSERT_FATAL(raw_close(&r));
     err[0] = 0;
-    ASSERT_ST(mps_open(d, 0, &s, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "not a mod_micropay store") != NULL);
-    ASSERT_ST(mps_open(d, MPS_RDONLY, &s, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mps_open(d, MPS_RDONLY, 0, &s, err, sizeof err), MP_ERR_STORE);
     /* refusing it created none of the store's tables */
     CU_ASSERT(!raw_open_db(&r, d, "meta", 0) && !raw_open_db(&r, d, "spent", 0));
     CU_ASSERT_FATAL(raw_open_db(&r, d, "things", 0));
@@ -497,7 +573,7 @@ static void test_open_foreign(void)
         CU_ASSERT(raw_put(&r, "format", 6, formats[i], strlen(formats[i])));
         CU_ASSERT_FATAL(raw_close(&r));
         err[0] = 0;
-        ASSERT_ST(mps_open(st, 0, &s, err, sizeof err), MP_ERR_STORE);
+        ASSERT_ST(mps_open(st, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
         CU_ASSERT(strstr(err, "not a mod_micropay store or wrong version") != NULL);
     }
     CU_ASSERT_FATAL(raw_open(&r, st, "meta"));
@@ -506,7 +582,7 @@ static void test_open_foreign(void)
         CU_ASSERT(mdb_del(r.txn, r.dbi, &k, NULL) == 0);
     }
     CU_ASSERT_FATAL(raw_close(&r));
-    ASSERT_ST(mps_open(st, 0, &s, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mps_open(st, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT_FATAL(raw_open(&r, st, "meta"));
     CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-2", 20));
     CU_ASSERT_FATAL(raw_close(&r));
@@ -1480,7 +1556,7 @@ static void conc_child(const char *d, int k, int go_fd, int res_fd)
     uint32_t id;
     mp_status st;
 
-    if (read(go_fd, &c, 1) < 0 || mps_open(d, 0, &s, err, sizeof err) != MP_OK)
+    if (read(go_fd, &c, 1) < 0 || mps_open(d, 0, 0, &s, err, sizeof err) != MP_OK)
         _exit(10);
     for (j = 0; j < CONC_IDS; j++) {
         id = (uint32_t)(k % 2 ? (j + k * 25) % CONC_IDS : CONC_IDS - 1 - (j + k * 25) % CONC_IDS);
@@ -1578,7 +1654,7 @@ static void crash_child(const char *d, uint64_t base, int fd)
     uint64_t id;
     int retry;
 
-    if (mps_open(d, 0, &s, err, sizeof err) != MP_OK)
+    if (mps_open(d, 0, 0, &s, err, sizeof err) != MP_OK)
         _exit(10);
     for (id = base + 1;; id++) {
         if (spend(s, VENDOR, id, 1, NOW + 1000, &e, &retry) != MP_OK || retry)
@@ -1684,6 +1760,7 @@ int main(int argc, char **argv)
         { "open garbage", test_open_garbage },
         { "open a truncated store", test_open_truncated },
         { "open a foreign or other-version store", test_open_foreign },
+        { "map size", test_map_size },
         { "spend, retry, spent", test_spend },
         { "deposits: list, mark, compact", test_deposits },
         { "corrupt spent records", test_spent_corrupt },
