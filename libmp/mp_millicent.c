@@ -258,7 +258,11 @@ done:
 /* ---- reply record --------------------------------------------------------- */
 
 /* Writes header..req_sig: the MACed part. */
-static mp_status reply_body(const mp_mc_reply *rp, mp_wbuf *w)
+/* change_enc, when not NULL, is rp->change already encoded (the vendor
+ * has it from stamping): encoding it again would be pure waste on the
+ * payment path. */
+static mp_status reply_body(const mp_mc_reply *rp, const uint8_t *change_enc, size_t change_len,
+                            mp_wbuf *w)
 {
     uint8_t senc[SCRIP_ENC_MAX];
     size_t slen = 0;
@@ -266,19 +270,24 @@ static mp_status reply_body(const mp_mc_reply *rp, mp_wbuf *w)
 
     if (rp->has_change > 1 || !amount_ok(&rp->charged, 0))
         return MP_ERR_ARG;
-    if (rp->has_change && (st = scrip_record(&rp->change, senc, &slen)) != MP_OK)
-        return st;
+    if (rp->has_change && change_enc == NULL) {
+        if ((st = scrip_record(&rp->change, senc, &slen)) != MP_OK)
+            return st;
+        change_enc = senc;
+        change_len = slen;
+    }
     mp_w_header(w, MP_T_MC_REPLY);
     mp_w_u8(w, rp->has_change);
     if (rp->has_change)
-        mp_w_blob16(w, senc, slen);
+        mp_w_blob16(w, change_enc, change_len);
     mp_w_amount(w, &rp->charged);
     mp_w_bytes(w, rp->req_sig, MP_HASH_LEN);
     return w->err;
 }
 
 /* mac over the body of rp under the already keyed m. */
-static mp_status reply_mac(mp_mac *m, const mp_mc_reply *rp, uint8_t mac[MP_HASH_LEN])
+static mp_status reply_mac(mp_mac *m, const mp_mc_reply *rp, const uint8_t *change_enc,
+                           size_t change_len, uint8_t mac[MP_HASH_LEN])
 {
     uint8_t tmp[REPLY_ENC_MAX];
     mp_wbuf w;
@@ -286,7 +295,7 @@ static mp_status reply_mac(mp_mac *m, const mp_mc_reply *rp, uint8_t mac[MP_HASH
     mp_status st;
 
     mp_w_init(&w, tmp, sizeof tmp);
-    if ((st = reply_body(rp, &w)) != MP_OK)
+    if ((st = reply_body(rp, change_enc, change_len, &w)) != MP_OK)
         return st;
     part.p = tmp;
     part.len = w.len;
@@ -302,7 +311,7 @@ mp_status mp_mc_reply_encode(const mp_mc_reply *r, uint8_t *buf, size_t cap, siz
     if (r == NULL || buf == NULL || len == NULL)
         return MP_ERR_ARG;
     mp_w_init(&w, tmp, sizeof tmp);
-    if ((st = reply_body(r, &w)) != MP_OK)
+    if ((st = reply_body(r, NULL, 0, &w)) != MP_OK)
         goto done;
     mp_w_bytes(&w, r->mac, MP_HASH_LEN);
     st = copy_out(&w, buf, cap, len);
@@ -638,7 +647,7 @@ mp_status mp_mc_reply_check(mp_mac *mac, const mp_mc_reply *r,
         return MP_ERR_ARG;
     if ((st = mp_mac_rekey(mac, customer_secret, MP_HASH_LEN)) != MP_OK)
         goto done;
-    if ((st = reply_mac(mac, r, want)) != MP_OK)
+    if ((st = reply_mac(mac, r, NULL, 0, want)) != MP_OK)
         goto done;
     st = MP_ERR_FORGED;
     if (!mp_ct_equal(want, sizeof want, r->mac, sizeof r->mac))
@@ -671,7 +680,7 @@ mp_status mp_mc_accept(mp_mc_issuer *iss, mp_mac *mac, const mp_mc_payment *p,
 {
     uint8_t enc[SCRIP_ENC_MAX], cenc[SCRIP_ENC_MAX];
     uint8_t csec[MP_HASH_LEN], sig[MP_HASH_LEN];
-    size_t enc_len, cenc_len;
+    size_t enc_len, cenc_len = 0;
     mp_mc_reply rep;
     mc_slot *sl;
     int cmp;
@@ -733,7 +742,7 @@ mp_status mp_mc_accept(mp_mc_issuer *iss, mp_mac *mac, const mp_mc_payment *p,
     rep.charged = *price;
     memcpy(rep.req_sig, p->req_sig, MP_HASH_LEN);
     /* mac is still keyed with this customer's secret. */
-    if ((st = reply_mac(mac, &rep, rep.mac)) != MP_OK)
+    if ((st = reply_mac(mac, &rep, rep.has_change ? cenc : NULL, cenc_len, rep.mac)) != MP_OK)
         goto done;
     *out = rep;
 done:
