@@ -2571,6 +2571,57 @@ static void receipt_ok(const char *method, const char *target, const char *rc, c
     resp_free(&r);
 }
 
+/* Conditional requests (PROTOCOL.md 7.9): payment is decided before the
+ * handler evaluates If-None-Match, so an unpaid conditional GET gets 402,
+ * never a 304 that would confirm the content; a receipt revalidates for
+ * free; a payment is consumed even when the answer is 304. */
+static void t_conditional(void)
+{
+    uint64_t t = now_s();
+    char *rc = receipt_make(VENDOR, "/paid/b.html", t, t + 60), *h1, *h2, *cred;
+    char etag[128] = "";
+    mp_scrip s;
+    resp r;
+
+    pay(&r, "GET", "/paid/b.html", rc, 0);
+    EXPECT(r.status == 200 && rh(&r, "ETag") != NULL, "receipt GET for an ETag: %ld", r.status);
+    if (rh(&r, "ETag"))
+        snprintf(etag, sizeof etag, "%s", rh(&r, "ETag"));
+    resp_free(&r);
+    if (etag[0] == '\0') {
+        free(rc);
+        return;
+    }
+    h1 = xasprintf("If-None-Match: %s", etag);
+    get_h(&r, "GET", "/paid/b.html", h1, NULL);
+    EXPECT(r.status == 402 && rh(&r, "WWW-Authenticate") != NULL,
+           "unpaid If-None-Match: %ld, want 402 with the offer (never 304)", r.status);
+    EXPECT(!body_has(&r, "PAID-B"), "content for an unpaid conditional request");
+    resp_free(&r);
+
+    h2 = xasprintf("Authorization: Payment %s", rc);
+    get_h(&r, "GET", "/paid/b.html", h1, h2);
+    EXPECT(r.status == 304, "receipt + If-None-Match: %ld, want 304", r.status);
+    EXPECT(r.body == NULL || r.blen == 0, "a 304 has no body");
+    resp_free(&r);
+    free(h2);
+
+    s = mint(500);
+    cred = mc_cred(&s, "GET", "/paid/b.html", &P500, NULL);
+    h2 = xasprintf("Authorization: Payment %s", cred);
+    get_h(&r, "GET", "/paid/b.html", h1, h2);
+    EXPECT(r.status == 304 && rh(&r, "Payment-Change") != NULL,
+           "payment + If-None-Match: %ld with Payment-Change %s, want 304 and change", r.status,
+           rh(&r, "Payment-Change") ? "present" : "missing");
+    if (r.status == 304)
+        tally("millicent", "/paid/b.html", 500);
+    resp_free(&r);
+    free(h2);
+    free(cred);
+    free(h1);
+    free(rc);
+}
+
 static void t_receipts(void)
 {
     uint64_t t = now_s();
@@ -3423,6 +3474,7 @@ static CU_TestInfo payword_tests[] = {
 };
 static CU_TestInfo receipt_tests[] = {
     { "receipts: reuse, wrong-resource, forged, expired, wrong-vendor", t_receipts },
+    { "conditional requests: 402 unpaid, 304 with a receipt or a payment", t_conditional },
     CU_TEST_INFO_NULL,
 };
 static CU_TestInfo conc_tests[] = {
