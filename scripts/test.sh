@@ -87,6 +87,28 @@ else
     echo "FAIL: broker integration client does not build"; failed=$((failed + 1))
 fi
 
+note "integration under ASan+UBSan (the sanitizer build's module in apache2)"
+logs="$top/build/sanitize/asan-logs"
+rm -rf "$logs"; mkdir -p "$logs"; chmod 1777 "$logs"   # children run as www-data
+if (cd build/sanitize && make -s tests/integration/it_client tests/integration/broker_client >/dev/null 2>&1); then
+    for suite in run run_broker; do
+        if [ $suite = run ]; then args="$top/build/sanitize $top/build/sanitize/tests/integration/it_client"
+        else args="$top/build/sanitize"; fi
+        # shellcheck disable=SC2086
+        MP_ASAN_LOG_DIR="$logs" APACHE2="$top/tests/integration/apache2-asan.sh" \
+            bash tests/integration/$suite.sh $args > "build/sanitize/$suite.log" 2>&1
+        line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "build/sanitize/$suite.log" | tail -n 1)
+        if [ -n "$line" ] && [ "${line#*, }" = "0 failed" ] && [ -z "$(ls -A "$logs")" ]; then
+            echo "PASS: $suite.sh under sanitizers ($line)"; passed=$((passed + 1))
+        else
+            tail -n 30 "build/sanitize/$suite.log"; cat "$logs"/* 2>/dev/null | head -n 60
+            echo "FAIL: $suite.sh under sanitizers"; failed=$((failed + 1))
+        fi
+    done
+else
+    echo "FAIL: sanitizer integration clients do not build"; failed=$((failed + 1))
+fi
+
 note "fuzz targets (libFuzzer, ${MP_FUZZ_SECONDS:-20} s each)"
 if sh scripts/build.sh fuzz --enable-fuzzing CC=clang \
    && (cd build/fuzz && make -s tests/fuzz/fuzz_wire tests/fuzz/fuzz_amount tests/fuzz/fuzz_keyfile >/dev/null); then
