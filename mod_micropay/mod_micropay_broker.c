@@ -82,6 +82,7 @@ typedef struct {
     const char      *body;
     apr_size_t       body_len;
     uint8_t          body_hash[MP_HASH_LEN];
+    uint8_t          idem_hash[MP_HASH_LEN];  /* H(endpoint || 0 || body hash) */
     mpb_account      acct;
     json_t          *json;
     const char      *request_id;
@@ -815,11 +816,14 @@ static void verify_payword(bx *x, json_t *v, mp_pw_redeem *rd, rd_item *it)
         return;
     }
     /* The deadline before the hash chain, which can cost a million hashes. */
-    it->keep_until = add_sat(rd->commit.expiry, (uint64_t)deadline);
-    if (x->now >= it->keep_until) {
+    if (x->now >= add_sat(rd->commit.expiry, (uint64_t)deadline)) {
         item_fail(it, MP_ERR_EXPIRED);
         return;
     }
+    /* What was credited is remembered for the longest deadline the broker
+     * can be configured with, not the current one: a deadline raised later
+     * must not revive words whose record compaction already dropped. */
+    it->keep_until = add_sat(rd->commit.expiry, (uint64_t)MPX_REDEEM_DEADLINE_MAX);
     /* Our own certificates only: the trust list holds just this broker. */
     if ((st = mp_pw_redeem_verify(x->sha, rd, &x->bc->self_trust, &value)) != MP_OK) {
         item_fail(it, st == MP_ERR_KEY ? MP_ERR_MALFORMED : st);
@@ -873,10 +877,11 @@ static void verify_millicent(bx *x, json_t *o, rd_item *it)
         item_fail(it, MP_ERR_MALFORMED);
         return;
     }
-    /* Only scrip stamped in a series delegated to us is our liability:
-     * anything else (the vendor's own change included) is forged here. */
-    if ((v = find_vendor(x->bc, p->scrip.vendor)) < 0
-        || MP_SERIES(p->scrip.id) != x->bc->vendors[v].series) {
+    /* Only scrip stamped in a series delegated to us is our liability: the
+     * vendor's issuer here holds exactly those series (the newest and the
+     * older ones kept for deposits), so anything else, the vendor's own
+     * change included, fails its stamp check below as forged. */
+    if ((v = find_vendor(x->bc, p->scrip.vendor)) < 0) {
         item_fail(it, MP_ERR_FORGED);
         return;
     }
@@ -895,11 +900,12 @@ static void verify_millicent(bx *x, json_t *o, rd_item *it)
         item_fail(it, MP_ERR_WRONG_VENDOR);
         return;
     }
-    it->keep_until = add_sat(p->scrip.expiry, (uint64_t)deadline);
-    if (x->now >= it->keep_until) {
+    if (x->now >= add_sat(p->scrip.expiry, (uint64_t)deadline)) {
         item_fail(it, MP_ERR_EXPIRED);
         return;
     }
+    /* As for PayWord: the deposit mark outlives any configurable deadline. */
+    it->keep_until = add_sat(p->scrip.expiry, (uint64_t)MPX_REDEEM_DEADLINE_MAX);
     /* req_sig: only the holder of customer_secret can have made it. */
     if ((st = mp_mc_customer_secret(viss, p->scrip.customer_id, csec)) != MP_OK
         || (st = mp_mc_pay(x->scratch, &p->scrip, csec, &req, &p->price, again)) != MP_OK) {
@@ -1166,7 +1172,7 @@ static int run(bx *x)
         mpb_abort(t);
         return fail(x, HTTP_UNAUTHORIZED, "unknown-account", "no such account");
     }
-    st = mpb_idem_get(t, x->acct.id, x->request_id, x->body_hash, &found, &status, &stored,
+    st = mpb_idem_get(t, x->acct.id, x->request_id, x->idem_hash, &found, &status, &stored,
                       &stored_len);
     if (st == MP_ERR_MALFORMED) {
         mpb_abort(t);
@@ -1202,7 +1208,7 @@ static int run(bx *x)
         mpb_abort(t);
         return rc;
     }
-    if ((st = mpb_idem_put(t, x->acct.id, x->request_id, x->body_hash, HTTP_OK, body, len,
+    if ((st = mpb_idem_put(t, x->acct.id, x->request_id, x->idem_hash, HTTP_OK, body, len,
                            x->now + IDEM_KEEP)) != MP_OK) {
         mpb_abort(t);
         return store_failed(x);
@@ -1279,6 +1285,17 @@ static int handle(bx *x)
         return rc;
     if (mp_sha256(x->body, x->body_len, x->body_hash) != MP_OK)
         return fail_st(x, MP_ERR_CRYPTO, NULL);
+    {
+        /* A request id names one request to one endpoint: the same body sent
+         * to another endpoint must not get this one's stored answer. */
+        uint8_t buf[1 + 1 + MP_HASH_LEN];
+
+        buf[0] = (uint8_t)x->ep;
+        buf[1] = 0;
+        memcpy(buf + 2, x->body_hash, MP_HASH_LEN);
+        if (mp_sha256(buf, sizeof buf, x->idem_hash) != MP_OK)
+            return fail_st(x, MP_ERR_CRYPTO, NULL);
+    }
     if ((rc = authenticate(x)) != OK)
         return rc;
     /* Vendor accounts redeem; customer accounts do everything else. */
@@ -1288,7 +1305,11 @@ static int handle(bx *x)
     x->json = json_loadb(x->body, x->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (x->json == NULL || !json_is_object(x->json))
         return fail(x, HTTP_BAD_REQUEST, "malformed", x->json == NULL
-                    ? apr_psprintf(r->pool, "JSON: %s", jerr.text) : "JSON: not an object");
+                    /* Position only: jansson's text can quote the body, and
+                     * refusals are logged. */
+                    ? apr_psprintf(r->pool, "JSON: syntax error at line %d, column %d",
+                                   jerr.line, jerr.column)
+                    : "JSON: not an object");
     rid = json_object_get(x->json, "request_id");
     if (!json_is_string(rid) || !request_id_ok(json_string_value(rid), json_string_length(rid)))
         return fail(x, HTTP_BAD_REQUEST, "malformed",

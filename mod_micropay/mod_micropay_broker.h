@@ -60,6 +60,10 @@ typedef struct {
 #define MPX_DEFAULT_SCRIP_LIFETIME   (30 * 86400)
 #define MPX_DEFAULT_CERT_LIFETIME    (30 * 86400)
 #define MPX_DEFAULT_REDEEM_DEADLINE  (30 * 86400)
+/* The longest MicropayBrokerRedeemDeadline: deposit and redemption marks
+ * are kept this long after expiry whatever the deadline is now, so that a
+ * deadline raised later cannot make a compacted mark creditable again. */
+#define MPX_REDEEM_DEADLINE_MAX      (365LL * 86400)
 
 /* Directive handlers (mod_micropay_broker_config.c); the entries are
  * spliced into the module's one command table by MPX_BROKER_DIRECTIVES. */

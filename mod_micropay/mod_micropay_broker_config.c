@@ -156,7 +156,7 @@ const char *mpx_broker_set_take1(cmd_parms *cmd, void *dummy, const char *arg)
     if (strcmp(d, "MicropayBrokerCertLifetime") == 0)
         return parse_seconds(cmd, arg, 60, MPX_SECONDS_MAX, &bc->cert_lifetime);
     if (strcmp(d, "MicropayBrokerRedeemDeadline") == 0)
-        return parse_seconds(cmd, arg, 0, MPX_SECONDS_MAX, &bc->redeem_deadline);
+        return parse_seconds(cmd, arg, 0, MPX_REDEEM_DEADLINE_MAX, &bc->redeem_deadline);
     return apr_psprintf(cmd->pool, "%s: not a broker directive", d);
 }
 
