@@ -38,7 +38,8 @@ static int track_valid(const mp_pw_track *t)
     size_t j;
 
     if (t->n < 1 || t->n > MP_CHAIN_MAX || !unit_valid(&t->unit) || t->last > t->n
-        || t->ngaps > MP_PW_GAPS_MAX || t->nrecent > MP_PW_RECENT_MAX)
+        || t->ngaps > MP_PW_GAPS_MAX || t->nrecent > MP_PW_RECENT_MAX
+        || t->vendor[0] == '\0' || strnlen(t->vendor, sizeof t->vendor) > MP_NAME_MAX)
         return 0;
     for (j = 0; j < t->ngaps; j++)
         if (!gap_valid(&t->gaps[j], j ? &t->gaps[j - 1] : NULL, t->last))
@@ -65,6 +66,7 @@ mp_status mp_pw_track_init(const mp_pw_commit *c, mp_pw_track *out)
     out->unit = c->unit;
     out->expiry = c->expiry;
     memcpy(out->w_last, c->w0, MP_HASH_LEN);
+    memcpy(out->vendor, c->vendor, sizeof out->vendor);
     st = MP_OK;
 out:
     return st;
@@ -275,6 +277,7 @@ mp_status mp_pw_track_encode(const mp_pw_track *t, uint8_t *buf, size_t cap, siz
         mp_w_bytes(&w, t->recent[j].w, MP_HASH_LEN);
         mp_w_bytes(&w, t->recent[j].tag, MP_PW_TAG_LEN);
     }
+    mp_w_str8(&w, t->vendor);
     /* tmp holds the largest tracker, so any error here is a bad field. */
     if (w.err != MP_OK)
         goto out;
@@ -337,6 +340,7 @@ mp_status mp_pw_track_decode(const uint8_t *in, size_t len, mp_pw_track *out)
         if (r.err == MP_OK && !recent_valid(&t.recent[j], t.last))
             mp_r_fail(&r, MP_ERR_MALFORMED);
     }
+    mp_r_str8(&r, t.vendor, MP_NAME_MAX, 0);
     if ((st = mp_r_end(&r)) != MP_OK)
         goto out;
     memcpy(out, &t, sizeof t);

@@ -31,7 +31,7 @@
 #define MP_PW_RECENT_MAX  32   /* accepted payments remembered for retries */
 /* Largest encoded tracker. */
 #define MP_PW_TRACK_MAX   (2 + 32 + 4 + 11 + 8 + 8 + 4 + 32 + 8 + 1 + MP_PW_GAPS_MAX * 40 \
-                           + 1 + MP_PW_RECENT_MAX * (40 + MP_PW_TAG_LEN))
+                           + 1 + MP_PW_RECENT_MAX * (40 + MP_PW_TAG_LEN) + 1 + MP_NAME_MAX)
 
 typedef struct {
     uint32_t a, b;                 /* the gap is words a+1 .. b */
@@ -59,6 +59,9 @@ typedef struct {
     mp_pw_gap gaps[MP_PW_GAPS_MAX];       /* ascending, disjoint, below l */
     uint8_t   nrecent;
     mp_pw_recent recent[MP_PW_RECENT_MAX]; /* oldest first */
+    /* The vendor the commitment names: a store shared by several vendors
+     * (virtual hosts) must not let one vendor's commitment pay another. */
+    char      vendor[MP_NAME_MAX + 1];
 } mp_pw_track;
 
 /* A fresh tracker for a verified commitment: l = 0, w_l = w0. */

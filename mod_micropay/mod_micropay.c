@@ -28,7 +28,10 @@ static void mpx_register_hooks(apr_pool_t *p)
     (void)p;
     ap_hook_post_config(mpx_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(mpx_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_fixups(mpx_fixups, NULL, NULL, APR_HOOK_LAST);
+    /* REALLY_LAST: after every module that can still change what the
+     * request serves (mod_dir's index and FallbackResource, mod_negotiation,
+     * per-directory rewrites), so that what is priced is what is served. */
+    ap_hook_fixups(mpx_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
     ap_hook_handler(mpx_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(mpx_broker_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_filter(mpx_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);

@@ -202,8 +202,16 @@ static const char *request_target(request_rec *r)
     size_t n;
 
     if (u[0] != '/' && (p = strstr(u, "://")) != NULL) {
-        p = strchr(p + 3, '/');
-        u = p ? p : "/";
+        /* The authority ends at the first '/', '?' or '#': a '/' inside the
+         * query must not be taken for the path. */
+        p += 3;
+        p += strcspn(p, "/?#");
+        if (*p == '/')
+            u = p;
+        else if (*p == '?')
+            return apr_pstrcat(r->pool, "/", apr_pstrmemdup(r->pool, p, strcspn(p, "#")), NULL);
+        else
+            u = "/";
     }
     n = strcspn(u, "#");
     return apr_pstrmemdup(r->pool, u, n);
@@ -396,6 +404,10 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
     }
     if (st != MP_OK)
         return st;
+    /* Vendors sharing a store share its trackers: a commitment pays only
+     * the vendor it names. */
+    if (strcmp(t->vendor, x->sc->vendor) != 0)
+        return MP_ERR_WRONG_VENDOR;
     earn.time = x->now;
     earn.scheme = MP_SCHEME_PAYWORD;
     earn.path = x->path;
@@ -440,8 +452,12 @@ static mp_status pay_receipt(mpx_pay *x, const uint8_t *rec, size_t len)
     if ((st = mp_receipt_check(x->tc->receipt_key, rc, x->sc->vendor, x->target,
                                strlen(x->target), x->now)) != MP_OK)
         return st;
-    /* A receipt re-reads what was bought; it does not run other methods. */
+    /* A receipt re-reads what was bought; it does not run other methods,
+     * and it does not open a resource that costs more than was paid (a
+     * price raised since, or another site of the same vendor). */
     if (r->method_number != M_GET)
+        return MP_ERR_WRONG_TARGET;
+    if (memcmp(rc->price.cur, x->price.cur, 3) != 0 || rc->price.units < x->price.units)
         return MP_ERR_WRONG_TARGET;
     x->scheme_name = rc->scheme == MP_SCHEME_MILLICENT ? "millicent" : "payword";
     x->payer = rc->scheme == MP_SCHEME_MILLICENT
@@ -570,8 +586,12 @@ int mpx_fixups(request_rec *r)
     dc = ap_get_module_config(r->per_dir_config, &micropay_module);
     if (dc == NULL || dc->enabled != 1 || continued(r))
         return DECLINED;
-    if (r->method_number == M_OPTIONS)
-        return DECLINED;               /* CORS preflights cannot carry a credential */
+    /* CORS preflights cannot carry a credential, so OPTIONS is free where
+     * the core answers it (static files); CGI and proxied backends would
+     * see the request and may answer with content, so there it is paid. */
+    if (r->method_number == M_OPTIONS && !r->proxyreq
+        && (r->handler == NULL || strcmp(r->handler, "default-handler") == 0))
+        return DECLINED;
     /* A file that does not exist, served by the default handler, can only
      * be a 404: nobody pays for that. Handlers that make their own content
      * (CGI, proxies, modules) are charged, since only they know. */

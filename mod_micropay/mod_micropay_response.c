@@ -198,8 +198,30 @@ int mpx_handler(request_rec *r)
     const char *reason = NULL, *body;
     int status, html;
 
-    if (r->handler == NULL || strcmp(r->handler, MPX_HANDLER_402) != 0)
+    if (r->handler == NULL || strcmp(r->handler, MPX_HANDLER_402) != 0) {
+        const mpx_dir_conf *dc = ap_get_module_config(r->per_dir_config, &micropay_module);
+        request_rec *m;
+
+        /* Fail closed if another module replaced our answer's handler after
+         * the payment decision: the content would go out unpaid. */
+        if (apr_table_get(r->notes, "micropay-answered") != NULL) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00029: handler of %s changed to %s "
+                          "after the payment decision; refusing", r->uri, r->handler);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        /* A subrequest that runs content in a paid location (an SSI include,
+         * say) serves it only if the request it belongs to was paid. */
+        if (r->main != NULL && dc != NULL && dc->enabled == 1) {
+            for (m = r->main; m->main != NULL; m = m->main)
+                ;
+            if (apr_table_get(m->notes, "micropay-paid") == NULL) {
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00035: subrequest for paid %s "
+                              "from an unpaid request; refused", r->uri);
+                return HTTP_FORBIDDEN;
+            }
+        }
         return DECLINED;
+    }
     if ((a = ap_get_module_config(r->request_config, &micropay_module)) == NULL)
         return DECLINED;          /* "SetHandler micropay-402" by hand: not ours to answer */
     /* Read away a request body so that the connection can be kept alive. */

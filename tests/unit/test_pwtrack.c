@@ -494,7 +494,8 @@ static void test_gap_overflow(void)
     CU_ASSERT_EQUAL(t.ngaps, MP_PW_GAPS_MAX);
     CU_ASSERT_EQUAL(t.nrecent, MP_PW_RECENT_MAX);
     MP_ASSERT_OK(mp_pw_track_encode(&t, enc, sizeof enc, &len));
-    CU_ASSERT_EQUAL(len, MP_PW_TRACK_MAX);
+    /* the maximum allows a 64-byte vendor name; this one is shorter */
+    CU_ASSERT_EQUAL(len, MP_PW_TRACK_MAX - (MP_NAME_MAX - strlen(t.vendor)));
     MP_ASSERT_OK(mp_pw_track_decode(enc, len, &back));
     CU_ASSERT(memcmp(&back, &t, sizeof t) == 0);
 }
@@ -667,7 +668,8 @@ static void test_record(void)
     CU_ASSERT_EQUAL(t.ngaps, 2);
     CU_ASSERT_EQUAL(t.nrecent, 2);
     MP_ASSERT_OK(mp_pw_track_encode(&t, enc, sizeof enc, &len));
-    CU_ASSERT_EQUAL(len, OFF_REC(2));
+    CU_ASSERT_STRING_EQUAL(t.vendor, commit.vendor);
+    CU_ASSERT_EQUAL(len, OFF_REC(2) + 1 + strlen(t.vendor));
     CU_ASSERT_EQUAL(enc[0], MP_WIRE_VERSION);
     CU_ASSERT_EQUAL(enc[1], MP_T_PW_TRACK);
     CU_ASSERT_EQUAL(enc[OFF_NGAPS], 2);
@@ -680,7 +682,7 @@ static void test_record(void)
     /* a fresh tracker: no gaps, no recent payments */
     fresh(&bad);
     MP_ASSERT_OK(mp_pw_track_encode(&bad, ed, sizeof ed, &len2));
-    CU_ASSERT_EQUAL(len2, OFF_GAP(0) + 1);
+    CU_ASSERT_EQUAL(len2, OFF_GAP(0) + 1 + 1 + strlen(bad.vendor));
     MP_ASSERT_OK(mp_pw_track_decode(ed, len2, &back));
     CU_ASSERT(memcmp(&back, &bad, sizeof bad) == 0);
 
@@ -696,6 +698,9 @@ static void test_record(void)
     MP_ASSERT_ST(mp_pw_track_encode(&bad, ed, sizeof ed, &len2), MP_ERR_ARG);
     bad = t;
     bad.unit.units = 0;
+    MP_ASSERT_ST(mp_pw_track_encode(&bad, ed, sizeof ed, &len2), MP_ERR_ARG);
+    bad = t;
+    bad.vendor[0] = '\0';
     MP_ASSERT_ST(mp_pw_track_encode(&bad, ed, sizeof ed, &len2), MP_ERR_ARG);
 
     /* every truncation, a trailing byte, header */
@@ -736,7 +741,9 @@ static void test_record(void)
          MP_ERR_MALFORMED);                                     /* descending */
     EDIT(ed[OFF_NRECENT] = MP_PW_RECENT_MAX + 1, MP_ERR_MALFORMED);
     EDIT(ed[OFF_NRECENT] = 3, MP_ERR_TRUNCATED);
-    EDIT(ed[OFF_NRECENT] = 1, MP_ERR_TRAILING);
+    EDIT(ed[OFF_NRECENT] = 1, MP_ERR_MALFORMED);       /* recent 2 read as the vendor */
+    EDIT(ed[OFF_REC(2)] = 0, MP_ERR_MALFORMED);         /* empty vendor */
+    EDIT(ed[OFF_REC(2) + 1] = ' ', MP_ERR_CHARSET);
     EDIT(put32(ed + OFF_REC(0), 11), MP_ERR_MALFORMED);        /* i > l */
     EDIT(put32(ed + OFF_REC(1) + 4, 0), MP_ERR_MALFORMED);     /* k = 0 */
     EDIT(put32(ed + OFF_REC(1) + 4, 6), MP_ERR_MALFORMED);     /* k > i */
