@@ -546,29 +546,48 @@ static int copy_env(void *to, const char *key, const char *value)
     return 1;
 }
 
-/* Requests that continue one already decided by us: an internal redirect
- * after a payment (mod_dir, ErrorDocument) must neither charge again nor
- * ask for payment of our own 402 page. */
-static int continued(request_rec *r)
+/* Requests that continue one already decided by us (internal redirects:
+ * ErrorDocument, a CGI's local Location, per-directory rewrites).
+ * CONT_ANSWERED: it follows our own 402/400/500 answer, never to be charged.
+ * CONT_PAID: it follows a payment; *paid_prev is that request. */
+enum { CONT_NONE, CONT_ANSWERED, CONT_PAID };
+
+static int continued(request_rec *r, request_rec **paid_prev)
 {
     request_rec *prev;
-    const char *v;
 
     for (prev = r->prev; prev != NULL; prev = prev->prev) {
         if (apr_table_get(prev->notes, "micropay-answered") != NULL)
-            return 1;
-        if ((v = apr_table_get(prev->notes, "micropay-paid")) != NULL) {
-            apr_table_setn(r->notes, "micropay-paid", v);
-            apr_table_do(copy_env, r->subprocess_env, prev->subprocess_env, "MICROPAY_SCHEME",
-                         "MICROPAY_UNITS", "MICROPAY_PRICE", "MICROPAY_PAYER", "MICROPAY_RESULT", NULL);
-            return 1;
+            return CONT_ANSWERED;
+        if (apr_table_get(prev->notes, "micropay-paid") != NULL) {
+            *paid_prev = prev;
+            return CONT_PAID;
         }
     }
-    return 0;
+    return CONT_NONE;
+}
+
+/* The payment of prev covers r when it paid at least r's price: the new
+ * target of an internal redirect must not be dearer than what was bought. */
+static int covers(request_rec *r, request_rec *prev, const mp_amount *price)
+{
+    const char *v = apr_table_get(prev->notes, "micropay-paid");
+    char cur[4];
+    apr_uint64_t units;
+
+    if (v == NULL || sscanf(v, "%" APR_UINT64_T_FMT " %3[A-Z]", &units, cur) != 2
+        || memcmp(cur, price->cur, 3) != 0 || units < price->units)
+        return 0;
+    apr_table_setn(r->notes, "micropay-paid", v);
+    apr_table_do(copy_env, r->subprocess_env, prev->subprocess_env, "MICROPAY_SCHEME",
+                 "MICROPAY_UNITS", "MICROPAY_PRICE", "MICROPAY_PAYER", "MICROPAY_RESULT", NULL);
+    return 1;
 }
 
 int mpx_fixups(request_rec *r)
 {
+    request_rec *paid_prev = NULL;
+    int cont;
     mpx_dir_conf *dc;
     mpx_server_conf *sc;
     mpx_answer a;
@@ -584,7 +603,7 @@ int mpx_fixups(request_rec *r)
     if (r->main != NULL)
         return DECLINED;               /* subrequests: the main request decides */
     dc = ap_get_module_config(r->per_dir_config, &micropay_module);
-    if (dc == NULL || dc->enabled != 1 || continued(r))
+    if (dc == NULL || dc->enabled != 1 || (cont = continued(r, &paid_prev)) == CONT_ANSWERED)
         return DECLINED;
     /* CORS preflights cannot carry a credential, so OPTIONS is free where
      * the core answers it (static files); CGI and proxied backends would
@@ -645,6 +664,10 @@ int mpx_fixups(request_rec *r)
         a.status = st;
         return mpx_respond(r, MPX_OUT_ERROR, &a);
     }
+    /* After a payment, the redirected request is free if that payment
+     * covers its price; otherwise it is offered (the credential was spent). */
+    if (cont == CONT_PAID && covers(r, paid_prev, &x.price))
+        return DECLINED;
     if ((x.tc = mpx_crypto_for(r, sc)) == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00026: cannot set up crypto contexts");
         a.status = MP_ERR_CRYPTO;

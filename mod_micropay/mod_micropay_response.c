@@ -32,7 +32,10 @@ int mpx_respond(request_rec *r, mpx_outcome outcome, mpx_answer *a)
     mpx_answer *keep;
 
     if (outcome == MPX_OUT_PAID) {
-        apr_table_setn(r->notes, "micropay-paid", "1");
+        /* The price this payment covers, for requests it redirects to. */
+        apr_table_setn(r->notes, "micropay-paid",
+                       apr_psprintf(r->pool, "%" APR_UINT64_T_FMT " %s",
+                                    (apr_uint64_t)a->offer.price.units, a->offer.price.cur));
         /* err_headers_out: kept on error pages and across internal redirects,
          * and untouched by handlers (mod_proxy replaces headers_out). */
         if (a->change_b64)
