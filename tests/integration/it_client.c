@@ -72,6 +72,7 @@ static mp_amount P500, P1000, UNIT100;
 static CURL *g_easy;
 static unsigned g_reqno;
 static char g_idprefix[32];
+static const char *g_realm = VENDOR; /* realm of the offers (shop.example in its vhost test) */
 
 static uint64_t now_s(void)
 {
@@ -643,6 +644,7 @@ typedef struct {
     const char *target;
     const char *hdr[8];     /* extra header lines, NULL-terminated */
     int fresh_conn;
+    const char *rtarget;    /* request-target sent instead of target (absolute form) */
 } reqspec;
 
 static void resp_free(resp *r)
@@ -769,6 +771,8 @@ static struct curl_slist *prep(CURL *e, const reqspec *q, resp *r)
     curl_easy_setopt(e, CURLOPT_URL, url);
     free(url);
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    if (q->rtarget)
+        curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, q->rtarget);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -865,14 +869,14 @@ static void run_batch(const reqspec *q, resp *r, int n, int par)
 
 static void get(resp *r, const char *target)
 {
-    reqspec q = { "GET", target, { NULL }, 0 };
+    reqspec q = { "GET", target, { NULL }, 0, NULL };
 
     do_req(&q, r);
 }
 
 static void get_h(resp *r, const char *method, const char *target, const char *h1, const char *h2)
 {
-    reqspec q = { method, target, { h1, h2, NULL }, 0 };
+    reqspec q = { method, target, { h1, h2, NULL }, 0, NULL };
 
     do_req(&q, r);
 }
@@ -1072,7 +1076,7 @@ static int offer_of(const resp *r, mp_offer *o, char **offer_b64)
         nparams++;
     }
     EXPECT(!bad && nparams == 2, "WWW-Authenticate params other than realm and offer: %s", w);
-    EXPECT(streq(realm, VENDOR), "realm \"%s\"", realm);
+    EXPECT(streq(realm, g_realm), "realm \"%s\", want %s", realm, g_realm);
     if ((bin = unb64(offer, &len)) == NULL)
         return -1;
     if (mp_offer_decode(bin, len, o) != MP_OK)
@@ -2533,7 +2537,8 @@ static void t_pw_gaps_and_memory(void)
 /* ======================================================================== */
 /* suite: receipts                                                          */
 
-static char *receipt_make(const char *vendor, const char *target, uint64_t issued, uint64_t expiry)
+static char *receipt_make_p(const char *vendor, const char *target, uint64_t issued, uint64_t expiry,
+                            const mp_amount *price)
 {
     mp_receipt rc;
     uint8_t buf[MP_WIRE_MAX];
@@ -2545,12 +2550,18 @@ static char *receipt_make(const char *vendor, const char *target, uint64_t issue
     rc.target_len = strlen(target);
     rc.scheme = MP_SCHEME_MILLICENT;
     rc.customer_id = CUST;
-    rc.price = P500;
+    rc.price = *price;
     rc.issued = issued;
     rc.expiry = expiry;
     if (mp_receipt_stamp(g_receipt_key, &rc) != MP_OK || mp_receipt_encode(&rc, buf, sizeof buf, &len) != MP_OK)
         die("receipt");
     return b64(buf, len);
+}
+
+/* A receipt recording a price of 0.005 USD (500 units). */
+static char *receipt_make(const char *vendor, const char *target, uint64_t issued, uint64_t expiry)
+{
+    return receipt_make_p(vendor, target, issued, expiry, &P500);
 }
 
 static void receipt_ok(const char *method, const char *target, const char *rc, const char *marker,
@@ -2999,6 +3010,216 @@ static void t_live_price(void)
     u = offer_units("/paid/b.html");
     EXPECT(u == 500, "after mps_price_del: /paid/b.html %llu units, want 500", (unsigned long long)u);
     mps_close(st);
+}
+
+/* ======================================================================== */
+/* suite: vendor hardening                                                  */
+
+/* mod_micropay is loaded before mod_dir (run.sh): the payment is decided
+ * after mod_dir has mapped "/paid/" to its index, so the index is sold. */
+static void t_dir_index(void)
+{
+    mp_scrip s = mint(500);
+    resp r;
+
+    get(&r, "/paid/");
+    expect_offer(&r, "GET", "/paid/", 500, 3, NULL);
+    EXPECT(!body_has(&r, "PAID-INDEX"), "DirectoryIndex of a paid directory served without payment");
+    resp_free(&r);
+    get_h(&r, "HEAD", "/paid/", NULL, NULL);
+    EXPECT(r.status == 402, "HEAD /paid/ without payment: %ld, want 402", r.status);
+    resp_free(&r);
+    mc_ok("GET", "/paid/", &s, &P500, "PAID-INDEX", 0, NULL, NULL);
+}
+
+/* Absolute-form request targets: the target bound into the offer is the
+ * path and query Apache serves, cut at the authority. */
+static void t_absolute_form(void)
+{
+    char *abs1 = xasprintf("http://%s/paid/a.html?/x/y", g_host);
+    char *abs2 = xasprintf("http://%s?/paid/b.html", g_host);
+    reqspec q;
+    mp_offer o;
+    mp_scrip s = mint(500);
+    char *cred, *h, f[9][160];
+    resp r;
+
+    memset(&q, 0, sizeof q);
+    q.method = "GET";
+    q.target = "/paid/a.html?/x/y";
+    q.rtarget = abs1;
+    do_req(&q, &r);
+    expect_offer(&r, "GET", "/paid/a.html?/x/y", 500, 3, NULL);
+    EXPECT(!body_has(&r, "PAID-A"), "%s: paid content without payment", abs1);
+    resp_free(&r);
+    /* a payment bound to that target opens it */
+    cred = mc_cred(&s, "GET", "/paid/a.html?/x/y", &P500, NULL);
+    h = auth_hdr(cred);
+    q.hdr[0] = h;
+    do_req(&q, &r);
+    EXPECT(r.status == 200 && body_has(&r, "PAID-A"), "%s with a payment for /paid/a.html?/x/y: %ld (%s)", abs1,
+           r.status, rh(&r, "Payment-Error"));
+    if (r.status == 200) {
+        tally("millicent", "/paid/a.html", 500);
+        free(check_receipt(&r, "/paid/a.html?/x/y", MP_SCHEME_MILLICENT, NULL, 500));
+    }
+    resp_free(&r);
+    free(h);
+    free(cred);
+
+    /* no path, a '/' in the query: Apache serves "/" (paid in run.sh) with
+     * query "/paid/b.html"; the target is "/?/paid/b.html", not "/paid/b.html" */
+    memset(&q, 0, sizeof q);
+    q.method = "GET";
+    q.target = "/";
+    q.rtarget = abs2;
+    do_req(&q, &r);
+    EXPECT(r.status == 402, "%s: %ld, want 402 (\"/\" is paid)", abs2, r.status);
+    EXPECT(!body_has(&r, "PAID-B"), "%s: /paid/b.html content", abs2);
+    if (offer_of(&r, &o, NULL) == 0) {
+        EXPECT(o.target[0] == '/', "%s: offer target %s does not start with '/'", abs2, o.target);
+        EXPECT(streq(o.target, "/?/paid/b.html"), "%s: offer target %s, want /?/paid/b.html (what is served)",
+               abs2, o.target);
+    } else {
+        EXPECT(0, "%s: no decodable offer", abs2);
+    }
+    if (log_fields(r.id, f))
+        EXPECT(streq(f[3], "/"), "%s: Apache served %s, want /", abs2, f[3]);
+    else
+        EXPECT(0, "%s: no access log line", abs2);
+    resp_free(&r);
+    free(abs1);
+    free(abs2);
+}
+
+/* A receipt opens its resource only while it costs no more than was paid. */
+static void t_receipt_dearer(void)
+{
+    mps *st = store_open(0);
+    uint64_t t = now_s();
+    char *rc = receipt_make(VENDOR, "/paid/b.html", t, t + 120);
+    char *rc1000 = receipt_make_p(VENDOR, "/paid/b.html", t, t + 120, &P1000);
+    resp r;
+
+    receipt_ok("GET", "/paid/b.html", rc, "PAID-B", "millicent", cust_str());
+    if (st != NULL) {
+        OKST(mps_price_set(st, VENDOR, "/paid/b.html", &P1000));
+        EXPECT(offer_units("/paid/b.html") == 1000, "price of /paid/b.html not raised to 1000 units");
+        pay(&r, "GET", "/paid/b.html", rc, 0);
+        expect_fail(&r, 402, "wrong-resource");
+        EXPECT(!body_has(&r, "PAID-B"), "a 500-unit receipt opened /paid/b.html at 1000 units");
+        resp_free(&r);
+        {
+            char *h = auth_hdr(rc);
+
+            get_h(&r, "HEAD", "/paid/b.html", h, NULL);
+            EXPECT(r.status == 402, "HEAD with a cheaper receipt: %ld, want 402", r.status);
+            resp_free(&r);
+            free(h);
+        }
+        /* a receipt that paid the new price still opens it */
+        receipt_ok("GET", "/paid/b.html", rc1000, "PAID-B", "millicent", cust_str());
+        OKST(mps_price_del(st, VENDOR, "/paid/b.html"));
+        EXPECT(offer_units("/paid/b.html") == 500, "price of /paid/b.html not back at 500 units");
+        mps_close(st);
+        receipt_ok("GET", "/paid/b.html", rc, "PAID-B", "millicent", cust_str());
+    }
+    free(rc);
+    free(rc1000);
+}
+
+/* OPTIONS is free where the core answers it, paid where it reaches the CGI. */
+static void t_options_paid_cgi(void)
+{
+    mp_scrip s = mint(500);
+    resp r;
+
+    get_h(&r, "OPTIONS", "/paid/b.html", NULL, NULL);
+    EXPECT(r.status == 200 || r.status == 204, "OPTIONS on a static paid file: %ld, want 200/204", r.status);
+    EXPECT(!body_has(&r, "PAID-B"), "OPTIONS on a static paid file returned its content");
+    EXPECT(rh(&r, "WWW-Authenticate") == NULL && rh(&r, "Payment-Change") == NULL
+           && rh(&r, "Payment-Receipt") == NULL, "OPTIONS on a static paid file has payment headers");
+    resp_free(&r);
+    get_h(&r, "OPTIONS", "/cgi-bin/paid.cgi", NULL, NULL);
+    expect_offer(&r, "OPTIONS", "/cgi-bin/paid.cgi", 500, 3, NULL);
+    EXPECT(!body_has(&r, "CGI-PAID"), "unpaid OPTIONS ran the CGI");
+    resp_free(&r);
+    /* paid, it goes through (mod_cgi/mod_cgid leave OPTIONS to the core) */
+    mc_ok("OPTIONS", "/cgi-bin/paid.cgi?opt", &s, &P500, NULL, 0, NULL, NULL);
+}
+
+/* SSI: a free page cannot include a paid one; a paid page can. */
+static void t_ssi_subrequest(void)
+{
+    mp_scrip s = mint(500);
+    resp r;
+
+    get(&r, "/free/ssi.shtml");
+    EXPECT(r.status == 200, "free SSI page: %ld", r.status);
+    EXPECT(body_has(&r, "SSI-FREE-START") && body_has(&r, "SSI-FREE-END") && body_has(&r, "FREE-A"),
+           "free SSI page not processed (or free include missing): %.300s", r.body);
+    EXPECT(!body_has(&r, "PAID-A"), "free SSI page included the paid /paid/a.html: %.300s", r.body);
+    EXPECT(rh(&r, "WWW-Authenticate") == NULL && rh(&r, "Payment-Receipt") == NULL, "payment headers on a free page");
+    resp_free(&r);
+    get(&r, "/paid/ssi.shtml");
+    expect_offer(&r, "GET", "/paid/ssi.shtml", 500, 3, NULL);
+    EXPECT(!body_has(&r, "PAID-B") && !body_has(&r, "SSI-PAID"), "paid SSI page without payment");
+    resp_free(&r);
+    mc_ok("GET", "/paid/ssi.shtml", &s, &P500, "PAID-B", 0, NULL, NULL);
+}
+
+/* A PayWord commitment pays only the vendor it names, in a shared store. */
+static void t_pw_vendor_bound(void)
+{
+    static const char shop[] = "shop.example";
+    pwc *w = pw_default(100), *w2;
+    mp_pw_cert cert;
+    uint64_t t = now_s();
+    mp_offer o;
+    char *cred, *h;
+    resp r;
+
+    /* shop.example answers on the same port with its own offers */
+    g_realm = shop;
+    get_h(&r, "GET", "/paid/a.html", "Host: shop.example", NULL);
+    EXPECT(r.status == 402 && offer_of(&r, &o, NULL) == 0 && streq(o.vendor, shop),
+           "Host: shop.example: %ld, offer vendor %s", r.status, r.status == 402 ? o.vendor : "-");
+    resp_free(&r);
+    /* news.example registers the commitment */
+    pw_ok(w, "GET", "/paid/a.html?vendor-bound-1", 5, 5, 1, "PAID-A", NULL);
+    /* its next words, at shop.example */
+    cred = pw_cred(w, 10, 5, 0);
+    h = auth_hdr(cred);
+    get_h(&r, "GET", "/paid/a.html?vendor-bound-2", "Host: shop.example", h);
+    expect_fail(&r, 402, "wrong-vendor");
+    EXPECT(!body_has(&r, "PAID-A"), "news.example's commitment paid shop.example");
+    g_realm = VENDOR;
+    resp_free(&r);
+    free(h);
+    free(cred);
+    /* the refused words were not consumed: they still pay news.example */
+    pw_ok(w, "GET", "/paid/a.html?vendor-bound-3", 10, 5, 0, "PAID-A", NULL);
+
+    /* and the other way round: shop.example's commitment */
+    cert_make(&cert, BROKER, g_broker, g_user, t + 30 * DAY, "10 USD");
+    w2 = pw_make(shop, &cert, g_user, t, t + DAY, "0.001 USD", 100);
+    cred = pw_cred(w2, 5, 5, 1);
+    h = auth_hdr(cred);
+    get_h(&r, "GET", "/paid/a.html?vendor-bound-4", "Host: shop.example", h);
+    EXPECT(r.status == 200 && body_has(&r, "PAID-A"), "shop.example's own commitment at shop.example: %ld (%s)",
+           r.status, rh(&r, "Payment-Error"));
+    if (r.status == 200)
+        tally("payword", "/paid/a.html", 500);
+    resp_free(&r);
+    free(h);
+    free(cred);
+    cred = pw_cred(w2, 10, 5, 0);
+    pay(&r, "GET", "/paid/a.html?vendor-bound-5", cred, 0);
+    expect_fail(&r, 402, "wrong-vendor");
+    resp_free(&r);
+    free(cred);
+    pw_free(w);
+    pw_free(w2);
 }
 
 /* ======================================================================== */
@@ -3492,6 +3713,15 @@ static CU_TestInfo price_tests[] = {
     { "store price table, live", t_live_price },
     CU_TEST_INFO_NULL,
 };
+static CU_TestInfo hardening_tests[] = {
+    { "DirectoryIndex of a paid directory (mod_dir before us)", t_dir_index },
+    { "absolute-form targets: path and query as served", t_absolute_form },
+    { "receipts never open a dearer resource", t_receipt_dearer },
+    { "OPTIONS: free on a static file, paid on the CGI", t_options_paid_cgi },
+    { "SSI subrequests into a paid location", t_ssi_subrequest },
+    { "PayWord commitments bound to their vendor (shared store)", t_pw_vendor_bound },
+    CU_TEST_INFO_NULL,
+};
 static CU_TestInfo log_tests[] = {
     { "access log fields", t_access_log },
     CU_TEST_INFO_NULL,
@@ -3586,9 +3816,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0) {
         static const char *const n[] = { "challenge", "millicent", "payword", "receipts", "concurrency",
-                                         "cgi-proxy", "live-price", "access-log", "ledger" };
+                                         "cgi-proxy", "live-price", "vendor-hardening", "access-log", "ledger" };
         static CU_TestInfo *const t[] = { challenge_tests, millicent_tests, payword_tests, receipt_tests,
-                                          conc_tests, gw_tests, price_tests, log_tests, ledger_tests };
+                                          conc_tests, gw_tests, price_tests, hardening_tests, log_tests,
+                                          ledger_tests };
 
         init_client();
         rc = run_suites(n, t, sizeof n / sizeof n[0]);

@@ -181,6 +181,13 @@ write_site() {
         printf '<html><body><p>%s</p></body></html>\n' "${f#*:}" >"$T/htdocs/${f%%:*}.html"
     done
     printf '<html><body><p>BACKEND-P</p></body></html>\n' >"$T/backend/backend/p.html"
+    # DirectoryIndex of a paid directory (mod_dir runs its fixups before ours)
+    printf '<html><body><p>PAID-INDEX</p></body></html>\n' >"$T/htdocs/paid/index.html"
+    # SSI in a free location including a paid page (and a free one, as control);
+    # a paid SSI page including a paid page
+    printf 'SSI-FREE-START\n<!--#include virtual="/free/a.html" -->\n<!--#include virtual="/paid/a.html" -->\nSSI-FREE-END\n' \
+        >"$T/htdocs/free/ssi.shtml"
+    printf 'SSI-PAID-START\n<!--#include virtual="/paid/b.html" -->\nSSI-PAID-END\n' >"$T/htdocs/paid/ssi.shtml"
     cat >"$T/cgi-bin/paid.cgi" <<'EOF'
 #!/bin/sh
 printf 'Content-Type: text/plain\r\nCache-Control: public, max-age=60\r\n\r\n'
@@ -234,7 +241,10 @@ LoadModule alias_module $moddir/mod_alias.so
 $cgi
 LoadModule proxy_module $moddir/mod_proxy.so
 LoadModule proxy_http_module $moddir/mod_proxy_http.so
+LoadModule include_module $moddir/mod_include.so
+# before mod_dir on purpose: payment must still be decided after its fixups
 LoadModule micropay_module $module
+LoadModule dir_module $moddir/mod_dir.so
 
 <IfModule mpm_prefork_module>
     StartServers 12
@@ -257,7 +267,9 @@ Timeout 30
 # PROTOCOL.md 7.4: deployments SHOULD allow request fields of at least 8300 bytes
 LimitRequestFieldSize 16384
 TypesConfig /dev/null
-AddType text/html .html
+AddType text/html .html .shtml
+AddOutputFilter INCLUDES .shtml
+DirectoryIndex index.html
 
 LogFormat "%{X-IT-Id}i|%>s|%m|%U|%{MICROPAY_SCHEME}e|%{MICROPAY_UNITS}e|%{MICROPAY_PAYER}e|%{MICROPAY_RESULT}e|%{MICROPAY_PRICE}e" mpit
 CustomLog "$T/access.log" mpit
@@ -278,7 +290,11 @@ DocumentRoot "$T/htdocs"
 <Directory "$T/htdocs">
     Require all granted
 </Directory>
+<Directory "$T/htdocs/free">
+    Options +Includes
+</Directory>
 <Directory "$T/htdocs/paid">
+    Options +Includes
     Micropay on
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
@@ -328,6 +344,27 @@ ProxyPassReverse "/proxy/" "http://127.0.0.1:$bport/backend/"
     MicropayPayWordUnit "0.001 USD"
 </Location>
 
+# "/" itself is paid (no index.html there): an absolute-form target
+# "http://HOST?/paid/b.html" serves "/" with a query
+<LocationMatch "^/\$">
+    Micropay on
+    MicropayPrice "0.005 USD"
+    MicropaySchemes millicent payword
+    MicropayPayWordUnit "0.001 USD"
+</LocationMatch>
+
+# Name-based virtual hosts on the main port: the first (default) is the main
+# site; shop.example is a second vendor sharing the store and secrets file.
+<VirtualHost 127.0.0.1:$port>
+    ServerName 127.0.0.1
+</VirtualHost>
+<VirtualHost 127.0.0.1:$port>
+    ServerName shop.example
+    MicropayVendor shop.example
+    MicropaySecretsFile "$3"
+    MicropayStore "$2"
+</VirtualHost>
+
 <VirtualHost 127.0.0.1:$bport>
     ServerName backend.invalid
     CustomLog "$T/backend-access.log" mpit
@@ -339,8 +376,10 @@ ProxyPassReverse "/proxy/" "http://127.0.0.1:$bport/backend/"
 EOF
 }
 
-# The 403 test of the suites (Require all denied under the paid tree).
-suite_allow='AH01630: client denied by server configuration: [^ ]*/htdocs/paid/denied/'
+# The 403 test of the suites (Require all denied under the paid tree), and
+# mod_include's line for the paid page a free SSI page may not include
+# (MP00035, at info, refuses that subrequest with 403).
+suite_allow='AH01630: client denied by server configuration: [^ ]*/htdocs/paid/denied/|\[include:error\].* unable to include "/paid/a\.html" in parsed file [^ ]*/htdocs/free/ssi\.shtml, subrequest returned 403$'
 # Messages the kill -9 scenario may cause (children dying, the CGI daemon restarting).
 kill_allow='AH00052|AH01239|AH01240|AH01257|cgid daemon|cgi daemon'
 # Our fail-closed line when the store is missing.
@@ -404,6 +443,12 @@ run_mpm() {
 
     run_client "protocol suites" run
     check_log "protocol suites" "$from" "$suite_allow" "$afrom"
+    # the SSI include of a paid page from a free one: refused, logged at info
+    if grep -qE '\[micropay:info\].* MP00035: subrequest for paid /paid/a\.html from an unpaid request' "$T/error.log"; then
+        pass "SSI include refused: MP00035 at info in error.log"
+    else
+        fail "SSI include refused: no [micropay:info] MP00035 line for /paid/a.html in error.log"
+    fi
 
     # graceful restart
     from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
