@@ -31,6 +31,8 @@ if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/integration/lib.sh
+. "$here/lib.sh"
 build=${1:-$here/../../build/release}
 if ! build=$(cd "$build" 2>/dev/null && pwd); then
     echo "run_broker.sh: build directory ${1:-$here/../../build/release} not found" >&2
@@ -69,67 +71,13 @@ fail() { nfail=$((nfail + 1)); echo "FAIL $*"; }
 note() { echo "     $*"; }
 check() { if [ "$1" = 0 ]; then pass "$2"; else fail "$2${3:+: $3}"; fi; }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null && return
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-    done
-    return 1
-}
-
-# Waits up to $2 seconds for pid $1 to exit; reaps it. 0 if it exited.
-wait_exit() {
-    local pid=$1 n=$(($2 * 10))
-    while [ $n -gt 0 ] && kill -0 "$pid" 2>/dev/null; do
-        sleep 0.1
-        n=$((n - 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then return 1; fi
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
 port_answers() {
     curl -s -o /dev/null --noproxy '*' --max-time 2 "http://127.0.0.1:$1/index.html"
 }
 
 both_answer() { port_answers "$port" && port_answers "$bport"; }
 
-start_apache() {
-    setsid "$APACHE2" -f "$1" -DFOREGROUND >>"$T/apache.out" 2>&1 &
-    apid=$!
-    local n=100
-    while [ $n -gt 0 ]; do
-        if ! kill -0 "$apid" 2>/dev/null; then
-            wait "$apid" 2>/dev/null
-            apid=""
-            return 1
-        fi
-        both_answer && return 0
-        sleep 0.1
-        n=$((n - 1))
-    done
-    return 1
-}
-
-stop_apache() {
-    [ -n "$apid" ] || return 0
-    local children
-    children=$(pgrep -P "$apid" 2>/dev/null | tr '\n' ' ')
-    kill -TERM "$apid" 2>/dev/null
-    if ! wait_exit "$apid" 15; then
-        echo "     apache2 $apid did not stop within 15 s; killing it" >&2
-        # shellcheck disable=SC2086
-        kill -KILL "$apid" $children 2>/dev/null
-        wait_exit "$apid" 5
-        apid=""
-        return 1
-    fi
-    apid=""
-    return 0
-}
+apache_ready() { both_answer; }
 
 cleanup() {
     if [ -n "$apid" ]; then stop_apache; fi
