@@ -25,6 +25,7 @@
 #include <CUnit/Basic.h>
 #include <lmdb.h>
 #include "mod_micropay_bstore.h"
+#include "store_util.h"
 
 #define NOW       1800000000ULL
 #define ACCT      "acct-42"
@@ -34,68 +35,9 @@
 #define CHILDREN  8
 #define ATTEMPTS  200
 
-#define ASSERT_ST(e, s) do { \
-        mp_status st_ = (e); \
-        if (st_ != (s)) \
-            fprintf(stderr, "\n  %s:%d: got %s, want %s (%s)\n", __FILE__, __LINE__, \
-                    mp_strerror(st_), mp_strerror(s), mpb_errmsg()); \
-        CU_ASSERT_EQUAL(st_, (s)); \
-    } while (0)
-#define ASSERT_OK(e) ASSERT_ST(e, MP_OK)
-
 static int verbose;
 
 /* ---- directories ------------------------------------------------------------ */
-
-#define MAX_DIRS 64
-static char dirs[MAX_DIRS][64];
-static size_t ndirs;
-
-static const char *new_dir(void)
-{
-    char *d;
-
-    if (ndirs == MAX_DIRS)
-        return NULL;
-    d = dirs[ndirs];
-    strcpy(d, "/tmp/mpb-test-XXXXXX");
-    if (mkdtemp(d) == NULL)
-        return NULL;
-    ndirs++;
-    return d;
-}
-
-static void remove_dir(const char *d)
-{
-    char p[600];
-    struct dirent *e;
-    DIR *dh = opendir(d);
-
-    if (dh == NULL)
-        return;
-    while ((e = readdir(dh)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-        unlink(p);
-    }
-    closedir(dh);
-    rmdir(d);
-}
-
-static void remove_dirs(void)
-{
-    while (ndirs > 0)
-        remove_dir(dirs[--ndirs]);
-}
-
-static const char *file_in(const char *d, const char *name)
-{
-    static char p[256];
-
-    snprintf(p, sizeof p, "%s/%s", d, name);
-    return p;
-}
 
 static int exists(const char *path)
 {
@@ -104,29 +46,11 @@ static int exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
-static int write_file(const char *path, const void *buf, size_t n)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n;
-
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* A fresh store: its directory, or NULL. */
 static const char *new_store(void)
 {
     char err[256];
-    const char *d = new_dir();
+    const char *d = su_new_dir("mpb");
 
     if (d == NULL || mpb_create(d, -1, -1, err, sizeof err) != MP_OK) {
         fprintf(stderr, "cannot create a store: %s\n", d ? err : strerror(errno));
@@ -294,11 +218,11 @@ static void test_create_open(void)
     struct stat sb;
 
     CU_ASSERT_FATAL(d != NULL);
-    CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && (sb.st_mode & 077) == 0);
+    CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && (sb.st_mode & 077) == 0);
     /* never twice, and never over something else */
     ASSERT_ST(mpb_create(d, -1, -1, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "already exists") != NULL);
-    ASSERT_ST(mpb_create(file_in(d, "data.mdb"), -1, -1, err, sizeof err), MP_ERR_STORE);
+    ASSERT_ST(mpb_create(su_file_in(d, "data.mdb"), -1, -1, err, sizeof err), MP_ERR_STORE);
     ASSERT_ST(mpb_create("/nonexistent/mpb", -1, -1, err, sizeof err), MP_ERR_STORE);
     ASSERT_ST(mpb_create(NULL, -1, -1, err, sizeof err), MP_ERR_ARG);
 
@@ -322,13 +246,13 @@ static void test_create_open(void)
 static void test_open_missing(void)
 {
     char err[256];
-    const char *d = new_dir();
+    const char *d = su_new_dir("mpb");
 
     CU_ASSERT_FATAL(d != NULL);
     ASSERT_ST(open_err(d, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "does not exist") != NULL);
     /* opening must not have made an empty store that would then open */
-    CU_ASSERT(!exists(file_in(d, "data.mdb")));
+    CU_ASSERT(!exists(su_file_in(d, "data.mdb")));
     ASSERT_ST(open_err("/nonexistent/mpb", err, sizeof err), MP_ERR_STORE);
     ASSERT_ST(mpb_open(NULL, 0, 0, (mpb *[]){ NULL }, err, sizeof err), MP_ERR_ARG);
 }
@@ -336,26 +260,26 @@ static void test_open_missing(void)
 static void test_open_garbage(void)
 {
     char err[256], junk[16384];
-    const char *d = new_dir();
+    const char *d = su_new_dir("mpb");
     size_t i;
 
     CU_ASSERT_FATAL(d != NULL);
-    CU_ASSERT_FATAL(write_file(file_in(d, "data.mdb"), "", 0));
+    CU_ASSERT_FATAL(su_write_file(su_file_in(d, "data.mdb"), "", 0));
     ASSERT_ST(open_err(d, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "empty") != NULL);
     {
         struct stat sb;
-        CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && sb.st_size == 0);
+        CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && sb.st_size == 0);
     }
     for (i = 0; i < sizeof junk; i++)
         junk[i] = (char)(i * 131 + 7);
-    CU_ASSERT_FATAL(write_file(file_in(d, "data.mdb"), junk, sizeof junk));
+    CU_ASSERT_FATAL(su_write_file(su_file_in(d, "data.mdb"), junk, sizeof junk));
     ASSERT_ST(open_err(d, err, sizeof err), MP_ERR_STORE);
-    unlink(file_in(d, "data.mdb"));
-    CU_ASSERT_FATAL(mkdir(file_in(d, "data.mdb"), 0700) == 0);
+    unlink(su_file_in(d, "data.mdb"));
+    CU_ASSERT_FATAL(mkdir(su_file_in(d, "data.mdb"), 0700) == 0);
     ASSERT_ST(open_err(d, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "not a regular file") != NULL);
-    rmdir(file_in(d, "data.mdb"));
+    rmdir(su_file_in(d, "data.mdb"));
 }
 
 static void test_open_truncated(void)
@@ -378,7 +302,7 @@ static void test_open_truncated(void)
     }
     ASSERT_OK(mpb_commit(t));
     mpb_close(b);
-    CU_ASSERT_FATAL(truncate(file_in(d, "data.mdb"), 4 * 4096) == 0);
+    CU_ASSERT_FATAL(truncate(su_file_in(d, "data.mdb"), 4 * 4096) == 0);
     ASSERT_ST(open_err(d, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "truncated") != NULL);
     /* read-only is where the short map would have faulted */
@@ -442,7 +366,7 @@ static void test_map_size(void)
 static void test_open_foreign(void)
 {
     char err[256];
-    const char *d1 = new_dir(), *d2 = new_dir();
+    const char *d1 = su_new_dir("mpb"), *d2 = su_new_dir("mpb");
     raw r;
 
     CU_ASSERT_FATAL(d1 != NULL && d2 != NULL);
@@ -1627,7 +1551,7 @@ static void test_processes(void)
     int go[2], res[CHILDREN][2], k, status, ok_exit = 0, successes = 0, errors = 0;
     pid_t pid[CHILDREN];
     conc_result r;
-    double t0 = now_ms();
+    double t0 = su_now_ms();
     mpb *b;
 
     CU_ASSERT_FATAL(d != NULL);
@@ -1673,7 +1597,7 @@ static void test_processes(void)
     CU_ASSERT(raw_count(d, "idem") == (size_t)successes);
     if (verbose)
         printf("\n  %d processes x %d attempts: %d debits, %.0f ms\n", CHILDREN, ATTEMPTS,
-               successes, now_ms() - t0);
+               successes, su_now_ms() - t0);
 }
 
 /* ---- a writer killed in the middle ------------------------------------------------- */
@@ -1734,8 +1658,8 @@ static void test_crash(void)
         /* kill a little after an acknowledgement, a different little each
          * round, to land at different points of the next transaction */
         want = acked + 5 + (uint64_t)round;
-        deadline = now_ms() + 5000;
-        while (acked < want && now_ms() < deadline) {
+        deadline = su_now_ms() + 5000;
+        while (acked < want && su_now_ms() < deadline) {
             pfd.fd = p[0];
             pfd.events = POLLIN;
             if (poll(&pfd, 1, 100) <= 0)
@@ -1790,7 +1714,7 @@ static void test_crash(void)
 
 static int suite_clean(void)
 {
-    remove_dirs();
+    su_remove_dirs();
     return 0;
 }
 
@@ -1846,6 +1770,6 @@ int main(int argc, char **argv)
 fail:
     fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
     CU_cleanup_registry();
-    remove_dirs();
+    su_remove_dirs();
     return 2;
 }

@@ -27,6 +27,7 @@
 #include <CUnit/Basic.h>
 #include <lmdb.h>
 #include "mod_micropay_store.h"
+#include "store_util.h"
 
 /* Any fixed request tag: these tests are about storage, not retries. */
 static const uint8_t store_tag0[MP_PW_TAG_LEN] = { 0x7a };
@@ -35,72 +36,13 @@ static const uint8_t store_tag0[MP_PW_TAG_LEN] = { 0x7a };
 #define VENDOR "news.example"
 #define CHAIN_N 100
 
-#define ASSERT_ST(e, s) do { \
-        mp_status st_ = (e); \
-        if (st_ != (s)) \
-            fprintf(stderr, "\n  %s:%d: got %s, want %s\n", __FILE__, __LINE__, \
-                    mp_strerror(st_), mp_strerror(s)); \
-        CU_ASSERT_EQUAL(st_, (s)); \
-    } while (0)
-#define ASSERT_OK(e) ASSERT_ST(e, MP_OK)
-
 /* ---- directories ------------------------------------------------------------ */
-
-#define MAX_DIRS 64
-static char dirs[MAX_DIRS][64];
-static size_t ndirs;
-
-static const char *new_dir(void)
-{
-    char *d;
-
-    if (ndirs == MAX_DIRS)
-        return NULL;
-    d = dirs[ndirs];
-    strcpy(d, "/tmp/mps-test-XXXXXX");
-    if (mkdtemp(d) == NULL)
-        return NULL;
-    ndirs++;
-    return d;
-}
-
-static void remove_dir(const char *d)
-{
-    char p[600];
-    struct dirent *e;
-    DIR *dh = opendir(d);
-
-    if (dh == NULL)
-        return;
-    while ((e = readdir(dh)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-        unlink(p);
-    }
-    closedir(dh);
-    rmdir(d);
-}
-
-static void remove_dirs(void)
-{
-    while (ndirs > 0)
-        remove_dir(dirs[--ndirs]);
-}
-
-static const char *file_in(const char *d, const char *name)
-{
-    static char p[256];
-
-    snprintf(p, sizeof p, "%s/%s", d, name);
-    return p;
-}
 
 /* A fresh store: its directory, or NULL. */
 static const char *new_store(void)
 {
     char err[256];
-    const char *d = new_dir();
+    const char *d = su_new_dir("mps");
 
     if (d == NULL || mps_create(d, -1, -1, err, sizeof err) != MP_OK) {
         fprintf(stderr, "cannot create a store: %s\n", d ? err : strerror(errno));
@@ -119,24 +61,6 @@ static mps *open_store(const char *d, unsigned flags)
         return NULL;
     }
     return s;
-}
-
-static int write_file(const char *path, const void *buf, size_t n)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n;
-
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* ---- raw LMDB access, to damage a store as a bug or a disk would ------------- */
@@ -243,7 +167,7 @@ static int suite_clean(void)
     mp_signer_free(broker_key);
     mp_signer_free(user_key);
     mp_sha_free(sha);
-    remove_dirs();
+    su_remove_dirs();
     return 0;
 }
 
@@ -351,15 +275,15 @@ static mps_stats stats(mps *s)
 static void test_create_open_close(void)
 {
     char err[256];
-    const char *d = new_dir();
+    const char *d = su_new_dir("mps");
     struct stat sb;
     mps_stats z;
     mps *s = NULL;
 
     CU_ASSERT_FATAL(d != NULL);
     ASSERT_OK(mps_create(d, (long)getuid(), (long)getgid(), err, sizeof err));
-    CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && (sb.st_mode & 0777) == 0600);
-    CU_ASSERT(stat(file_in(d, "lock.mdb"), &sb) == 0 && (sb.st_mode & 0077) == 0);
+    CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && (sb.st_mode & 0777) == 0600);
+    CU_ASSERT(stat(su_file_in(d, "lock.mdb"), &sb) == 0 && (sb.st_mode & 0077) == 0);
     CU_ASSERT(sb.st_uid == getuid() && sb.st_gid == getgid());
 
     /* a second create is refused and leaves the first store alone */
@@ -394,7 +318,7 @@ static void test_create_open_close(void)
 static void test_open_missing(void)
 {
     char err[256] = "";
-    const char *d = new_dir();
+    const char *d = su_new_dir("mps");
     struct stat sb;
     mps *s = NULL;
 
@@ -403,7 +327,7 @@ static void test_open_missing(void)
     CU_ASSERT(s == NULL);
     CU_ASSERT(strstr(err, "does not exist") != NULL && strstr(err, "mpadmin store init") != NULL);
     /* opening must not have made an empty store that accepts replays */
-    CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) != 0 && errno == ENOENT);
+    CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) != 0 && errno == ENOENT);
     ASSERT_ST(mps_open("/nonexistent/mps", 0, 0, &s, err, sizeof err), MP_ERR_STORE);
     ASSERT_ST(mps_open(d, MPS_RDONLY, 0, &s, err, sizeof err), MP_ERR_STORE);
 }
@@ -413,21 +337,21 @@ static void test_open_garbage(void)
     static uint8_t junk[20000];
     static const size_t sizes[] = { 1, 100, 4096, 8192, sizeof junk };
     char err[256];
-    const char *d = new_dir();
+    const char *d = su_new_dir("mps");
     unsigned flags;
     size_t i;
     mps *s = NULL;
 
     CU_ASSERT_FATAL(d != NULL);
     /* an empty data.mdb would be taken by LMDB as a new environment */
-    CU_ASSERT_FATAL(write_file(file_in(d, "data.mdb"), "", 0));
+    CU_ASSERT_FATAL(su_write_file(su_file_in(d, "data.mdb"), "", 0));
     err[0] = 0;
     ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
     CU_ASSERT(strstr(err, "empty") != NULL);
     for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         for (flags = 0; flags <= MPS_RDONLY; flags++) {
             CU_ASSERT_FATAL(mp_random(junk, sizeof junk) == MP_OK);
-            CU_ASSERT_FATAL(write_file(file_in(d, "data.mdb"), junk, sizes[i]));
+            CU_ASSERT_FATAL(su_write_file(su_file_in(d, "data.mdb"), junk, sizes[i]));
             err[0] = 0;
             s = NULL;
             ASSERT_ST(mps_open(d, flags, 0, &s, err, sizeof err), MP_ERR_STORE);
@@ -435,7 +359,7 @@ static void test_open_garbage(void)
         }
     }
     memset(junk, 0xa5, sizeof junk);
-    CU_ASSERT_FATAL(write_file(file_in(d, "data.mdb"), junk, sizeof junk));
+    CU_ASSERT_FATAL(su_write_file(su_file_in(d, "data.mdb"), junk, sizeof junk));
     ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
 }
 
@@ -456,7 +380,7 @@ static void test_open_truncated(void)
     CU_ASSERT(id == 3001);
     mps_close(s);
     for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        CU_ASSERT_FATAL(truncate(file_in(d, "data.mdb"), sizes[i]) == 0);
+        CU_ASSERT_FATAL(truncate(su_file_in(d, "data.mdb"), sizes[i]) == 0);
         s = NULL;
         err[0] = 0;
         ASSERT_ST(mps_open(d, MPS_RDONLY, 0, &s, err, sizeof err), MP_ERR_STORE);
@@ -464,7 +388,7 @@ static void test_open_truncated(void)
         ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
         CU_ASSERT(s == NULL);
         /* refused before a writable map could zero-fill the missing pages */
-        CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && sb.st_size == sizes[i]);
+        CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && sb.st_size == sizes[i]);
     }
 }
 
@@ -480,7 +404,7 @@ static void test_map_size(void)
     mp_request q = req_of("GET", "news.example", "/a");
     uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
     char err[256];
-    const char *d = new_store(), *small = new_dir();
+    const char *d = new_store(), *small = su_new_dir("mps");
     struct stat sb;
     size_t i, out_len;
     uint64_t id;
@@ -493,7 +417,7 @@ static void test_map_size(void)
     CU_ASSERT_FATAL(d != NULL && small != NULL);
     ASSERT_OK(mps_open(d, 0, 2048 * mib, &s, err, sizeof err));
     mps_close(s);
-    CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 2048 * mib);
+    CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 2048 * mib);
     s = open_store(d, 0);
     CU_ASSERT_FATAL(s != NULL);
     ASSERT_OK(spend(s, VENDOR, 1, 1, NOW, NULL, NULL));
@@ -501,7 +425,7 @@ static void test_map_size(void)
     s = NULL;
     ASSERT_OK(mps_open(d, 0, 16 * mib, &s, err, sizeof err));
     mps_close(s);
-    CU_ASSERT(stat(file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 2048 * mib);
+    CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 2048 * mib);
     s = open_store(d, MPS_RDONLY);
     CU_ASSERT_FATAL(s != NULL);
     CU_ASSERT(stats(s).spent == 1);
@@ -517,7 +441,7 @@ static void test_map_size(void)
     s = NULL;
     ASSERT_OK(mps_open(small, 0, 16 * mib, &s, err, sizeof err));
     CU_ASSERT_FATAL(s != NULL);
-    CU_ASSERT(stat(file_in(small, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 16 * mib);
+    CU_ASSERT(stat(su_file_in(small, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 16 * mib);
     CU_ASSERT(!mps_full(s));
     memset(big, 'p', sizeof big);
     for (id = 1; id < 100000 && st == MP_OK; id++) {
@@ -547,7 +471,7 @@ static void test_open_foreign(void)
         "mod_micropay-store-1", "mod_micropay-store-3", "mod_micropay-store-", ""
     };
     char err[256];
-    const char *d = new_dir(), *st;
+    const char *d = su_new_dir("mps"), *st;
     raw r;
     size_t i;
     mps *s = NULL;
@@ -1691,9 +1615,9 @@ static void test_crash(void)
         close(p[1]);
         /* read acknowledgements while the child runs, so it never waits on
          * a full pipe, then kill it wherever it is */
-        deadline = now_ms() + 50 + 25 * round;
+        deadline = su_now_ms() + 50 + 25 * round;
         for (;;) {
-            double left = deadline - now_ms();
+            double left = deadline - su_now_ms();
             if (left <= 0)
                 break;
             pfd.fd = p[0];
@@ -1802,6 +1726,6 @@ int main(int argc, char **argv)
 fail:
     fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
     CU_cleanup_registry();
-    remove_dirs();
+    su_remove_dirs();
     return 2;
 }
