@@ -5,7 +5,8 @@ set -eu
 pkgs="build-essential autoconf automake libtool pkg-config
       libssl-dev openssl libcunit1-dev libcurl4-openssl-dev curl liblmdb-dev lmdb-utils libjansson-dev jq
       libapr1-dev libaprutil1-dev apache2-dev apache2
-      clang libclang-rt-14-dev"
+      clang libclang-rt-14-dev
+      libhttp-parser-dev chromium"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

@@ -47,6 +47,25 @@ check_build() {   # name, then configure arguments
     tally "build/$name"
 }
 
+# run_suite TITLE LOG CMD...: runs a script suite whose last line is "N passed,
+# M failed", shows its PASS/FAIL lines and adds its tally.
+run_suite() {
+    title=$1; log=$2; shift 2
+    note "$title"
+    if "$@" >"$log" 2>&1; then
+        grep -E '^(PASS|FAIL|SKIP)' "$log" | tail -n 25
+    else
+        cat "$log"
+    fi
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    if [ -n "$line" ]; then
+        passed=$((passed + ${line%% passed*}))
+        f=${line#*, }; failed=$((failed + ${f%% failed}))
+    else
+        failed=$((failed + 1))
+    fi
+}
+
 check_build release
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     check_build sanitize --enable-sanitizers
@@ -87,14 +106,31 @@ else
     echo "FAIL: broker integration client does not build"; failed=$((failed + 1))
 fi
 
+run_suite "integration: wallet-proxy in front of Apache, the broker and a funded account" \
+    build/release/wallet.log bash tests/integration/run_wallet.sh "$top/build/release"
+run_suite "browser: headless Chromium through the wallet (screenshots in artifacts/browser)" \
+    build/release/browser.log bash tests/integration/run_browser.sh "$top/build/release"
+note "the main job, once (scripts/demo-system.sh --once)"
+if bash scripts/demo-system.sh "$top/build/release" --once >build/release/demo-system.log 2>&1 &&
+   grep -q '^== point a browser' build/release/demo-system.log; then
+    echo "PASS: demo-system"; passed=$((passed + 1))
+else
+    tail -n 30 build/release/demo-system.log; echo "FAIL: demo-system"; failed=$((failed + 1))
+fi
+
 note "integration under ASan+UBSan (the sanitizer build's module in apache2)"
 logs="$top/build/sanitize/asan-logs"
 rm -rf "$logs"; mkdir -p "$logs"; chmod 1777 "$logs"   # children run as www-data
 if (cd build/sanitize && make -s tests/integration/it_client tests/integration/broker_client >/dev/null 2>&1); then
-    for suite in run run_broker; do
+    # run_wallet's wallet-proxy is the sanitizer build's too: a report fails it
+    for suite in run run_broker run_wallet; do
         if [ $suite = run ]; then args="$top/build/sanitize $top/build/sanitize/tests/integration/it_client"
         else args="$top/build/sanitize"; fi
         # shellcheck disable=SC2086
+        # wallet-proxy, mpwallet and mpadmin are instrumented too: their reports
+        # (leaks included) land in the same directory
+        ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$logs/tool-asan" \
+        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/tool-ubsan" \
         MP_ASAN_LOG_DIR="$logs" APACHE2="$top/tests/integration/apache2-asan.sh" \
             bash tests/integration/$suite.sh $args > "build/sanitize/$suite.log" 2>&1
         line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "build/sanitize/$suite.log" | tail -n 1)

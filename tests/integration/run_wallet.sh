@@ -1,0 +1,292 @@
+#!/bin/bash
+# run_wallet.sh [BUILD_DIR] - wallet-proxy end to end: Debian's apache2 with
+# mod_micropay (two vendors) and the broker, a funded customer, the wallet
+# in front (scripts/system.sh sets it all up), and curl -x through it.
+#
+# Proxying: free pages byte for byte, HEAD, POST/PUT bodies (Content-Length
+# and chunked) to a CGI that answers chunked, redirects handed to the
+# client, keep-alive, a 4 MB download with the wallet's memory flat, CONNECT
+# tunnels (allowed and refused ports), the PAC file, limits (431, 413).
+# Paying: Millicent with change, PayWord, receipts making reloads free,
+# paying up front after the first 402 of a realm, parallel requests to one
+# vendor in both schemes (each paid once, no refusal), the threshold and the
+# budgets holding payments for confirmation (approve and decline through
+# mpwallet), the UI's token and Origin checks, a dead broker, and kill -9 of
+# the wallet in the middle of payments: money is conserved to the unit
+#   10.00 USD in = alice's account + the wallet's scrip + what news.example
+#                  earned (Millicent) + ... (PayWord runs are checked apart)
+#
+# BUILD_DIR defaults to ../../build/release. Needs root (Apache's User
+# www-data), curl, jq. Servers bind 127.0.0.1 on free ports and are stopped
+# by PID. Output: PASS/FAIL per step, last line "N passed, M failed"; exit 1
+# on any failure. MP_WT_KEEP=1 keeps the temp dir.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/integration/lib.sh
+. "$here/lib.sh"
+# shellcheck source=scripts/system.sh
+. "$top/scripts/system.sh"
+BUILD=${1:-$top/build/release}
+if ! BUILD=$(cd "$BUILD" 2>/dev/null && pwd); then
+    echo "run_wallet.sh: build directory ${1:-$top/build/release} not found" >&2
+    exit 2
+fi
+APACHE2=${APACHE2:-$(command -v apache2 || echo /usr/sbin/apache2)}
+mpwallet=$BUILD/tools/mpwallet
+for f in "$BUILD/mod_micropay/.libs/mod_micropay.so" "$BUILD/tools/mpadmin" \
+         "$BUILD/wallet-proxy/wallet-proxy" "$mpwallet" "$APACHE2"; do
+    [ -x "$f" ] || [ -f "$f" ] || { echo "run_wallet.sh: missing $f" >&2; exit 2; }
+done
+for t in jq curl; do
+    command -v "$t" >/dev/null || { echo "run_wallet.sh: needs $t" >&2; exit 2; }
+done
+[ "$(id -u)" = 0 ] || { echo "run_wallet.sh: must run as root" >&2; exit 2; }
+
+npass=0
+nfail=0
+apid=""
+wpid=""
+t0=$(date +%s)
+T=$(mktemp -d /tmp/mp-wt.XXXXXX)
+chmod 755 "$T"
+
+pass() { npass=$((npass + 1)); echo "PASS $*"; }
+fail() { nfail=$((nfail + 1)); echo "FAIL $*"; }
+note() { echo "     $*"; }
+check() { if [ "$1" = 0 ]; then pass "$2"; else fail "$2${3:+: $3}"; fi; }
+
+cleanup() {
+    sys_stop
+    [ -n "${bgpid:-}" ] && kill "$bgpid" 2>/dev/null
+    if [ "${MP_WT_KEEP:-0}" = 1 ] || [ "$nfail" != 0 ]; then
+        echo "     temp dir kept: $T"
+    else
+        rm -rf "$T"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+finish() {
+    echo "     $(($(date +%s) - t0)) s"
+    echo "$npass passed, $nfail failed"
+    [ "$nfail" = 0 ]
+    exit $?
+}
+
+W() { "$mpwallet" -d "$T/wallet" -u "http://127.0.0.1:$wport" "$@"; }
+WJ() { W --json "$@"; }
+# wq JQ COMMAND...: the jq value of mpwallet --json COMMAND
+wq() { local q=$1; shift; WJ "$@" 2>>"$T/mpwallet.err" | jq -r "$q" 2>/dev/null; }
+# fetch URL [CURL ARGS]: through the wallet; status in $st, body in $T/body, headers $T/hdr
+fetch() {
+    local url=$1
+    shift
+    st=$(curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/body" -D "$T/hdr" -w '%{http_code}' "$@" "$url")
+}
+direct() {
+    local url=$1
+    shift
+    curl -s --noproxy '*' --max-time 30 --resolve "news.example:$port:127.0.0.1" \
+        --resolve "shop.example:$port:127.0.0.1" "$@" "$url"
+}
+N=""; S=""    # base URLs, set after setup
+count402() { grep -c "^$1 GET $2 402\$" "$T/access.log" || true; }
+earned() {    # earned VENDOR SCHEME -> units the vendor's ledger holds for SCHEME
+    "$BUILD/tools/mpadmin" --json earnings "$T/$1-store" --by scheme |
+        jq -r --arg s "$2" '[.rows[] | select(.scheme == $s) | .units] | add // 0'
+}
+wallet_units() {    # broker scrip + vendor scrip the wallet holds, in units
+    WJ balance 2>>"$T/mpwallet.err" | jq -r '.broker.scrip_units + ([.vendors[].scrip_units] | add // 0)'
+}
+hist_count() {    # hist_count JQ_FILTER: history entries matching
+    WJ history -n 1000 2>>"$T/mpwallet.err" | jq "[.[] | select($1)] | length"
+}
+logcheck() {
+    local bad
+    bad=$(grep -E '\[([a-z0-9_]+:)?(warn|error|crit|alert|emerg)\]' "$T/error.log" | grep -vE "${1:-^$}" || true)
+    if [ -z "$bad" ]; then pass "$2: Apache error.log has no unexpected warn/error lines"
+    else fail "$2: unexpected error.log lines:"; echo "$bad" | head -10 | sed 's/^/       /'; fi
+}
+
+echo "temp dir $T"
+if sys_setup; then pass "setup: keys, stores, account alice (10.00 USD), Apache on $port/$bport"
+else fail "setup"; finish; fi
+N="http://news.example:$port"
+S="http://shop.example:$port"
+money_in=1000000
+if sys_wallet_start; then pass "wallet-proxy started on 127.0.0.1:$wport (pid $wpid)"
+else fail "wallet-proxy start"; finish; fi
+[ "$(stat -c %a "$T/wallet")" = 700 ] && [ "$(stat -c %a "$T/wallet/ui.token")" = 600 ]
+check $? "state dir 0700, ui.token 0600"
+bad=$(find "$T/wallet" -type f ! -perm 0600 | head -3)
+[ -z "$bad" ]; check $? "every wallet file is 0600" "$bad"
+
+# ---- proxying ----------------------------------------------------------------------------------------
+fetch "$N/"
+[ "$st" = 200 ] && cmp -s "$T/body" "$T/htdocs/news/index.html"; check $? "free page through the wallet, byte for byte ($st)"
+grep -qi '^via: 1.1 mpwallet' "$T/hdr"; check $? "response carries Via: 1.1 mpwallet"
+fetch "$N/" -I
+[ "$st" = 200 ] && grep -qi "^content-length: $(stat -c %s "$T/htdocs/news/index.html")" "$T/hdr"
+check $? "HEAD: 200 with the Content-Length of the page, no body"
+fetch "$N/cgi/echo" --data-binary "hello wallet"
+[ "$st" = 200 ] && grep -q '^method=POST$' "$T/body" && grep -q '^length=12$' "$T/body" &&
+    grep -q "^sha256=$(printf 'hello wallet' | sha256sum | cut -c1-64)" "$T/body"
+check $? "POST body reaches the CGI intact, chunked answer relayed" "$(head -c 200 "$T/body")"
+head -c 300000 /dev/urandom >"$T/upload"
+fetch "$N/cgi/echo" -X PUT -H 'Transfer-Encoding: chunked' --data-binary @"$T/upload"
+[ "$st" = 200 ] && grep -q '^method=PUT$' "$T/body" &&
+    grep -q "^sha256=$(sha256sum <"$T/upload" | cut -c1-64)" "$T/body"
+check $? "PUT with a chunked 300 KB body: intact" "$st $(head -c 200 "$T/body")"
+fetch "$N/old.html"
+[ "$st" = 302 ] && grep -qi '^location: .*/index.html' "$T/hdr"; check $? "redirect handed to the client, not followed ($st)"
+out=$(curl -sv --max-time 20 -x "http://127.0.0.1:$wport" "$N/" "$N/paid/../index.html" -o /dev/null -o /dev/null 2>&1)
+grep -q 'Re-using existing connection' <<<"$out"; check $? "keep-alive: the second request reuses the connection"
+rss0=$(awk '/VmRSS/ {print $2}' "/proc/$wpid/status")
+for _ in 1 2 3 4 5; do
+    fetch "$N/big.bin" -o "$T/big.out"
+done
+rss1=$(awk '/VmRSS/ {print $2}' "/proc/$wpid/status")
+[ "$st" = 200 ] && cmp -s "$T/big.out" "$T/htdocs/news/big.bin"; check $? "4 MB download intact"
+[ $((rss1 - rss0)) -lt 3000 ]; check $? "memory flat over 5 x 4 MB downloads (RSS $rss0 -> $rss1 KiB)"
+out=$(curl -s --max-time 10 -p -x "http://127.0.0.1:$wport" "$N/index.html")
+grep -q 'Free front page' <<<"$out"; check $? "CONNECT tunnel to an allowed port carries the bytes"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -p -x "http://127.0.0.1:$wport" "http://news.example:$bport/" 2>/dev/null)
+[ "$code" = 403 ] || [ "$code" = 000 ]
+c=$(curl -s -o /dev/null -w '%{http_connect}' --max-time 10 -p -x "http://127.0.0.1:$wport" "http://news.example:$bport/")
+[ "$c" = 403 ]; check $? "CONNECT to a port not in ConnectPort: 403 ($c)"
+pac=$(curl -s --noproxy '*' "http://127.0.0.1:$wport/proxy.pac")
+grep -q "PROXY 127.0.0.1:$wport" <<<"$pac" && grep -q FindProxyForURL <<<"$pac"; check $? "PAC file names the wallet"
+fetch "$N/" -H "X-Big: $(head -c 70000 /dev/zero | tr '\0' a)"
+[ "$st" = 431 ]; check $? "headers over the limit: 431 ($st)"
+head -c 9000000 /dev/zero >"$T/huge"
+fetch "$N/cgi/echo" --data-binary @"$T/huge"
+[ "$st" = 413 ]; check $? "request body over MaxRequestBody: 413 ($st)"
+
+# ---- paying: Millicent ------------------------------------------------------------------------------
+acct0=$(sys_account_units)
+fetch "$N/paid/a1.html"
+[ "$st" = 200 ] && cmp -s "$T/body" "$T/htdocs/news/paid/a1.html"
+check $? "Millicent: paid page served as if free ($st)" "$(head -c 300 "$T/body")"
+grep -qi '^payment-receipt:' "$T/hdr"; check $? "the response carries the vendor's receipt"
+[ "$(count402 news.example /paid/a1.html)" = 1 ]; check $? "one 402 round trip for the first page"
+acct1=$(sys_account_units)
+[ "$((acct0 - acct1))" = 100000 ]; check $? "broker scrip bought: account -1.00 USD (Topup) ($acct0 -> $acct1)"
+e1=$(earned news millicent)
+[ "$e1" = 1000 ]; check $? "news.example earned 0.01 USD ($e1 units)"
+vs=$(WJ balance | jq -r '[.vendors[] | select(.vendor == "news.example") | .scrip_units] | add // 0')
+[ "$vs" -gt 0 ]; check $? "change kept: vendor scrip for news.example in the wallet ($vs units)"
+wu=$(wallet_units)
+[ "$((acct1 + wu + e1))" = "$money_in" ]; check $? "money conserved: account $acct1 + wallet $wu + earned $e1 = $money_in"
+fetch "$N/paid/a1.html"
+[ "$st" = 200 ] && [ "$(earned news millicent)" = "$e1" ]; check $? "reload within the receipt window: served, not charged"
+[ "$(hist_count '.scheme == "receipt"')" -ge 1 ]; check $? "history records the receipt use"
+fetch "$N/paid/a2.html"
+[ "$st" = 200 ] && [ "$(count402 news.example /paid/a2.html)" = 0 ]
+check $? "second page of the realm paid up front: no 402 round trip ($st)"
+[ "$(earned news millicent)" = 2000 ]; check $? "news.example earned 0.02 USD in all"
+fetch "$N/"
+[ "$st" = 200 ] && [ "$(earned news millicent)" = 2000 ]; check $? "free page of a paying realm: nothing paid"
+
+# parallel: 6 pages of one vendor at once
+for i in 3 4 5 6 7 8; do
+    curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/par$i" -w '%{http_code}\n' "$N/paid/a$i.html" >"$T/par$i.st" &
+done
+wait
+ok=0
+for i in 3 4 5 6 7 8; do
+    [ "$(cat "$T/par$i.st")" = 200 ] && cmp -s "$T/par$i" "$T/htdocs/news/paid/a$i.html" && ok=$((ok + 1))
+done
+[ "$ok" = 6 ]; check $? "6 parallel Millicent pages: all served ($ok/6)"
+[ "$(earned news millicent)" = 8000 ]; check $? "each paid exactly once: news earned 0.08 USD ($(earned news millicent))"
+refused=$(grep -c "^news.example GET /paid/a[3-8].html 402" "$T/access.log" || true)
+[ "$refused" -le 6 ]; check $? "no refusals from ordering: at most the offers' 402s ($refused)"
+
+# ---- paying: PayWord -------------------------------------------------------------------------------
+fetch "$S/paid/a1.html"
+[ "$st" = 200 ] && cmp -s "$T/body" "$T/htdocs/shop/paid/a1.html"
+check $? "PayWord: paid page served ($st)" "$(head -c 300 "$T/body")"
+ch=$(WJ balance | jq -c '[.chains[] | select(.vendor == "shop.example")][0]')
+[ "$(jq -r '.used' <<<"$ch")" = 2 ] && [ "$(jq -r '.unit' <<<"$ch")" = "0.01 USD" ]
+check $? "a chain for shop.example, 2 words of 0.01 USD used" "$ch"
+for i in 2 3 4 5 6 7; do
+    curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/pw$i" -w '%{http_code}\n' "$S/paid/a$i.html" >"$T/pw$i.st" &
+done
+wait
+ok=0
+for i in 2 3 4 5 6 7; do
+    [ "$(cat "$T/pw$i.st")" = 200 ] && cmp -s "$T/pw$i" "$T/htdocs/shop/paid/a$i.html" && ok=$((ok + 1))
+done
+[ "$ok" = 6 ]; check $? "6 parallel PayWord pages: all served ($ok/6)"
+pe=$(earned shop payword)
+[ "$pe" = 14000 ]; check $? "each paid once: shop earned 0.14 USD ($pe units)"
+used=$(WJ balance | jq -r '[.chains[] | select(.vendor == "shop.example") | .used] | add')
+[ "$used" = 14 ]; check $? "14 words used in all ($used)"
+
+# ---- policy: threshold, confirmation, budgets ------------------------------------------------------
+e0=$(earned news millicent)
+fetch "$N/dear/report.html"
+[ "$st" = 303 ] && grep -qi "^location: http://127.0.0.1:$wport/confirm/" "$T/hdr"
+check $? "above the threshold: 303 to the wallet's confirmation page ($st)"
+confirm=$(sed -n 's/^[Ll]ocation: *//p' "$T/hdr" | tr -d '\r')
+hid=${confirm##*/}
+[ "$(earned news millicent)" = "$e0" ]; check $? "nothing paid while held"
+page=$(curl -s --noproxy '*' "$confirm")
+grep -q '0.5' <<<"$page" && grep -q 'news.example' <<<"$page"; check $? "confirmation page shows price and site"
+[ "$(wq 'length' pending)" = 1 ]; check $? "mpwallet pending lists it"
+code=$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -X POST -H 'Content-Type: application/json' \
+    -H "Origin: $N" -H "X-Wallet-Token: $(cat "$T/wallet/ui.token")" -d '{}' \
+    "http://127.0.0.1:$wport/api/pending/$hid/approve")
+[ "$code" = 403 ]; check $? "approve with a foreign Origin: 403 ($code)"
+code=$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -X POST -H 'Content-Type: application/json' \
+    -H "Origin: http://127.0.0.1:$wport" -d '{}' "http://127.0.0.1:$wport/api/pending/$hid/approve")
+[ "$code" = 403 ]; check $? "approve without the session token: 403 ($code)"
+W approve "$hid" >/dev/null; check $? "mpwallet approve"
+fetch "$N/dear/report.html"
+[ "$st" = 200 ] && [ "$(earned news millicent)" = "$((e0 + 50000))" ]; check $? "approved: the dear page is paid and served ($st)"
+W budget set --site-budget "0.55 USD" >/dev/null; check $? "mpwallet budget set --site-budget 0.55 USD"
+[ "$(wq '.site_budget' budget)" = "0.55 USD" ]; check $? "budget shows 0.55 USD"
+e0=$(earned news millicent)
+fetch "$N/paid/gallery.html"
+[ "$st" = 303 ] && [ "$(earned news millicent)" = "$e0" ]; check $? "over the site budget: held, not paid ($st)"
+hid=$(sed -n 's/^[Ll]ocation: *//p' "$T/hdr" | tr -d '\r'); hid=${hid##*/}
+W decline "$hid" >/dev/null; check $? "mpwallet decline"
+fetch "$N/paid/gallery.html"
+[ "$st" = 402 ] && grep -qi 'declined' "$T/body"; check $? "declined: the browser gets a declined page ($st)"
+W budget set --site-budget "5.00 USD" --threshold "0.10 USD" >/dev/null
+
+# ---- CLI --------------------------------------------------------------------------------------------
+W balance >"$T/cli.out" 2>&1 && grep -q news.example "$T/cli.out"; check $? "mpwallet balance (human)"
+[ "$(hist_count '.status == "paid"')" -ge 10 ]; check $? "mpwallet history --json: the payments are there"
+"$mpwallet" -d "$T/wallet" -u "http://127.0.0.1:1" balance >/dev/null 2>&1
+[ $? = 3 ]; check $? "mpwallet with no daemon: exit 3"
+
+# ---- kill -9 in the middle of payments ---------------------------------------------------------------
+e0=$(earned news millicent)
+for round in 1 2 3 4 5 6; do
+    (
+        for i in $(seq 1 30); do
+            curl -s -o /dev/null --max-time 10 -x "http://127.0.0.1:$wport" "$N/paid/a$((i % 8 + 1)).html?r=$round&i=$i" || true
+        done
+    ) &
+    bgpid=$!
+    sleep "0.$((RANDOM % 9 + 1))"
+    sys_wallet_kill9
+    wait "$bgpid" 2>/dev/null
+    bgpid=""
+    sys_wallet_start || { fail "restart after kill -9 (round $round)"; finish; }
+done
+pass "6 rounds of kill -9 during paid requests, restarted each time"
+fl=$(wq '.in_flight' balance)
+[ "$fl" = 0 ]; check $? "after restarts nothing is left in flight ($fl)"
+acct=$(sys_account_units); wu=$(wallet_units); em=$(earned news millicent)
+total=$((acct + wu + em))
+[ "$total" = "$money_in" ]
+check $? "money conserved after kill -9: account $acct (balance + PayWord credit reserved) + wallet scrip $wu + news earned $em = $total of $money_in"
+[ "$em" -gt "$e0" ]; check $? "payments went through between the kills (news earned $e0 -> $em)"
+
+logcheck 'File does not exist' "end"
+finish
