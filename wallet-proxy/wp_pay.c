@@ -409,6 +409,7 @@ struct wp_pay {
     int cur;                 /* what the last request carried */
     uint64_t id;             /* in-flight id (C_PAY) */
     int spec;
+    mp_amount rprice;        /* the price a presented receipt records (C_RECEIPT) */
     char hdrname[32];
     char value[MP_WIRE_TEXT_MAX + 16];
 };
@@ -503,8 +504,9 @@ static int receipt_put(wp_txn *t, const char *host, const char *target, const ch
         || mp_receipt_decode(buf, len, &r) != MP_OK || r.target_len != strlen(target)
         || strcmp(r.target, target) != 0)
         return 0;   /* not a receipt for this target: not kept */
-    j = json_pack("{s:s, s:s, s:s, s:I, s:I}", "host", host, "target", target, "rec", text,
-                  "expiry", (json_int_t)r.expiry, "price", (json_int_t)r.price.units);
+    j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "host", host, "target", target, "rec", text,
+                  "expiry", (json_int_t)r.expiry, "price", (json_int_t)r.price.units,
+                  "cur", r.price.cur);
     if (j == NULL)
         return -1;
     rc = wp_store_put(t, WPS_RECEIPT, key, receipt_key(key, host, target), j);
@@ -848,6 +850,8 @@ static int use_receipt(wp_pay *p, wp_cred *cred)
         return 0;
     if (wp_store_get(t, WPS_RECEIPT, key, receipt_key(key, p->ri.host, p->ri.target), &r) == 0
         && wp_ju64(r, "expiry") > wp_now() + 2) {
+        if (mp_amount_set(&p->rprice, wp_ju64(r, "price"), wp_jstr(r, "cur")) != MP_OK)
+            mp_amount_set(&p->rprice, 0, "XXX");
         set_cred(p, C_RECEIPT, wp_jstr(r, "rec"), cred);
         rv = 1;
     }
@@ -1038,6 +1042,22 @@ static void unreserve(wp_pay *p)
     pthread_mutex_unlock(&p->w->mu);
 }
 
+/* A request a kept receipt opened: in the history as scheme "receipt",
+ * charged nothing. A store failure only loses this history line. */
+static void receipt_used(wp_pay *p)
+{
+    wp_txn *t = NULL;
+
+    pthread_mutex_lock(&p->w->mu);
+    if (wp_store_begin(p->w->st, 0, &t) == 0) {
+        if (hist_add(t, &p->ri, &p->rprice, "receipt", "paid", NULL) == 0)
+            wp_store_commit(t);
+        else
+            wp_store_abort(t);
+    }
+    pthread_mutex_unlock(&p->w->mu);
+}
+
 static void in_flight_page(wp_pay *p, wp_page *page, const char *what)
 {
     page_html(page, 502, "Payment awaiting an answer", "The payment for ", p->ri.url,
@@ -1060,8 +1080,10 @@ wp_pay_action wp_pay_response(wp_pay *p, int status, const wp_hdr *hdrs, size_t 
     cur = p->cur;
     p->cur = C_NONE;
     if (cur == C_RECEIPT) {
-        if (status != 402)
+        if (status != 402) {
+            receipt_used(p);
             return WP_PAY_DELIVER;
+        }
         receipt_drop(p->w, p->ri.host, p->ri.target);
     } else if (cur == C_PAY) {
         if (wp_settle(p->w, p->id, status, hdrs, nhdrs, &o, reason, sizeof reason, &r) != 0)

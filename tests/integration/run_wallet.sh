@@ -147,10 +147,10 @@ out=$(curl -sv --max-time 20 -x "http://127.0.0.1:$wport" "$N/" "$N/paid/../inde
 grep -q 'Re-using existing connection' <<<"$out"; check $? "keep-alive: the second request reuses the connection"
 rss0=$(awk '/VmRSS/ {print $2}' "/proc/$wpid/status")
 for _ in 1 2 3 4 5; do
-    fetch "$N/big.bin" -o "$T/big.out"
+    fetch "$N/big.bin"
 done
 rss1=$(awk '/VmRSS/ {print $2}' "/proc/$wpid/status")
-[ "$st" = 200 ] && cmp -s "$T/big.out" "$T/htdocs/news/big.bin"; check $? "4 MB download intact"
+[ "$st" = 200 ] && cmp -s "$T/body" "$T/htdocs/news/big.bin"; check $? "4 MB download intact"
 [ $((rss1 - rss0)) -lt 3000 ]; check $? "memory flat over 5 x 4 MB downloads (RSS $rss0 -> $rss1 KiB)"
 out=$(curl -s --max-time 10 -p -x "http://127.0.0.1:$wport" "$N/index.html")
 grep -q 'Free front page' <<<"$out"; check $? "CONNECT tunnel to an allowed port carries the bytes"
@@ -194,8 +194,10 @@ fetch "$N/"
 # parallel: 6 pages of one vendor at once
 for i in 3 4 5 6 7 8; do
     curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/par$i" -w '%{http_code}\n' "$N/paid/a$i.html" >"$T/par$i.st" &
+    pids="${pids:-} $!"
 done
-wait
+# shellcheck disable=SC2086
+wait $pids; pids=""
 ok=0
 for i in 3 4 5 6 7 8; do
     [ "$(cat "$T/par$i.st")" = 200 ] && cmp -s "$T/par$i" "$T/htdocs/news/paid/a$i.html" && ok=$((ok + 1))
@@ -214,8 +216,10 @@ ch=$(WJ balance | jq -c '[.chains[] | select(.vendor == "shop.example")][0]')
 check $? "a chain for shop.example, 2 words of 0.01 USD used" "$ch"
 for i in 2 3 4 5 6 7; do
     curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/pw$i" -w '%{http_code}\n' "$S/paid/a$i.html" >"$T/pw$i.st" &
+    pids="${pids:-} $!"
 done
-wait
+# shellcheck disable=SC2086
+wait $pids; pids=""
 ok=0
 for i in 2 3 4 5 6 7; do
     [ "$(cat "$T/pw$i.st")" = 200 ] && cmp -s "$T/pw$i" "$T/htdocs/shop/paid/a$i.html" && ok=$((ok + 1))
