@@ -258,8 +258,7 @@ sys_wallet_stop() {    # TERM, then KILL after 10 s
 
 sys_wallet_kill9() {
     [ -n "${wpid:-}" ] || return 0
-    kill -KILL "$wpid" 2>/dev/null
-    wait_exit "$wpid" 5
+    { kill -KILL "$wpid"; wait_exit "$wpid" 5; } 2>/dev/null
     wpid=""
 }
 

@@ -284,6 +284,7 @@ for round in 1 2 3 4 5 6; do
     sys_wallet_start || { fail "restart after kill -9 (round $round)"; finish; }
 done
 pass "6 rounds of kill -9 during paid requests, restarted each time"
+note "recoveries: $(grep -o 'WP00107 recovery: .*' "$T/wallet.log" | sort | uniq -c | tr -s ' ' | head -5 | tr '\n' ';')"
 fl=$(wq '.in_flight' balance)
 [ "$fl" = 0 ]; check $? "after restarts nothing is left in flight ($fl)"
 acct=$(sys_account_units); wu=$(wallet_units); em=$(earned news millicent)
