@@ -18,7 +18,8 @@ note() { printf '\n=== %s\n' "$*"; }
 # Adds the CUnit tally of a build's mp_unit log and the script tests' results.
 # Adds the CUnit tallies of a build's test programs and the script tests' results.
 tally() {
-    for log in "$1"/tests/unit/mp_unit.log "$1"/tests/store/mps_test.log "$1"/tests/store/mpb_test.log; do
+    for log in "$1"/tests/unit/mp_unit.log "$1"/tests/store/mps_test.log "$1"/tests/store/mpb_test.log \
+               "$1"/tests/wallet/wp_unit.log; do
         line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" 2>/dev/null | tail -n 1)
         if [ -n "$line" ]; then
             passed=$((passed + ${line%% passed*}))
@@ -147,8 +148,9 @@ fi
 
 note "fuzz targets (libFuzzer, ${MP_FUZZ_SECONDS:-20} s each)"
 if sh scripts/build.sh fuzz --enable-fuzzing CC=clang \
-   && (cd build/fuzz && make -s tests/fuzz/fuzz_wire tests/fuzz/fuzz_amount tests/fuzz/fuzz_keyfile >/dev/null); then
-    for f in wire amount keyfile; do
+   && (cd build/fuzz && make -s tests/fuzz/fuzz_wire tests/fuzz/fuzz_amount tests/fuzz/fuzz_keyfile \
+       tests/fuzz/fuzz_challenge tests/fuzz/fuzz_request tests/fuzz/fuzz_config >/dev/null); then
+    for f in wire amount keyfile challenge request config; do
         corpus=$(mktemp -d)
         cp "$top"/tests/fuzz/corpus/$f/* "$corpus"/ 2>/dev/null
         if build/fuzz/tests/fuzz/fuzz_$f -max_total_time="${MP_FUZZ_SECONDS:-20}" \

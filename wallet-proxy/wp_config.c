@@ -9,6 +9,7 @@
  * file the first Allow or ConnectPort replaces the default list; wp_main.c
  * does the same for the first -D of each.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <curl/curl.h>
 #include "mp_amount.h"
 #include "wp.h"
+#include "wp_config.h"
 
 #define WP_CONF_LINE_MAX 4096
 
@@ -401,22 +403,14 @@ static char *trim(char *s)
     return s;
 }
 
-int wp_config_load(wp_config *c, const char *path, char *err, size_t errlen)
+/* The lines of f (named name in messages) into c. 0, or -1 with err. */
+static int parse_stream(wp_config *c, FILE *f, const char *name, char *err, size_t errlen)
 {
     char line[WP_CONF_LINE_MAX + 2];
     char msg[768];
-    FILE *f = NULL;
     unsigned lineno = 0;
-    int allow_seen = 0, ports_seen = 0, rv = -1;
+    int allow_seen = 0, ports_seen = 0;
 
-    if (path == NULL)
-        return 0;
-    f = fopen(path, "r");
-    if (f == NULL) {
-        if (err != NULL && errlen > 0)
-            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        goto out;
-    }
     while (fgets(line, sizeof(line), f) != NULL) {
         char *key, *value, *p;
         size_t vlen;
@@ -424,9 +418,9 @@ int wp_config_load(wp_config *c, const char *path, char *err, size_t errlen)
         lineno++;
         if (strchr(line, '\n') == NULL && !feof(f)) {
             if (err != NULL && errlen > 0)
-                snprintf(err, errlen, "%s:%u: line longer than %d characters", path, lineno,
+                snprintf(err, errlen, "%s:%u: line longer than %d characters", name, lineno,
                          WP_CONF_LINE_MAX);
-            goto out;
+            return -1;
         }
         key = trim(line);
         if (key[0] == '\0' || key[0] == '#')
@@ -452,18 +446,53 @@ int wp_config_load(wp_config *c, const char *path, char *err, size_t errlen)
         }
         if (wp_config_set(c, key, value, msg, sizeof(msg)) != 0) {
             if (err != NULL && errlen > 0)
-                snprintf(err, errlen, "%s:%u: %s", path, lineno, msg);
-            goto out;
+                snprintf(err, errlen, "%s:%u: %s", name, lineno, msg);
+            return -1;
         }
     }
     if (ferror(f)) {
         if (err != NULL && errlen > 0)
-            snprintf(err, errlen, "%s: read error", path);
+            snprintf(err, errlen, "%s: read error", name);
+        return -1;
+    }
+    return 0;
+}
+
+int wp_config_load(wp_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = NULL;
+    int rv = -1;
+
+    if (path == NULL)
+        return 0;
+    f = fopen(path, "r");
+    if (f == NULL) {
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         goto out;
     }
-    rv = 0;
+    rv = parse_stream(c, f, path, err, errlen);
 out:
     if (f != NULL)
         fclose(f);
+    return rv;
+}
+
+int wp_config_parse_buffer(wp_config *c, const char *name, const char *buf, size_t len,
+                           char *err, size_t errlen)
+{
+    FILE *f;
+    int rv;
+
+    if (len == 0)
+        return 0;
+    f = fmemopen((void *)(uintptr_t)buf, len, "r");
+    if (f == NULL) {
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "%s: cannot read: %s", name, strerror(errno));
+        return -1;
+    }
+    rv = parse_stream(c, f, name, err, errlen);
+    fclose(f);
     return rv;
 }

@@ -1,7 +1,7 @@
 /*
  * wp_conn.c - one thread per browser connection: the Allow list and the
- * client limit at accept time, reading requests with http-parser under hard
- * limits (header bytes, URL length, buffered body), keep-alive and
+ * client limit at accept time, reading requests (parsed under hard limits
+ * by wp_request.c: header bytes, URL length, buffered body), keep-alive and
  * pipelining, routing (CONNECT to wp_tunnel.c, http:// to wp_forward.c, the
  * wallet's own origin to wp_ui_handle) and writing the wallet's own pages.
  *
@@ -10,7 +10,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -26,7 +25,6 @@
 #include "wp_conn.h"
 #include "wp_ui.h"
 
-#define WP_READ_CHUNK      16384
 #define WP_MAX_REFUSING    32        /* threads answering 403/503 at once */
 #define WP_LINGER_MS       2000
 #define WP_LINGER_BYTES    (1024 * 1024)
@@ -226,211 +224,7 @@ int wp_conn_send_error(wp_conn *c, int status, const char *msg)
     return rv;
 }
 
-const char *wp_conn_header(const wp_conn *c, const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < c->nhdrs; i++)
-        if (strcasecmp(c->hdrs[i].name, name) == 0)
-            return c->hdrs[i].value;
-    return NULL;
-}
-
-/* ---- parsing the browser's requests ---- */
-
-static int arena_put(wp_conn *c, const char *at, size_t len)
-{
-    if (c->arena_len + len + 1 > c->arena_cap) {
-        c->err_status = 431;
-        return -1;
-    }
-    memcpy(c->arena + c->arena_len, at, len);
-    c->arena_len += len;
-    return 0;
-}
-
-static int arena_end_string(wp_conn *c)
-{
-    if (c->arena_len + 1 > c->arena_cap) {
-        c->err_status = 431;
-        return -1;
-    }
-    c->arena[c->arena_len++] = '\0';
-    return 0;
-}
-
-static int count_head(wp_conn *c, size_t len)
-{
-    c->head_bytes += len;
-    if (c->head_bytes > c->cfg->max_header_bytes) {
-        c->err_status = 431;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    wp_conn *c = p->data;
-
-    if (c->url_len + len > WP_MAX_URL) {
-        c->err_status = 414;
-        return -1;
-    }
-    c->url_len += len;
-    if (count_head(c, len) != 0 || arena_put(c, at, len) != 0)
-        return -1;
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    wp_conn *c = p->data;
-
-    if (c->headers_done)
-        return 0;                       /* trailer fields of a chunked body: ignored */
-    if (c->in_value || c->nhdrs == 0) {
-        /* a new field: end the URL or the previous value */
-        if (arena_end_string(c) != 0)
-            return -1;
-        if (c->nhdrs >= WP_MAX_REQ_HDRS) {
-            c->err_status = 431;
-            return -1;
-        }
-        c->hdrs[c->nhdrs].name = c->arena + c->arena_len;
-        c->hdrs[c->nhdrs].value = NULL;
-        c->nhdrs++;
-        c->in_value = 0;
-        if (count_head(c, 4) != 0)      /* ": " and CRLF */
-            return -1;
-    }
-    if (count_head(c, len) != 0 || arena_put(c, at, len) != 0)
-        return -1;
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    wp_conn *c = p->data;
-
-    if (c->headers_done)
-        return 0;
-    if (!c->in_value) {
-        if (arena_end_string(c) != 0)
-            return -1;
-        c->hdrs[c->nhdrs - 1].value = c->arena + c->arena_len;
-        c->in_value = 1;
-    }
-    if (count_head(c, len) != 0 || arena_put(c, at, len) != 0)
-        return -1;
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    wp_conn *c = p->data;
-    const char *expect;
-
-    if (arena_end_string(c) != 0)
-        return -1;
-    if (c->nhdrs > 0 && c->hdrs[c->nhdrs - 1].value == NULL)
-        c->hdrs[c->nhdrs - 1].value = c->arena + c->arena_len - 1;   /* "" */
-    c->headers_done = 1;
-    c->method = http_method_str((enum http_method)p->method);
-    c->http_major = p->http_major;
-    c->http_minor = p->http_minor;
-    if (count_head(c, strlen(c->method) + 13) != 0)
-        return -1;
-    if (p->method == HTTP_CONNECT)
-        return 0;
-    c->has_body = (p->flags & F_CHUNKED) != 0 || p->content_length != ULLONG_MAX;
-    if (p->content_length != ULLONG_MAX && p->content_length > c->cfg->max_request_body) {
-        c->err_status = 413;
-        return -1;
-    }
-    expect = wp_conn_header(c, "Expect");
-    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && c->http_major == 1 &&
-        c->http_minor >= 1 && ((p->flags & F_CHUNKED) != 0 ||
-                               (p->content_length != ULLONG_MAX && p->content_length > 0))) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-        if (wp_conn_send(c, cont, sizeof(cont) - 1) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    wp_conn *c = p->data;
-
-    if (len > c->cfg->max_request_body - c->body_len) {
-        c->err_status = 413;
-        return -1;
-    }
-    if (c->body_len + len > c->body_cap) {
-        size_t cap = c->body_cap > 0 ? c->body_cap : 4096;
-        char *nb;
-
-        while (cap < c->body_len + len)
-            cap = cap > c->cfg->max_request_body / 2 ? c->cfg->max_request_body : cap * 2;
-        nb = realloc(c->body, cap);
-        if (nb == NULL) {
-            c->err_status = 413;
-            return -1;
-        }
-        c->body = nb;
-        c->body_cap = cap;
-    }
-    memcpy(c->body + c->body_len, at, len);
-    c->body_len += len;
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    wp_conn *c = p->data;
-
-    c->message_done = 1;
-    c->keep_alive = http_should_keep_alive(p);
-    http_parser_pause(p, 1);     /* pipelined bytes stay in c->in */
-    return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-static void reset_request(wp_conn *c)
-{
-    c->arena_len = 0;
-    c->head_bytes = 0;
-    c->url = c->arena;
-    c->url_len = 0;
-    c->nhdrs = 0;
-    c->in_value = 0;
-    c->headers_done = 0;
-    c->message_done = 0;
-    c->err_status = 0;
-    c->has_body = 0;
-    c->method = NULL;
-    c->http_major = 1;
-    c->http_minor = 1;
-    c->keep_alive = 0;
-    c->body_len = 0;
-    if (c->body_cap > 65536) {          /* do not keep big buffers around */
-        free(c->body);
-        c->body = NULL;
-        c->body_cap = 0;
-    }
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
-}
+/* ---- reading the browser's requests (parsing: wp_request.c) ---- */
 
 static long long now_ms(void)
 {
@@ -447,45 +241,32 @@ static int read_request(wp_conn *c)
 {
     long long deadline = now_ms() + (long long)c->cfg->upstream_timeout * 1000;
 
-    reset_request(c);
+    wp_request_reset(c);
     for (;;) {
         struct pollfd pfd;
         ssize_t n;
-        int status;
+        int status = 0, rc = wp_request_parse(c, &status);
 
-        if (c->in_off < c->in_len) {
-            size_t used = http_parser_execute(&c->parser, &parser_settings, c->in + c->in_off,
-                                              c->in_len - c->in_off);
-            enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (c->want_continue) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-            c->in_off += used;
-            if (c->message_done) {
-                if (e == HPE_PAUSED)
-                    http_parser_pause(&c->parser, 0);
-                return 1;
-            }
-            if (e != HPE_OK) {
-                status = c->err_status != 0 ? c->err_status :
-                         e == HPE_HEADER_OVERFLOW ? 431 : 400;
-                c->keep_alive = 0;
-                wp_log(WP_LOG_INFO, "WP00004 %s: request refused with %d: %s", c->peer, status,
-                       c->err_status != 0 ? wp_status_reason(status) : http_errno_description(e));
-                wp_conn_send_error(c, status,
-                                   status == 431 ? "The request's header section is too large." :
-                                   status == 414 ? "The request target is too long." :
-                                   status == 413 ? "The request body is larger than the wallet "
-                                                   "buffers (MaxRequestBody)." :
-                                   "The wallet could not parse this request.");
-                return -1;
-            }
+            c->want_continue = 0;
+            if (wp_conn_send(c, cont, sizeof(cont) - 1) != 0)
+                return 0;
         }
-        if (c->in_off == c->in_len) {
-            c->in_off = 0;
-            c->in_len = 0;
-        } else if (c->in_off > 0) {
-            memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-            c->in_len -= c->in_off;
-            c->in_off = 0;
+        if (rc == 1)
+            return 1;
+        if (rc < 0) {
+            wp_log(WP_LOG_INFO, "WP00004 %s: request refused with %d: %s", c->peer, status,
+                   c->err_status != 0 ? wp_status_reason(status) :
+                   http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
+            wp_conn_send_error(c, status,
+                               status == 431 ? "The request's header section is too large." :
+                               status == 414 ? "The request target is too long." :
+                               status == 413 ? "The request body is larger than the wallet "
+                                               "buffers (MaxRequestBody)." :
+                               "The wallet could not parse this request.");
+            return -1;
         }
         pfd.fd = c->fd;
         pfd.events = POLLIN;
@@ -747,11 +528,7 @@ static void *conn_thread(void *arg)
     memcpy(c->peer, cs->peer, sizeof(c->peer));
     c->cfg = srv_cfg;
     c->w = srv_w;
-    c->in_cap = WP_READ_CHUNK;
-    c->arena_cap = srv_cfg->max_header_bytes + WP_MAX_URL + 2 * WP_MAX_REQ_HDRS + 64;
-    c->in = malloc(c->in_cap);
-    c->arena = malloc(c->arena_cap);
-    if (c->in == NULL || c->arena == NULL) {
+    if (wp_request_alloc(c) != 0) {
         close(c->fd);
         goto out;
     }
@@ -766,9 +543,7 @@ static void *conn_thread(void *arg)
 out:
     if (c != NULL) {
         wp_forward_cleanup(c);
-        free(c->in);
-        free(c->arena);
-        free(c->body);
+        wp_request_free(c);
         free(c);
     }
     free(cs);
@@ -782,9 +557,7 @@ void wp_conn_server_init(const wp_config *cfg, wp_wallet *w)
 {
     srv_cfg = cfg;
     srv_w = w;
-    /* The parser's own bound; ours (max_header_bytes, WP_MAX_URL) is tighter
-     * for what it counts, this one also catches runs of whitespace. */
-    http_parser_set_max_header_size((uint32_t)(cfg->max_header_bytes + WP_MAX_URL + 1024));
+    wp_request_global_init(cfg);
 }
 
 static int net_match(const wp_net *n, int family, const uint8_t *addr)

@@ -44,6 +44,7 @@ typedef struct wp_conn {
     int in_value;                 /* last header callback was a value */
     int headers_done, message_done;
     int err_status;               /* 400/413/414/431 found while parsing, or 0 */
+    int want_continue;            /* the request expects "100 Continue": wp_conn.c sends it */
     char *body;                   /* the buffered request body */
     size_t body_len, body_cap;
     int has_body;                 /* Content-Length or chunked was sent */
@@ -80,10 +81,33 @@ int wp_conn_send_page(wp_conn *c, const wp_page *pg);
 int wp_conn_send_error(wp_conn *c, int status, const char *msg);
 /* The reason phrase for status ("Not Found"), "Unknown" if none. */
 const char *wp_status_reason(int status);
-/* The value of the first request header called name, or NULL. */
-const char *wp_conn_header(const wp_conn *c, const char *name);
 /* The "Connection: ..." line this response needs ("" for HTTP/1.1 keep-alive). */
 const char *wp_conn_connection_line(const wp_conn *c);
+
+/* ---- wp_request.c: parsing requests (no sockets; fed by wp_conn.c, the
+ * unit tests and tests/fuzz/fuzz_request.c) ---- */
+
+/* Once, before parsing: sets http-parser's own header bound for cfg. */
+void wp_request_global_init(const wp_config *cfg);
+/* Allocates c's read buffer and header arena for c->cfg's limits (c->cfg
+ * set, the rest zeroed). 0, -1 on ENOMEM (wp_request_free still needed). */
+int wp_request_alloc(wp_conn *c);
+/* Frees c's read buffer, arena and body; c may be reused after alloc. */
+void wp_request_free(wp_conn *c);
+/* Starts the next request: clears the request fields; unparsed bytes in
+ * c->in (pipelined requests) stay. */
+void wp_request_reset(wp_conn *c);
+/* Parses c->in[in_off .. in_len) into the current request. 1: complete
+ * (c->in_off is past it; pipelined bytes stay); 0: more bytes needed (the
+ * buffer is then empty); -1: refused, *status is 400, 413, 414 or 431 and
+ * c->err_status says whether a limit (not http-parser) refused it. Check
+ * c->want_continue after every call. */
+int wp_request_parse(wp_conn *c, int *status);
+/* Appends up to len bytes of buf to c->in as recv() would; returns how
+ * many fitted (for tests and fuzz targets). */
+size_t wp_request_feed(wp_conn *c, const void *buf, size_t len);
+/* The value of the first request header called name, or NULL. */
+const char *wp_conn_header(const wp_conn *c, const char *name);
 
 /* ---- wp_forward.c ---- */
 

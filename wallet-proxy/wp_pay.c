@@ -7,7 +7,6 @@
  * files share (wp_engine.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +14,8 @@
 #include <strings.h>
 #include <time.h>
 #include <openssl/crypto.h>
+#include "wp_challenge.h"
 #include "wp_engine.h"
-
-#define HDR_VALUE_MAX 16384     /* longest WWW-Authenticate value looked at */
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
@@ -269,132 +267,24 @@ static void page_html(wp_page *pg, int status, const char *title, ...)
     free(s.b);
 }
 
-/* ---- WWW-Authenticate ------------------------------------------------------------------- */
-
-static int is_tchar(int c)
-{
-    return c > 0 && (isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-static const char *skip_ws(const char *p)
-{
-    while (*p == ' ' || *p == '\t')
-        p++;
-    return p;
-}
-
-/* Reads an auth-param value (token or quoted-string) at p into out (cap,
- * NUL-terminated); *ok = 0 when it did not fit or was malformed. Returns the
- * position after it. */
-static const char *read_value(const char *p, char *out, size_t cap, int *ok)
-{
-    size_t n = 0;
-
-    *ok = 1;
-    if (*p == '"') {
-        for (p++; *p && *p != '"'; p++) {
-            if (*p == '\\' && p[1] != '\0')
-                p++;
-            if (n + 1 >= cap) {
-                *ok = 0;
-                continue;
-            }
-            out[n++] = *p;
-        }
-        if (*p != '"')
-            *ok = 0;
-        else
-            p++;
-    } else {
-        for (; is_tchar((unsigned char)*p); p++) {
-            if (n + 1 >= cap) {
-                *ok = 0;
-                continue;
-            }
-            out[n++] = *p;
-        }
-    }
-    out[n] = '\0';
-    return p;
-}
-
-/* Finds the first Payment challenge with realm and offer in one field value
- * (other challenges and unknown auth-params are skipped). 1 found, 0 not. */
-static int parse_challenge(const char *s, char realm[MP_NAME_MAX + 1],
-                           char offer[MP_WIRE_TEXT_MAX + 1])
-{
-    char val[MP_WIRE_TEXT_MAX + 1];
-    const char *p = s, *t0, *q;
-    size_t tl;
-    int in_pay = 0, got_r = 0, got_o = 0, ok;
-
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '\0')
-            break;
-        t0 = p;
-        while (is_tchar((unsigned char)*p))
-            p++;
-        tl = (size_t)(p - t0);
-        if (tl == 0) {      /* not a token (token68 rest, junk): skip to the next comma */
-            while (*p && *p != ',')
-                p++;
-            continue;
-        }
-        q = skip_ws(p);
-        if (*q == '=') {
-            q = skip_ws(q + 1);
-            p = read_value(q, val, sizeof val, &ok);
-            if (in_pay && ok && tl == 5 && strncasecmp(t0, "realm", 5) == 0
-                && strlen(val) <= MP_NAME_MAX) {
-                memcpy(realm, val, strlen(val) + 1);
-                got_r = 1;
-            } else if (in_pay && ok && tl == 5 && strncasecmp(t0, "offer", 5) == 0 && val[0]) {
-                memcpy(offer, val, strlen(val) + 1);
-                got_o = 1;
-            }
-            p = skip_ws(p);
-            if (*p != ',' && *p != '\0')
-                while (*p && *p != ',')
-                    p++;
-        } else {
-            /* a new challenge starts with its scheme */
-            if (in_pay && got_r && got_o)
-                return 1;
-            in_pay = tl == 7 && strncasecmp(t0, "Payment", 7) == 0;
-            got_r = got_o = 0;
-            p = q;
-        }
-    }
-    return in_pay && got_r && got_o;
-}
-
 /* The offer of the 402 answer: 0 found (o set), 1 none, -1 malformed (why). */
 static int find_offer(const wp_hdr *h, size_t n, mp_offer *o, char *offer_text, const char **why)
 {
     char realm[MP_NAME_MAX + 1];
     uint8_t buf[MP_WIRE_MAX];
-    size_t i, len;
+    size_t len;
 
-    for (i = 0; i < n; i++) {
-        if (h[i].name == NULL || h[i].value == NULL || strcasecmp(h[i].name, "WWW-Authenticate")
-            || strlen(h[i].value) > HDR_VALUE_MAX)
-            continue;
-        if (!parse_challenge(h[i].value, realm, offer_text))
-            continue;
-        if (wp_unb64(offer_text, buf, sizeof buf, &len) != 0
-            || mp_offer_decode(buf, len, o) != MP_OK) {
-            *why = "the offer in the 402 answer does not decode";
-            return -1;
-        }
-        if (strcmp(o->vendor, realm) != 0) {
-            *why = "the offer names another vendor than the realm of the challenge";
-            return -1;
-        }
-        return 0;
+    if (!wp_challenge_find(h, n, realm, offer_text))
+        return 1;
+    if (wp_unb64(offer_text, buf, sizeof buf, &len) != 0 || mp_offer_decode(buf, len, o) != MP_OK) {
+        *why = "the offer in the 402 answer does not decode";
+        return -1;
     }
-    return 1;
+    if (strcmp(o->vendor, realm) != 0) {
+        *why = "the offer names another vendor than the realm of the challenge";
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- the handle ---------------------------------------------------------------------- */
