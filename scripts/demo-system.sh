@@ -33,6 +33,11 @@ echo "== fetching $url through the wallet (curl -x http://127.0.0.1:$wport)"
 code=$(curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/page" -D "$T/headers" -w '%{http_code}' "$url")
 echo "   HTTP $code, $(wc -c <"$T/page") bytes: $(sed -e 's/<[^>]*>/ /g' "$T/page" | tr -s ' ' | head -c 120)"
 grep -i '^payment-receipt:' "$T/headers" >/dev/null && echo "   the vendor's receipt came with it (reloads for 10 minutes are free)"
+surl="http://shop.example:$port/paid/a1.html"
+echo
+echo "== fetching $surl (PayWord only) through the wallet"
+scode=$(curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/spage" -w '%{http_code}' "$surl")
+echo "   HTTP $scode, $(wc -c <"$T/spage") bytes: $(sed -e 's/<[^>]*>/ /g' "$T/spage" | tr -s ' ' | head -c 120)"
 echo
 echo "== what was paid (mpwallet history)"
 mpw history -n 5
@@ -45,7 +50,8 @@ echo "== the broker's view of alice's account (mpadmin accounts show)"
 echo
 echo "== the vendor's ledger (mpadmin earnings)"
 "$BUILD/tools/mpadmin" earnings "$T/news-store" --by path
-[ "$code" = 200 ] || { echo "the paid page was not served (HTTP $code)" >&2; exit 1; }
+[ "$code" = 200 ] && [ "$scode" = 200 ] ||
+    { echo "a paid page was not served (HTTP $code, $scode)" >&2; exit 1; }
 echo
 cat <<EOF
 == point a browser at the wallet

@@ -362,9 +362,11 @@ static void print_balance(const json_t *b)
     const json_t *vendors = json_object_get(b, "vendors"), *chains = json_object_get(b, "chains");
 
     printf("Broker scrip  %s", str(broker, "scrip"));
-    if (json_is_integer(json_object_get(broker, "pieces")))
-        printf(" (%" JSON_INTEGER_FORMAT " pieces)",
-               json_integer_value(json_object_get(broker, "pieces")));
+    if (json_is_integer(json_object_get(broker, "pieces"))) {
+        json_int_t np = json_integer_value(json_object_get(broker, "pieces"));
+
+        printf(" (%" JSON_INTEGER_FORMAT " piece%s)", np, np == 1 ? "" : "s");
+    }
     printf("\n");
     if (json_is_string(json_object_get(broker, "account")))
         printf("Account       %s at %s\n", str(broker, "account"), str(broker, "url"));
