@@ -3,16 +3,20 @@
 # wallet-proxy against direct, in one run (issue 5's benchmark).
 #
 # The system of scripts/system.sh (Apache event + mod_micropay + broker,
-# alice funded, the wallet in front). Apache and the wallet are pinned to
-# CPU 1 (MP_BENCH_SERVER_CPU), wrk to CPU 0 (MP_BENCH_WRK_CPU); wrk -t1
-# -c$CONNS, keep-alive, $RUNS interleaved rounds of $SECONDS_PER_RUN s:
-#   direct free    GET /index.html straight to Apache
-#   wallet free    the same through the wallet (absolute-form targets)
-#   wallet paid    /paid/a1.html?<fresh query> through the wallet: every
-#                  request is a new target, paid up front with Millicent
-#                  (steady state: the first 402 of the realm happened before)
-# Prints the median req/s and p99 of each and the ratios; every answer must
-# be 200 (else the run is reported as failed). Needs root, wrk, taskset.
+# alice funded, the wallet in front). Apache is pinned to CPU 1
+# (MP_BENCH_SERVER_CPU), wrk to CPU 0 (MP_BENCH_WRK_CPU); wrk -t1 -c$CONNS,
+# keep-alive, $RUNS interleaved rounds of $SECONDS_PER_RUN s each of:
+#   direct_free     GET /index.html straight to Apache
+#   client_free     the same through the wallet, the wallet on wrk's CPU:
+#                   the user's machine (browser + wallet) apart from the
+#                   vendor's server, as deployed
+#   client_paid     /paid/a1.html?<fresh query> through the wallet there:
+#                   every request a new target, paid up front (Millicent;
+#                   the realm's first 402 happened before: steady state)
+#   shared_free     the wallet on the server's CPU: Apache and the wallet
+#   shared_paid     compete for one core, wrk alone on the other
+# Prints the median req/s and p99 of each and the ratio to direct; every
+# answer must be 200 (the non-200 column). Needs root, wrk, taskset.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,7 +47,8 @@ sed -i -e 's/^Threshold .*/Threshold 0.10 USD/' -e 's/^SiteBudget .*/SiteBudget 
     -e 's/^DailyBudget .*/DailyBudget 100000.00 USD/' -e 's/^Topup .*/Topup 50.00 USD/' \
     -e 's/^LogLevel .*/LogLevel warn/' "$T/wallet.conf"
 sys_wallet_start || exit 1
-for p in $apid $(pgrep -P "$apid") $wpid; do taskset -a -p -c "$SCPU" "$p" >/dev/null; done
+for p in $apid $(pgrep -P "$apid"); do taskset -a -p -c "$SCPU" "$p" >/dev/null; done
+pin_wallet() { taskset -a -p -c "$1" "$wpid" >/dev/null; }
 H=news.example:$port
 # the realm's first 402, so that the runs below are the steady state
 curl -s -o /dev/null -x "http://127.0.0.1:$wport" "http://$H/paid/a1.html?warmup" || exit 1
@@ -63,13 +68,18 @@ ms() {    # wrk latency (e.g. 1.23ms, 450.00us, 1.02s) -> milliseconds
     awk -v v="$1" 'BEGIN { u = v; sub(/[0-9.]+/, "", u); x = v + 0;
         if (u == "us") x /= 1000; else if (u == "s") x *= 1000; printf "%.2f", x }'
 }
+kinds="direct_free client_free client_paid shared_free shared_paid"
 declare -A R P B
 for r in $(seq 1 "$RUNS"); do
-    for kind in direct_free wallet_free wallet_paid; do
+    for kind in $kinds; do
+        case $kind in
+            client_*) pin_wallet "$WCPU" ;;
+            shared_*) pin_wallet "$SCPU" ;;
+        esac
         case $kind in
             direct_free) res=$(one $kind "http://127.0.0.1:$port" 0 /index.html 0 "$r") ;;
-            wallet_free) res=$(one $kind "http://127.0.0.1:$wport" 1 /index.html 0 "$r") ;;
-            wallet_paid) res=$(one $kind "http://127.0.0.1:$wport" 1 /paid/a1.html 1 "$r") ;;
+            *_free) res=$(one $kind "http://127.0.0.1:$wport" 1 /index.html 0 "$r") ;;
+            *_paid) res=$(one $kind "http://127.0.0.1:$wport" 1 /paid/a1.html 1 "$r-$kind") ;;
         esac
         read -r rps p99 bad <<<"$res"
         R[$kind]="${R[$kind]:-} $rps"; P[$kind]="${P[$kind]:-} $(ms "$p99")"
@@ -81,10 +91,10 @@ median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a
 df=$(median "${R[direct_free]}")
 echo
 printf '%-12s %12s %10s %10s %8s\n' "" "req/s" "p99 ms" "vs direct" "non-200"
-for kind in direct_free wallet_free wallet_paid; do
+for kind in $kinds; do
     m=$(median "${R[$kind]}")
     printf '%-12s %12s %10s %10s %8s\n' "$kind" "$m" "$(median "${P[$kind]}")" \
         "$(awk -v a="$m" -v b="$df" 'BEGIN { printf "%.3f", a / b }')" "${B[$kind]}"
 done
-echo "(Apache and wallet-proxy on CPU $SCPU, wrk -t1 -c$CONNS on CPU $WCPU, ${SECONDS_PER_RUN}s x $RUNS rounds)"
+echo "(Apache on CPU $SCPU; wrk -t1 -c$CONNS on CPU $WCPU; wallet-proxy on CPU $WCPU for client_*, CPU $SCPU for shared_*; ${SECONDS_PER_RUN}s x $RUNS rounds)"
 echo "paid through the wallet: news.example earned $(sys_mpadmin --json earnings "$T/news-store" --by scheme | jq -r '.totals[0].amount')"

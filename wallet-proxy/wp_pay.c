@@ -1032,6 +1032,7 @@ void wp_pay_end(wp_pay *p)
     free(p->host);
     free(p->target);
     free(p->url);
-    OPENSSL_cleanse(p->value, sizeof p->value);
+    if (p->value[0] != '\0')    /* a credential was made: wipe what it used */
+        OPENSSL_cleanse(p->value, strnlen(p->value, sizeof p->value));
     free(p);
 }
