@@ -268,6 +268,55 @@ W balance >"$T/cli.out" 2>&1 && grep -q news.example "$T/cli.out"; check $? "mpw
 "$mpwallet" -d "$T/wallet" -u "http://127.0.0.1:1" balance >/dev/null 2>&1
 [ $? = 3 ]; check $? "mpwallet with no daemon: exit 3"
 
+# ---- offers the wallet must not pay ------------------------------------------------------------------
+e0=$(earned news millicent); wu0=$(wallet_units)
+fetch "$N/cgi/bad402"
+[ "$st" = 402 ] && grep -qi 'offer' "$T/body" && grep -qi '<html' "$T/body"
+check $? "a malformed offer: the wallet's own explanation page, status 402 ($st)" "$(head -c 200 "$T/body")"
+direct "$N/paid/a1.html?stolen" -o /dev/null -D "$T/real402"
+grep -i '^www-authenticate: payment' "$T/real402" | tr -d '\r' >"$T/cgi/offer.hdr"
+fetch "$N/cgi/stolen402"
+[ "$st" = 402 ] && grep -qi '<html' "$T/body"; check $? "a real offer for another target: refused with a page ($st)"
+[ "$(earned news millicent)" = "$e0" ] && [ "$(wallet_units)" = "$wu0" ]
+check $? "nothing paid for either ($(earned news millicent) / $(wallet_units) units)"
+
+# ---- a second wallet: the broker down, then PayWord chains running out --------------------------------
+mw_pid=$wpid; mw_port=$wport
+WNAME=w2 sys_wallet_conf
+sed -i -e "s|^BrokerURL .*|BrokerURL http://127.0.0.1:1/mp|" -e 's/^Topup .*/Topup 0.10 USD/' "$T/w2.conf"
+if WNAME=w2 sys_wallet_start; then pass "second wallet on $wport (broker URL points at a closed port)"
+else fail "second wallet start"; finish; fi
+acct0=$(sys_account_units)
+fetch "$N/paid/a1.html"
+[ "$st" = 502 ] || [ "$st" = 402 ] || [ "$st" = 503 ]
+ok=$?; grep -qi 'broker' "$T/body" || ok=1
+check $ok "broker unreachable: a page that says so ($st)" "$(head -c 300 "$T/body")"
+[ "$(sys_account_units)" = "$acct0" ] && [ "$(earned news millicent)" = "$e0" ]
+check $? "broker unreachable: the account and the vendor are untouched"
+w2() { "$mpwallet" -d "$T/w2" -u "http://127.0.0.1:$wport" --json "$@"; }
+[ "$(w2 balance | jq -r '.in_flight')" = 0 ]; check $? "nothing left in flight"
+sys_wallet_stop
+sed -i -e "s|^BrokerURL .*|BrokerURL http://127.0.0.1:$bport/mp|" "$T/w2.conf"
+WNAME=w2 sys_wallet_start || { fail "second wallet restart"; finish; }
+# what the dead broker never answered (/buy, /certify) was kept and is completed now
+[ "$(w2 budget | jq -r '.topup')" = "0.10 USD" ]; check $? "second wallet's top-up (and certificate credit) 0.10 USD"
+pe0=$(earned shop payword)
+ok=0
+for i in 1 2 3 4 5 6 7; do
+    fetch "$S/paid/a$i.html?w2"
+    [ "$st" = 200 ] && ok=$((ok + 1))
+done
+[ "$ok" = 7 ]; check $? "credit 0.10 USD per certificate: 7 PayWord pages of 0.02 all served ($ok/7)"
+[ "$(earned shop payword)" = "$((pe0 + 14000))" ]; check $? "shop earned 0.14 USD more ($(earned shop payword))"
+cs=$(w2 balance | jq -c '[.chains[] | select(.vendor == "shop.example")]')
+used=$(jq '[.[].used] | add' <<<"$cs"); nch=$(grep -c 'POST /mp/certify 200' "$T/access.log")
+[ "$used" -le 14 ] && [ "$nch" -ge 3 ]
+check $? "a chain ran out and a new one (with a new certificate) took over ($nch certificates; chains $cs)"
+w2_units=$(w2 balance | jq -r '.broker.scrip_units + ([.vendors[].scrip_units] | add // 0)')
+note "the second wallet holds $w2_units units of scrip (its kept /buy, completed once the broker answered)"
+sys_wallet_stop
+wpid=$mw_pid; wport=$mw_port
+
 # ---- kill -9 in the middle of payments ---------------------------------------------------------------
 e0=$(earned news millicent)
 for round in 1 2 3 4 5 6; do
@@ -288,9 +337,9 @@ note "recoveries: $(grep -o 'WP00107 recovery: .*' "$T/wallet.log" | sort | uniq
 fl=$(wq '.in_flight' balance)
 [ "$fl" = 0 ]; check $? "after restarts nothing is left in flight ($fl)"
 acct=$(sys_account_units); wu=$(wallet_units); em=$(earned news millicent)
-total=$((acct + wu + em))
+total=$((acct + wu + em + w2_units))
 [ "$total" = "$money_in" ]
-check $? "money conserved after kill -9: account $acct (balance + PayWord credit reserved) + wallet scrip $wu + news earned $em = $total of $money_in"
+check $? "money conserved after kill -9: account $acct (balance + PayWord credit reserved) + wallet scrip $wu + second wallet $w2_units + news earned $em = $total of $money_in"
 [ "$em" -gt "$e0" ]; check $? "payments went through between the kills (news earned $e0 -> $em)"
 
 logcheck 'File does not exist' "end"
