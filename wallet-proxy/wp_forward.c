@@ -301,13 +301,37 @@ static int send_head(fwd *f)
     wp_conn *c = f->c;
     char *conn = joined(f->hdrs, f->nhdrs, "Connection");
     int te = resp_header(f, "Transfer-Encoding") != NULL;
-    int cl = resp_header(f, "Content-Length") != NULL;
+    /* A Content-Length the upstream Connection header names is stripped
+     * below as hop-by-hop, so it cannot frame what the browser reads. */
+    int cl = resp_header(f, "Content-Length") != NULL && !wp_hop_by_hop("Content-Length", conn);
+    const char *cl0 = resp_header(f, "Content-Length");
     size_t cap = f->hlen + 4 * f->nhdrs + 512, n, i;
     char *head = malloc(cap);
     int rv = -1;
 
     if (head == NULL)
         goto out;
+    /* Security: several Content-Length fields that differ (or one that is not
+     * all digits) would be passed on as they are: curl framed the body by
+     * one, a browser may frame it by another and take the rest of the body
+     * for the next response on this keep-alive connection, which may be for
+     * another site (response splitting across origins). RFC 9112 6.3: such
+     * a response is invalid; the browser gets a 502 and the connection ends. */
+    for (i = 0; cl0 != NULL && i < f->nhdrs; i++) {
+        const char *v = f->hdrs[i].value;
+
+        if (strcasecmp(f->hdrs[i].name, "Content-Length") != 0)
+            continue;
+        if (strcmp(v, cl0) != 0 || v[0] == '\0' || strspn(v, "0123456789") != strlen(v)) {
+            wp_log(WP_LOG_WARN, "WP00025 %s: upstream %s sent conflicting or invalid "
+                   "Content-Length fields; answered 502", c->peer, f->host);
+            c->keep_alive = 0;
+            wp_conn_send_error(c, 502, "The site's answer had conflicting Content-Length "
+                               "fields; the wallet does not pass such answers on.");
+            f->browser_gone = 1;
+            goto out;
+        }
+    }
     if (f->head_request || f->status == 204 || f->status == 304)
         f->body_mode = BODY_NONE;
     else if (cl && !te)
@@ -325,6 +349,8 @@ static int send_head(fwd *f)
 
         if (wp_hop_by_hop(h->name, conn) || (te && strcasecmp(h->name, "Content-Length") == 0))
             continue;
+        if (strcasecmp(h->name, "Content-Length") == 0 && h->value != cl0)
+            continue;                       /* duplicates (all equal, checked above): one */
         n += (size_t)snprintf(head + n, cap - n, "%s: %s\r\n", h->name, h->value);
     }
     n += (size_t)snprintf(head + n, cap - n, "Via: %s\r\n%s%s\r\n", WP_VIA,
@@ -372,11 +398,36 @@ static void reset_response(fwd *f)
     f->final_head = 0;
 }
 
-/* Stores one "Name: value" header (or a folded continuation) in f. */
+/* RFC 9110 tchar, without the locale. */
+static int resp_tchar(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* Security: libcurl splits header lines at LF only, so a bare CR (or another
+ * control character) inside an upstream value or reason phrase would reach
+ * the browser inside the head the wallet writes, where a lenient parser
+ * takes it for a line break (header injection / response splitting). RFC
+ * 9110 5.5 lets a recipient replace CR, LF and NUL by SP: every CTL but HTAB
+ * becomes SP here, in place. */
+static void ctl_to_sp(char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || (unsigned char)s[i] == 0x7f)
+            s[i] = ' ';
+}
+
+/* Stores one "Name: value" header (or a folded continuation) in f. A field
+ * whose name is not a token ("Content-Length : 5", a CTL) is dropped: curl
+ * did not frame the body by it (RFC 9112 5.1), so passing it on would let
+ * the browser frame the body differently from the wallet (CL + chunked). */
 static int store_header(fwd *f, const char *line, size_t len)
 {
     const char *colon, *v;
-    size_t nlen, vlen;
+    size_t nlen, vlen, i;
 
     if (line[0] == ' ' || line[0] == '\t') {       /* obs-fold: continue the last value */
         while (len > 0 && (*line == ' ' || *line == '\t')) {
@@ -387,6 +438,7 @@ static int store_header(fwd *f, const char *line, size_t len)
             return -1;
         f->hbuf[f->hlen - 1] = ' ';                 /* the value's NUL, last in hbuf */
         memcpy(f->hbuf + f->hlen, line, len);
+        ctl_to_sp(f->hbuf + f->hlen, len);
         f->hlen += len;
         f->hbuf[f->hlen++] = '\0';
         return 0;
@@ -395,6 +447,12 @@ static int store_header(fwd *f, const char *line, size_t len)
     if (colon == NULL || colon == line)
         return 0;                                   /* not a header: ignored */
     nlen = (size_t)(colon - line);
+    for (i = 0; i < nlen; i++)
+        if (!resp_tchar((unsigned char)line[i])) {
+            wp_log(WP_LOG_DEBUG, "WP00024 %s: upstream %s sent a header field whose name is "
+                   "not a token; dropped", f->c->peer, f->host);
+            return 0;
+        }
     v = colon + 1;
     vlen = len - nlen - 1;
     while (vlen > 0 && (*v == ' ' || *v == '\t')) {
@@ -411,6 +469,7 @@ static int store_header(fwd *f, const char *line, size_t len)
     f->hbuf[f->hlen++] = '\0';
     f->hdrs[f->nhdrs].value = f->hbuf + f->hlen;
     memcpy(f->hbuf + f->hlen, v, vlen);
+    ctl_to_sp(f->hbuf + f->hlen, vlen);
     f->hlen += vlen;
     f->hbuf[f->hlen++] = '\0';
     f->nhdrs++;
@@ -443,6 +502,7 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *arg)
                 rlen = sizeof(f->reason) - 1;
             memcpy(f->reason, sp + 5, rlen);
             f->reason[rlen] = '\0';
+            ctl_to_sp(f->reason, rlen);            /* no CR into our status line */
         }
         return n;
     }

@@ -645,35 +645,86 @@ static const char *offer_mismatch(const wp_pay *p, const mp_offer *o, const char
     return NULL;
 }
 
-/* Policy (read-only: no hold is made) for paying up front. */
-static wp_pol_verdict quick_policy(wp_pay *p, const mp_amount *price, char hold_id[32])
+/* Security (budgets under concurrency): deciding and paying are two
+ * transactions (paying may call the broker, so w->mu cannot be held across
+ * both), and the payment counts itself in the spent counters only in the
+ * second (wp_inflight_write). Two threads could both pass the budget check
+ * before either counted, and both could use one approval. So the decision
+ * claims, in its own transaction, what it relied on: WP_POL_PAY reserves the
+ * price in today's counters, WP_POL_APPROVED marks the approval used (one
+ * approval pays one request). policy_release() gives the reservation back
+ * once the payment counted itself or failed, and restores an approval whose
+ * payment failed. A crash in between leaves the reservation counted for the
+ * day: the budgets err on the safe side. Call inside t, w->mu held. */
+static int policy_claim(wp_pay *p, wp_txn *t, wp_pol_verdict v, const mp_amount *price,
+                        const char *hold_id, char day[11])
+{
+    wp_day(wp_now(), day);
+    if (v == WP_POL_PAY)
+        return wp_spent_add(t, day, p->ri.host, price->units, 1);
+    if (v == WP_POL_APPROVED)
+        return wp_hold_used(p->w, t, hold_id);
+    return 0;
+}
+
+/* Undoes policy_claim after the payment was made (paid) or not. */
+static void policy_release(wp_pay *p, wp_pol_verdict v, const mp_amount *price, const char *day,
+                           const char *hold_id, int paid)
+{
+    wp_txn *t = NULL;
+    json_t *h = NULL;
+    int rc = -1;
+
+    if (v != WP_POL_PAY && !(v == WP_POL_APPROVED && !paid))
+        return;
+    pthread_mutex_lock(&p->w->mu);
+    if (wp_store_begin(p->w->st, 0, &t) == 0) {
+        if (v == WP_POL_PAY) {
+            rc = wp_spent_add(t, day, p->ri.host, price->units, -1);
+        } else {
+            rc = wp_store_get(t, WPS_HOLD, hold_id, strlen(hold_id), &h);
+            if (rc == 0 && strcmp(wp_jstr(h, "state"), "used") == 0) {
+                json_object_set_new(h, "state", json_string("approved"));
+                rc = wp_store_put(t, WPS_HOLD, hold_id, strlen(hold_id), h);
+            } else if (rc > 0) {
+                rc = 0;
+            }
+        }
+        if (rc == 0)
+            rc = wp_store_commit(t);
+        else
+            wp_store_abort(t);
+    }
+    pthread_mutex_unlock(&p->w->mu);
+    json_decref(h);
+    if (rc != 0)
+        wp_log(WP_LOG_WARN, "WP00123 cannot release the budget claim for %s: %s", p->ri.host,
+               wp_store_error());
+}
+
+/* Policy for paying up front: no hold is made; a verdict to pay is claimed
+ * (policy_claim) in the same transaction. Anything else: WP_POL_HOLD. */
+static wp_pol_verdict quick_policy(wp_pay *p, const mp_amount *price, char hold_id[32],
+                                   char day[11])
 {
     const char *reason;
     wp_pol_verdict v = WP_POL_HOLD;
     wp_txn *t = NULL;
 
     pthread_mutex_lock(&p->w->mu);
-    if (wp_store_begin(p->w->st, 1, &t) == 0) {
+    if (wp_store_begin(p->w->st, 0, &t) == 0) {
         v = wp_policy_check(p->w, t, p->ri.host, p->ri.method, p->ri.target, price, &reason,
                             hold_id);
-        wp_store_abort(t);
+        if (v != WP_POL_PAY && v != WP_POL_APPROVED)
+            wp_store_abort(t);
+        else if (policy_claim(p, t, v, price, hold_id, day) != 0) {
+            wp_store_abort(t);
+            v = WP_POL_HOLD;
+        } else if (wp_store_commit(t) != 0)
+            v = WP_POL_HOLD;
     }
     pthread_mutex_unlock(&p->w->mu);
     return v;
-}
-
-static void mark_used(wp_wallet *w, const char *hold_id)
-{
-    wp_txn *t = NULL;
-
-    pthread_mutex_lock(&w->mu);
-    if (wp_store_begin(w->st, 0, &t) == 0) {
-        if (wp_hold_used(w, t, hold_id) == 0)
-            (void)wp_store_commit(t);
-        else
-            wp_store_abort(t);
-    }
-    pthread_mutex_unlock(&w->mu);
 }
 
 typedef struct {
@@ -754,7 +805,7 @@ static int use_receipt(wp_pay *p, wp_cred *cred)
  * else (GET, Millicent) the newest price seen under the same directory. */
 static int pay_up_front(wp_pay *p, wp_cred *cred)
 {
-    char prefix[MP_TARGET_MAX + 1], hold_id[32], err[256];
+    char prefix[MP_TARGET_MAX + 1], hold_id[32], err[256], day[11];
     const char *ek[3] = { p->ri.host, p->ri.method, p->ri.target }, *pk[2] = { p->ri.host, prefix };
     uint8_t key[33], buf[MP_WIRE_MAX];
     json_t *e = NULL, *pj = NULL;
@@ -784,20 +835,19 @@ static int pay_up_front(wp_pay *p, wp_cred *cred)
     wp_store_abort(t);
     if (have == 0)
         goto out;
-    v = quick_policy(p, have == 1 ? &o.price : &price, hold_id);
+    if (have == 2)
+        o.price = price;            /* the price claimed and released below */
+    v = quick_policy(p, &o.price, hold_id, day);
     if (v != WP_POL_PAY && v != WP_POL_APPROVED)
         goto out;
     if (have == 1) {
-        if (pay_offer(p, &o, 1, cred, err, sizeof err) != 0)
-            goto out;
-    } else {
-        if (wp_mc_pay(p->w, &p->ri, wp_jstr(pj, "vendor"), &price, 1, 0, &r, err, sizeof err) != 0)
-            goto out;
+        rv = pay_offer(p, &o, 1, cred, err, sizeof err) == 0;
+    } else if (wp_mc_pay(p->w, &p->ri, wp_jstr(pj, "vendor"), &price, 1, 0, &r, err,
+                         sizeof err) == 0) {
         set_paid(p, &r, 1, cred);
+        rv = 1;
     }
-    if (v == WP_POL_APPROVED)
-        mark_used(p->w, hold_id);
-    rv = 1;
+    policy_release(p, v, &o.price, day, hold_id, rv);
 out:
     json_decref(e);
     json_decref(pj);
@@ -845,7 +895,7 @@ static wp_pay_action on_offer(wp_pay *p, const wp_hdr *hdrs, size_t n, wp_cred *
 {
     wp_wallet *w = p->w;
     char offer_text[MP_WIRE_TEXT_MAX + 1], hold_id[32], err[256], a[MP_AMOUNT_STRMAX];
-    char cur[4], loc[600];
+    char cur[4], loc[600], day[11];
     const char *why = NULL, *reason = "";
     wp_pol_verdict v = WP_POL_HOLD;
     wp_txn *t = NULL;
@@ -884,6 +934,8 @@ static wp_pay_action on_offer(wp_pay *p, const wp_hdr *hdrs, size_t n, wp_cred *
             rc = wp_hold_create(w, t, &p->ri, &o.price, reason, hold_id);
         else if (v == WP_POL_DECLINED)
             rc = hist_add(t, &p->ri, &o.price, "millicent", "declined", NULL);
+        else
+            rc = policy_claim(p, t, v, &o.price, hold_id, day);   /* see policy_claim */
         if (rc != 0 || wp_store_commit(t) != 0) {
             t = NULL;
             v = WP_POL_HOLD;
@@ -914,12 +966,12 @@ static wp_pay_action on_offer(wp_pay *p, const wp_hdr *hdrs, size_t n, wp_cred *
         return WP_PAY_PAGE;
     }
     if (pay_offer(p, &o, 1, cred, err, sizeof err) != 0) {
+        policy_release(p, v, &o.price, day, hold_id, 0);
         page_html(page, 402, "Payment failed", "The wallet could not pay ", a, " to ",
                   p->ri.host, ": ", err, ".", NULL);
         return WP_PAY_PAGE;
     }
-    if (v == WP_POL_APPROVED)
-        mark_used(w, hold_id);
+    policy_release(p, v, &o.price, day, hold_id, 1);
     p->sends++;
     return WP_PAY_RETRY;
 }

@@ -141,6 +141,7 @@ int wp_pw_apply(wp_wallet *w, wp_txn *t, json_t *breq, json_t *resp)
 
 typedef struct {
     const mp_amount *unit;
+    const char *host;        /* the request's host: a chain serves one host */
     uint32_t k;
     uint64_t now;
     uint8_t key[WP_KEY_MAX];
@@ -156,6 +157,14 @@ static int chain_visit(void *ctx, const uint8_t *key, size_t klen, json_t *c)
         || strcmp(wp_jstr(c, "cur"), cp->unit->cur) != 0
         || wp_ju64(c, "expiry") <= cp->now + WP_SKEW
         || wp_ju64(c, "next") + cp->k > wp_ju64(c, "n") || klen > sizeof cp->key)
+        return 0;
+    /* Security: PayWord words are bearer tokens, and the offer's vendor name
+     * is not authenticated. Without this, any site answering 402 with
+     * realm "shop.example" would get the next words of the user's
+     * shop.example chain, from which it computes every lower word, and could
+     * spend those still pending in gaps at shop.example before the wallet's
+     * own requests do. A chain is used only for the host it was made for. */
+    if (json_object_get(c, "host") != NULL && strcmp(wp_jstr(c, "host"), cp->host) != 0)
         return 0;
     cp->found = json_incref(c);
     memcpy(cp->key, key, klen);
@@ -181,6 +190,7 @@ static int take(wp_wallet *w, wp_txn *t, const wp_reqinfo *ri, const mp_offer *o
     memset(&cp, 0, sizeof cp);
     memset(&pay, 0, sizeof pay);
     cp.unit = &o->pw_unit;
+    cp.host = ri->host;
     cp.k = k;
     cp.now = wp_now();
     memcpy(prefix, o->vendor, plen);

@@ -105,6 +105,24 @@ wallet_units() {    # broker scrip + vendor scrip the wallet holds, in units
 hist_count() {    # hist_count JQ_FILTER: history entries matching
     WJ history -n 1000 2>>"$T/mpwallet.err" | jq "[.[] | select($1)] | length"
 }
+# parallel_pages SITE I...: fetches SITE's /paid/aI.html for every I at
+# once through the wallet; prints how many came back 200 with the right bytes.
+parallel_pages() {
+    local site=$1 i ok=0 pids=""
+    shift
+    for i in "$@"; do
+        curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/par-$site$i" -w '%{http_code}\n' \
+            "http://$site.example:$port/paid/a$i.html" >"$T/par-$site$i.st" &
+        pids="$pids $!"
+    done
+    # shellcheck disable=SC2086
+    wait $pids
+    for i in "$@"; do
+        [ "$(cat "$T/par-$site$i.st")" = 200 ] && cmp -s "$T/par-$site$i" "$T/htdocs/$site/paid/a$i.html" &&
+            ok=$((ok + 1))
+    done
+    echo "$ok"
+}
 logcheck() {
     local bad
     bad=$(grep -E '\[([a-z0-9_]+:)?(warn|error|crit|alert|emerg)\]' "$T/error.log" | grep -vE "${1:-^$}" || true)
@@ -192,16 +210,7 @@ fetch "$N/"
 [ "$st" = 200 ] && [ "$(earned news millicent)" = 2000 ]; check $? "free page of a paying realm: nothing paid"
 
 # parallel: 6 pages of one vendor at once
-for i in 3 4 5 6 7 8; do
-    curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/par$i" -w '%{http_code}\n' "$N/paid/a$i.html" >"$T/par$i.st" &
-    pids="${pids:-} $!"
-done
-# shellcheck disable=SC2086
-wait $pids; pids=""
-ok=0
-for i in 3 4 5 6 7 8; do
-    [ "$(cat "$T/par$i.st")" = 200 ] && cmp -s "$T/par$i" "$T/htdocs/news/paid/a$i.html" && ok=$((ok + 1))
-done
+ok=$(parallel_pages news 3 4 5 6 7 8)
 [ "$ok" = 6 ]; check $? "6 parallel Millicent pages: all served ($ok/6)"
 [ "$(earned news millicent)" = 8000 ]; check $? "each paid exactly once: news earned 0.08 USD ($(earned news millicent))"
 refused=$(grep -c "^news.example GET /paid/a[3-8].html 402" "$T/access.log" || true)
@@ -214,16 +223,7 @@ check $? "PayWord: paid page served ($st)" "$(head -c 300 "$T/body")"
 ch=$(WJ balance | jq -c '[.chains[] | select(.vendor == "shop.example")][0]')
 [ "$(jq -r '.used' <<<"$ch")" = 2 ] && [ "$(jq -r '.unit' <<<"$ch")" = "0.01 USD" ]
 check $? "a chain for shop.example, 2 words of 0.01 USD used" "$ch"
-for i in 2 3 4 5 6 7; do
-    curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o "$T/pw$i" -w '%{http_code}\n' "$S/paid/a$i.html" >"$T/pw$i.st" &
-    pids="${pids:-} $!"
-done
-# shellcheck disable=SC2086
-wait $pids; pids=""
-ok=0
-for i in 2 3 4 5 6 7; do
-    [ "$(cat "$T/pw$i.st")" = 200 ] && cmp -s "$T/pw$i" "$T/htdocs/shop/paid/a$i.html" && ok=$((ok + 1))
-done
+ok=$(parallel_pages shop 2 3 4 5 6 7)
 [ "$ok" = 6 ]; check $? "6 parallel PayWord pages: all served ($ok/6)"
 pe=$(earned shop payword)
 [ "$pe" = 14000 ]; check $? "each paid once: shop earned 0.14 USD ($pe units)"
@@ -262,11 +262,62 @@ fetch "$N/paid/gallery.html"
 [ "$st" = 402 ] && grep -qi 'declined' "$T/body"; check $? "declined: the browser gets a declined page ($st)"
 W budget set --site-budget "5.00 USD" --threshold "0.10 USD" >/dev/null
 
+# budgets under concurrency: the decision to pay reserves the price in the
+# same transaction, so parallel requests cannot all pass one budget check
+sp=$(wq '.spent_today_units' balance)
+W budget set --daily-budget "$(awk -v u="$sp" 'BEGIN { printf "%.5f USD", (u + 2000) / 100000 }')" >/dev/null
+e0=$(earned news millicent)
+for i in 1 2 3 4 5 6 7 8; do
+    curl -s --max-time 30 -x "http://127.0.0.1:$wport" -o /dev/null -w '%{http_code}\n' "$N/paid/a$i.html?race=$i" >"$T/race$i.st" &
+    pids="${pids:-} $!"
+done
+# shellcheck disable=SC2086
+wait $pids; pids=""
+served=$(cat "$T"/race*.st | grep -c '^200$'); sp1=$(wq '.spent_today_units' balance)
+[ "$(earned news millicent)" -le "$((e0 + 2000))" ] && [ "$sp1" -le "$((sp + 2000))" ] && [ "$served" -le 2 ]
+check $? "8 parallel payments with room for 2 in the daily budget: at most 2 paid ($served served, news earned $e0 -> $(earned news millicent), spent $sp -> $sp1)"
+W budget set --daily-budget "5.00 USD" >/dev/null
+
 # ---- CLI --------------------------------------------------------------------------------------------
 W balance >"$T/cli.out" 2>&1 && grep -q news.example "$T/cli.out"; check $? "mpwallet balance (human)"
 [ "$(hist_count '.status == "paid"')" -ge 10 ]; check $? "mpwallet history --json: the payments are there"
 "$mpwallet" -d "$T/wallet" -u "http://127.0.0.1:1" balance >/dev/null 2>&1
 [ $? = 3 ]; check $? "mpwallet with no daemon: exit 3"
+
+# ---- upstream response heads the wallet must not pass on as they are -----------------------------------
+# (a raw upstream: Apache itself never sends these)
+if command -v python3 >/dev/null; then
+    cat >"$T/raw.py" <<'EOS'
+import socket, sys
+ans = {b"/cr": b"HTTP/1.1 200 OK\rSet-Cookie: r=1\r\nX-A: one\rSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nhi",
+       b"/cl2": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\nhiHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+       b"/sp": b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\nConnection: close\r\n\r\nhi",
+       b"/conn": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: Content-Length\r\n\r\nhi"}
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(8)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+while True:
+    c, _ = s.accept(); req = c.recv(65536)
+    c.sendall(ans.get(req.split(b" ")[1].split(b"?")[0] if b" " in req else b"", b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")); c.close()
+EOS
+    python3 "$T/raw.py" "$T/raw.port" & rawpid=$!
+    k=50; while [ ! -s "$T/raw.port" ] && [ $k -gt 0 ]; do sleep 0.1; k=$((k - 1)); done
+    R="http://127.0.0.1:$(cat "$T/raw.port")"
+    fetch "$R/cr"
+    [ "$st" = 200 ] && [ "$(tr -cd '\r' <"$T/hdr" | wc -c)" = "$(grep -c '' "$T/hdr")" ] && ! grep -qi '^set-cookie' "$T/hdr"
+    check $? "bare CR in upstream reason/values: replaced by SP, no injected header line ($st)"
+    fetch "$R/cl2"
+    [ "$st" = 502 ]; check $? "conflicting upstream Content-Length fields: 502 ($st)"
+    fetch "$R/sp"
+    [ "$st" = 200 ] && ! grep -qi '^content-length *:' "$T/hdr" && [ "$(cat "$T/body")" = hi ]
+    check $? "upstream field name with a space (Content-Length :) dropped ($st)"
+    fetch "$R/conn"
+    [ "$st" = 200 ] && { ! grep -qi '^content-length:' "$T/hdr" && grep -qi '^transfer-encoding: chunked' "$T/hdr"; } && [ "$(cat "$T/body")" = hi ]
+    check $? "Content-Length named by Connection: stripped and the body re-framed chunked ($st)"
+    kill "$rawpid" 2>/dev/null; wait "$rawpid" 2>/dev/null
+else
+    note "python3 missing: upstream response head checks skipped"
+fi
 
 # ---- offers the wallet must not pay ------------------------------------------------------------------
 e0=$(earned news millicent); wu0=$(wallet_units)
