@@ -225,6 +225,8 @@ Threshold 0.10 USD
 SiteBudget 1.00 USD
 DailyBudget 5.00 USD
 Topup 1.00 USD
+# PayWord is for TLS (PROTOCOL.md 9); these sample sites are plain http on loopback
+PayWordOverHTTP on
 LogLevel info
 LogFile $T/$n.log
 EOF

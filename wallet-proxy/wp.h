@@ -72,6 +72,7 @@ typedef struct {
     char site_budget[48];    /* per site per day, "0.50 USD" */
     char daily_budget[48];   /* all sites per day, "2.00 USD" */
     char topup[48];          /* broker scrip bought when low, "1.00 USD" */
+    int payword_over_http;   /* PayWordOverHTTP: pay PayWord on plain http (default off) */
     int log_level;           /* 0 error .. 3 debug; default 2 (info) */
     char log_file[512];      /* "" = stderr */
 } wp_config;

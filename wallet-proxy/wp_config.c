@@ -29,7 +29,7 @@
 static const char *const known_keys =
     "Listen, PortFile, PidFile, Allow, ConnectPort, Resolve, MaxClients, MaxHeaderSize, "
     "MaxRequestBody, UpstreamTimeout, StateDir, BrokerURL, BrokerCAFile, Account, "
-    "AccountKeyFile, StoreSize, Threshold, SiteBudget, DailyBudget, Topup, LogLevel, LogFile";
+    "AccountKeyFile, StoreSize, Threshold, SiteBudget, DailyBudget, Topup, PayWordOverHTTP, LogLevel, LogFile";
 
 static int set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -371,6 +371,13 @@ int wp_config_set(wp_config *c, const char *key, const char *value, char *err, s
         return set_amount(c->daily_budget, sizeof(c->daily_budget), key, value, err, errlen);
     } else if (strcasecmp(key, "Topup") == 0) {
         return set_amount(c->topup, sizeof(c->topup), key, value, err, errlen);
+    } else if (strcasecmp(key, "PayWordOverHTTP") == 0) {
+        if (strcasecmp(value, "on") == 0)
+            c->payword_over_http = 1;
+        else if (strcasecmp(value, "off") == 0)
+            c->payword_over_http = 0;
+        else
+            return set_err(err, errlen, "%s must be on or off, not \"%s\"", key, value);
     } else if (strcasecmp(key, "LogLevel") == 0) {
         static const char *const names[] = { "error", "warn", "info", "debug" };
         int i;

@@ -649,7 +649,24 @@ wp_outcome wp_mc_settle(wp_wallet *w, wp_txn *t, json_t *inf, long status, const
         }
         goto out;
     }
-    /* an answer without Payment-Change: the payment was not consumed */
+    /* No Payment-Change. A vendor that takes a Millicent payment always
+     * answers with one (PROTOCOL.md 7.6), so a success (2xx) to a payment made
+     * for this very target's offer without it is a vendor keeping the money
+     * and the change: the piece is written off (kept as dead, never used
+     * again) and the whole piece counts against the budgets, so a dishonest
+     * vendor cannot drain the wallet below the budget's radar. A 3xx/4xx
+     * (e.g. a 404 the vendor does not charge) or an up-front payment on a
+     * page that turned out to be free was not consumed: the piece is freed. */
+    if (status >= 200 && status < 300 && !json_is_true(json_object_get(inf, "spec"))) {
+        wp_log(WP_LOG_ERROR, "WP00124 %s served %s for a payment without Payment-Change: the "
+               "scrip piece is written off and counts as spent", wp_jstr(inf, "host"),
+               wp_jstr(inf, "target"));
+        if (piece_state(t, piece, "dead", 0, "no change") == 0) {
+            *charged = pay.scrip.value;
+            out = WP_OUT_FORGED;
+        }
+        goto out;
+    }
     if (piece_state(t, piece, "free", 0, NULL) == 0)
         out = WP_OUT_NOT_CHARGED;
 out:

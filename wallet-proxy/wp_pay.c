@@ -570,6 +570,11 @@ int wp_settle(wp_wallet *w, uint64_t id, long status, const wp_hdr *hdrs, size_t
             && wp_spent_add(t, wp_jstr(inf, "day"), wp_jstr(inf, "host"), price - charged.units,
                             -1) != 0)
             goto out;
+        /* a piece written off (a vendor kept it without change) counts whole */
+        if (o == WP_OUT_FORGED && charged.units > price
+            && wp_spent_add(t, wp_jstr(inf, "day"), wp_jstr(inf, "host"), charged.units - price,
+                            1) != 0)
+            goto out;
         if ((o == WP_OUT_NOT_CHARGED || o == WP_OUT_REFUSED)
             && wp_spent_add(t, wp_jstr(inf, "day"), wp_jstr(inf, "host"), price, -1) != 0)
             goto out;
@@ -619,7 +624,15 @@ static int pay_offer(wp_pay *p, const mp_offer *o, int may_buy, wp_cred *cred, c
             continue;
         if (order[i] == MP_SCHEME_MILLICENT)
             rc = wp_mc_pay(w, &p->ri, o->vendor, &o->price, 0, may_buy, &r, err, errlen);
-        else
+        else if (!w->cfg->payword_over_http) {
+            /* PROTOCOL.md 9: words are bearer tokens, so PayWord only over
+             * TLS; this wallet sees plain http only (CONNECT is opaque) */
+            if (err[0] == '\0')     /* keep the reason Millicent failed, if it did */
+                snprintf(err, errlen, "PayWord words are bearer tokens and are sent only over "
+                         "TLS (PROTOCOL.md 9); this page is plain http (PayWordOverHTTP is off)");
+            rc = -1;
+            continue;
+        } else
             rc = wp_pw_pay(w, &p->ri, o, &r, err, errlen);
         if (rc != 0)
             wp_log(WP_LOG_WARN, "WP00122 cannot pay %s%s with %s: %s", p->ri.host, p->ri.target,

@@ -334,7 +334,8 @@ check $? "nothing paid for either ($(earned news millicent) / $(wallet_units) un
 # ---- a second wallet: the broker down, then PayWord chains running out --------------------------------
 mw_pid=$wpid; mw_port=$wport
 WNAME=w2 sys_wallet_conf
-sed -i -e "s|^BrokerURL .*|BrokerURL http://127.0.0.1:1/mp|" -e 's/^Topup .*/Topup 0.10 USD/' "$T/w2.conf"
+sed -i -e "s|^BrokerURL .*|BrokerURL http://127.0.0.1:1/mp|" -e 's/^Topup .*/Topup 0.10 USD/' \
+    -e 's/^PayWordOverHTTP .*/PayWordOverHTTP off/' "$T/w2.conf"
 if WNAME=w2 sys_wallet_start; then pass "second wallet on $wport (broker URL points at a closed port)"
 else fail "second wallet start"; finish; fi
 acct0=$(sys_account_units)
@@ -345,9 +346,14 @@ check $ok "broker unreachable: a page that says so ($st)" "$(head -c 300 "$T/bod
 [ "$(sys_account_units)" = "$acct0" ] && [ "$(earned news millicent)" = "$e0" ]
 check $? "broker unreachable: the account and the vendor are untouched"
 w2() { "$mpwallet" -d "$T/w2" -u "http://127.0.0.1:$wport" --json "$@"; }
+pe0=$(earned shop payword)
+fetch "$S/paid/a8.html"
+[ "$st" = 402 ] && grep -q 'TLS' "$T/body" && [ "$(earned shop payword)" = "$pe0" ]
+check $? "PayWordOverHTTP off: a PayWord-only page on plain http gets a page, not a payment ($st)"
 [ "$(w2 balance | jq -r '.in_flight')" = 0 ]; check $? "nothing left in flight"
 sys_wallet_stop
-sed -i -e "s|^BrokerURL .*|BrokerURL http://127.0.0.1:$bport/mp|" "$T/w2.conf"
+sed -i -e "s|^BrokerURL .*|BrokerURL http://127.0.0.1:$bport/mp|" \
+    -e 's/^PayWordOverHTTP .*/PayWordOverHTTP on/' "$T/w2.conf"
 WNAME=w2 sys_wallet_start || { fail "second wallet restart"; finish; }
 # what the dead broker never answered (/buy, /certify) was kept and is completed now
 [ "$(w2 budget | jq -r '.topup')" = "0.10 USD" ]; check $? "second wallet's top-up (and certificate credit) 0.10 USD"

@@ -131,6 +131,11 @@ static void test_good_values(void)
     CU_ASSERT_EQUAL(set("SiteBudget", "1 EUR"), 0);
     CU_ASSERT_EQUAL(set("DailyBudget", "3.5 USD"), 0);
     CU_ASSERT_EQUAL(set("Topup", "0.00001 USD"), 0);
+    CU_ASSERT_EQUAL(cfg.payword_over_http, 0);
+    CU_ASSERT_EQUAL(set("PayWordOverHTTP", "On"), 0);
+    CU_ASSERT_EQUAL(cfg.payword_over_http, 1);
+    CU_ASSERT_EQUAL(set("PayWordOverHTTP", "off"), 0);
+    CU_ASSERT_EQUAL(cfg.payword_over_http, 0);
     CU_ASSERT_EQUAL(cfg.site_budget[0] != '\0' && cfg.daily_budget[0] != '\0', 1);
     CU_ASSERT_EQUAL(set("LogLevel", "DEBUG"), 0);
     CU_ASSERT_EQUAL(cfg.log_level, WP_LOG_DEBUG);
@@ -182,6 +187,7 @@ static const struct { const char *key, *value, *msg; } bad[] = {
     { "SiteBudget", "1 US", "amount" },
     { "DailyBudget", "abc", "amount" },
     { "Topup", "-1 USD", "amount" },
+    { "PayWordOverHTTP", "yes", "on or off" },
     { "LogLevel", "verbose", "error, warn, info or debug" },
     { "Nonsense", "1", "unknown key" },
 };
