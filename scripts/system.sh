@@ -115,7 +115,8 @@ printf 'Status: 402 Payment Required\r\n%s\r\nContent-Type: text/plain\r\n\r\npa
 EOS
     chmod 755 "$T/cgi/echo" "$T/cgi/bad402" "$T/cgi/stolen402"
     printf 'broker\n' >"$T/htdocs/broker/index.html"
-    for v in news shop; do
+    # evil.example: another host whose offers claim to come from news.example
+    for v in news shop evil; do
         sys_site "$v"
         sys_mpadmin keys vendor "$T/$v.secrets" >/dev/null &&
             sys_mpadmin keys delegate "$T/$v.secrets" "$T/$v.deleg" >/dev/null &&
@@ -173,6 +174,7 @@ AddType application/octet-stream .bin
 </Directory>
 $(sys_vhost news "millicent payword" "0.01 USD" "0.005 USD")
 $(sys_vhost shop "payword" "0.02 USD" "0.01 USD")
+$(sys_vhost evil "millicent" "0.01 USD" "0.01 USD" | sed -e 's/MicropayVendor evil.example/MicropayVendor news.example/')
 <VirtualHost 127.0.0.1:$bport>
     ServerName broker.example
     DocumentRoot "$T/htdocs/broker"
@@ -219,6 +221,7 @@ Account alice
 AccountKeyFile $T/keys/alice.key
 Resolve news.example:$port:127.0.0.1
 Resolve shop.example:$port:127.0.0.1
+Resolve evil.example:$port:127.0.0.1
 ConnectPort 443
 ConnectPort $port
 Threshold 0.10 USD

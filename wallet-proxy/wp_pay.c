@@ -903,12 +903,52 @@ wp_pay *wp_pay_begin(wp_wallet *w, const wp_reqinfo *ri, wp_cred *cred)
 }
 
 /* The answer to a 402 with an offer (after any credential was settled). */
+/* Security: an offer's vendor name is not authenticated, and the wallet keeps
+ * Millicent scrip (and customer secrets) per vendor name. The first host a
+ * vendor name is paid at is remembered; an offer naming that vendor from
+ * another host is refused, so one site cannot collect payments made from
+ * another vendor's scrip (and replay them to that vendor). A vendor moving
+ * to another host therefore needs a new wallet entry (documented).
+ * 0 fine (pinned now or before), 1 pinned elsewhere (pinned gets the host),
+ * -1 store failure. */
+static int vendor_pin(wp_wallet *w, const char *vendor, const char *host, char *pinned,
+                      size_t cap)
+{
+    char key[8 + MP_NAME_MAX + 1];
+    size_t klen = (size_t)snprintf(key, sizeof key, "vhost:%s", vendor);
+    json_t *j = NULL;
+    wp_txn *t = NULL;
+    int rv = -1, rc;
+
+    pthread_mutex_lock(&w->mu);
+    if (klen >= sizeof key || wp_store_begin(w->st, 0, &t) != 0)
+        goto out;
+    rc = wp_store_get(t, WPS_META, key, klen, &j);
+    if (rc == 0) {
+        rv = strcmp(wp_jstr(j, "host"), host) == 0 ? 0 : 1;
+        if (rv == 1)
+            snprintf(pinned, cap, "%s", wp_jstr(j, "host"));
+        goto out;
+    }
+    if (rc < 0 || (j = json_pack("{s:s}", "host", host)) == NULL
+        || wp_store_put(t, WPS_META, key, klen, j) != 0)
+        goto out;
+    rv = wp_store_commit(t) == 0 ? 0 : -1;
+    t = NULL;
+out:
+    if (t != NULL)
+        wp_store_abort(t);
+    pthread_mutex_unlock(&w->mu);
+    json_decref(j);
+    return rv;
+}
+
 static wp_pay_action on_offer(wp_pay *p, const wp_hdr *hdrs, size_t n, wp_cred *cred,
                               wp_page *page)
 {
     wp_wallet *w = p->w;
     char offer_text[MP_WIRE_TEXT_MAX + 1], hold_id[32], err[256], a[MP_AMOUNT_STRMAX];
-    char cur[4], loc[600], day[11];
+    char cur[4], loc[600], day[11], pin_msg[MP_NAME_MAX + 400];
     const char *why = NULL, *reason = "";
     wp_pol_verdict v = WP_POL_HOLD;
     wp_txn *t = NULL;
@@ -923,6 +963,18 @@ static wp_pay_action on_offer(wp_pay *p, const wp_hdr *hdrs, size_t n, wp_cred *
     pthread_mutex_unlock(&w->mu);
     if (rc == 0)
         why = offer_mismatch(p, &o, cur);
+    if (why == NULL) {
+        char pinned[300];
+
+        rc = vendor_pin(w, o.vendor, p->ri.host, pinned, sizeof pinned);
+        if (rc < 0)
+            why = "the wallet's store failed";
+        else if (rc == 1) {
+            snprintf(pin_msg, sizeof pin_msg, "the offer names the vendor %s, which this wallet "
+                     "pays at %s only", o.vendor, pinned);
+            why = pin_msg;
+        }
+    }
     if (why != NULL) {
         wp_log(WP_LOG_WARN, "WP00108 not paying %s%s: %s", p->ri.host, p->ri.target, why);
         page_html(page, 402, "Payment not made", "The site ", p->ri.host,

@@ -330,6 +330,9 @@ fetch "$N/cgi/stolen402"
 [ "$st" = 402 ] && grep -qi '<html' "$T/body"; check $? "a real offer for another target: refused with a page ($st)"
 [ "$(earned news millicent)" = "$e0" ] && [ "$(wallet_units)" = "$wu0" ]
 check $? "nothing paid for either ($(earned news millicent) / $(wallet_units) units)"
+fetch "http://evil.example:$port/paid/a1.html"
+[ "$st" = 402 ] && grep -q 'pays at news.example' "$T/body" && [ "$(wallet_units)" = "$wu0" ]
+check $? "another host's offer naming news.example: refused, nothing paid ($st)" "$(head -c 300 "$T/body")"
 
 # ---- a second wallet: the broker down, then PayWord chains running out --------------------------------
 mw_pid=$wpid; mw_port=$wport
