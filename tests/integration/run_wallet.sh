@@ -281,6 +281,13 @@ W budget set --daily-budget "5.00 USD" >/dev/null
 # ---- CLI --------------------------------------------------------------------------------------------
 W balance >"$T/cli.out" 2>&1 && grep -q news.example "$T/cli.out"; check $? "mpwallet balance (human)"
 [ "$(hist_count '.status == "paid"')" -ge 10 ]; check $? "mpwallet history --json: the payments are there"
+a0=$(sys_account_units); b0=$(wq '.broker.scrip_units' balance)
+W topup "0.50 USD" >/dev/null; check $? "mpwallet topup 0.50 USD"
+a1=$(sys_account_units); b1=$(wq '.broker.scrip_units' balance)
+[ "$((a0 - a1))" = 50000 ] && [ "$((b1 - b0))" = 50000 ]
+check $? "top-up: account -0.50 USD, broker scrip +0.50 USD ($a0 -> $a1, $b0 -> $b1)"
+W topup "1 EUR" >/dev/null 2>&1
+[ $? = 1 ] && [ "$(sys_account_units)" = "$a1" ]; check $? "top-up in another currency: refused (exit 1), nothing bought"
 "$mpwallet" -d "$T/wallet" -u "http://127.0.0.1:1" balance >/dev/null 2>&1
 [ $? = 3 ]; check $? "mpwallet with no daemon: exit 3"
 
