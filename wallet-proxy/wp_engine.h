@@ -106,9 +106,10 @@ int wp_resv_add(wp_wallet *w, uint64_t id);
 void wp_resv_del(wp_wallet *w, uint64_t id);
 int wp_resv_has(const wp_wallet *w, uint64_t id);
 
-/* Writes the in-flight record (and its "in-flight" history entry and the
- * spent counters) inside t; rec holds the scheme's members (piece or chain,
- * i, k, has_commit) and is completed here. r gets id, header and cred. */
+/* Writes the in-flight record (and its "in-flight" history entry) inside t;
+ * the spent counters were claimed by the policy decision. rec holds the
+ * scheme's members (piece or chain, i, k, has_commit) and is completed here.
+ * r gets id, header and cred. */
 int wp_inflight_write(wp_wallet *w, wp_txn *t, const wp_reqinfo *ri, const char *vendor,
                       const char *scheme, const mp_amount *price, const char *cred, int spec,
                       json_t *rec, wp_ready *r);

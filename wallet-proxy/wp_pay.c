@@ -503,8 +503,9 @@ int wp_inflight_write(wp_wallet *w, wp_txn *t, const wp_reqinfo *ri, const char 
         || json_object_set_new(rec, "created", json_integer((json_int_t)wp_now())) != 0)
         return -1;
     u64key(key, id);
-    if (wp_store_put(t, WPS_INFLIGHT, key, 8, rec) != 0
-        || wp_spent_add(t, day, ri->host, price->units, 1) != 0)
+    /* the spent counters already hold the price: the policy decision
+     * claimed it (policy_claim), and wp_settle gives it back if unpaid */
+    if (wp_store_put(t, WPS_INFLIGHT, key, 8, rec) != 0)
         return rc;
     r->id = id;
     snprintf(r->hdr, sizeof r->hdr, "%s", hdr);
@@ -660,27 +661,28 @@ static const char *offer_mismatch(const wp_pay *p, const mp_offer *o, const char
 
 /* Security (budgets under concurrency): deciding and paying are two
  * transactions (paying may call the broker, so w->mu cannot be held across
- * both), and the payment counts itself in the spent counters only in the
- * second (wp_inflight_write). Two threads could both pass the budget check
- * before either counted, and both could use one approval. So the decision
- * claims, in its own transaction, what it relied on: WP_POL_PAY reserves the
- * price in today's counters, WP_POL_APPROVED marks the approval used (one
- * approval pays one request). policy_release() gives the reservation back
- * once the payment counted itself or failed, and restores an approval whose
- * payment failed. A crash in between leaves the reservation counted for the
- * day: the budgets err on the safe side. Call inside t, w->mu held. */
+ * both). Two threads could both pass the budget check before either counted,
+ * and both could use one approval. So the decision claims, in its own
+ * transaction, what it relied on: the price goes into today's spent
+ * counters, and an approval is marked used (one approval pays one request).
+ * That count is the payment's: wp_inflight_write adds nothing, wp_settle
+ * gives the price back when the vendor did not take it, and policy_release
+ * gives it back (and restores the approval) when no payment was made. A
+ * crash in between leaves the price counted for the day: the budgets err on
+ * the safe side. Call inside t, w->mu held. */
 static int policy_claim(wp_pay *p, wp_txn *t, wp_pol_verdict v, const mp_amount *price,
                         const char *hold_id, char day[11])
 {
     wp_day(wp_now(), day);
-    if (v == WP_POL_PAY)
-        return wp_spent_add(t, day, p->ri.host, price->units, 1);
-    if (v == WP_POL_APPROVED)
-        return wp_hold_used(p->w, t, hold_id);
-    return 0;
+    if (v != WP_POL_PAY && v != WP_POL_APPROVED)
+        return 0;
+    if (v == WP_POL_APPROVED && wp_hold_used(p->w, t, hold_id) != 0)
+        return -1;
+    return wp_spent_add(t, day, p->ri.host, price->units, 1);
 }
 
-/* Undoes policy_claim after the payment was made (paid) or not. */
+/* Undoes policy_claim when no payment was made (paid = 0); a payment made
+ * keeps the claim as its own count, so then there is nothing to write. */
 static void policy_release(wp_pay *p, wp_pol_verdict v, const mp_amount *price, const char *day,
                            const char *hold_id, int paid)
 {
@@ -688,13 +690,12 @@ static void policy_release(wp_pay *p, wp_pol_verdict v, const mp_amount *price, 
     json_t *h = NULL;
     int rc = -1;
 
-    if (v != WP_POL_PAY && !(v == WP_POL_APPROVED && !paid))
+    if (paid || (v != WP_POL_PAY && v != WP_POL_APPROVED))
         return;
     pthread_mutex_lock(&p->w->mu);
     if (wp_store_begin(p->w->st, 0, &t) == 0) {
-        if (v == WP_POL_PAY) {
-            rc = wp_spent_add(t, day, p->ri.host, price->units, -1);
-        } else {
+        rc = wp_spent_add(t, day, p->ri.host, price->units, -1);
+        if (rc == 0 && v == WP_POL_APPROVED) {
             rc = wp_store_get(t, WPS_HOLD, hold_id, strlen(hold_id), &h);
             if (rc == 0 && strcmp(wp_jstr(h, "state"), "used") == 0) {
                 json_object_set_new(h, "state", json_string("approved"));
@@ -768,8 +769,21 @@ static int replay_orphan(wp_pay *p, wp_cred *cred)
     orphan_find f = { p->w, &p->ri, NULL };
     wp_txn *t = NULL;
     wp_ready r;
+    size_t n = 1;
     int rv = 0;
 
+    /* Every request comes here: almost always nothing is in flight, and then
+     * neither the scan nor the wallet-wide mutex is needed. A payment written
+     * in flight after this look belongs to a request still running, not an
+     * orphan. */
+    if (wp_store_begin(p->w->st, 1, &t) == 0) {
+        if (wp_store_count(t, WPS_INFLIGHT, &n) != 0)
+            n = 1;
+        wp_store_abort(t);
+        t = NULL;
+    }
+    if (n == 0)
+        return 0;
     pthread_mutex_lock(&p->w->mu);
     if (wp_store_begin(p->w->st, 1, &t) == 0) {
         if (wp_store_scan(t, WPS_INFLIGHT, NULL, 0, 0, orphan_visit, &f) == 0 && f.found != NULL
@@ -897,8 +911,8 @@ wp_pay *wp_pay_begin(wp_wallet *w, const wp_reqinfo *ri, wp_cred *cred)
         p->w = NULL;
         return p;
     }
-    if (replay_orphan(p, cred) || use_receipt(p, cred) || pay_up_front(p, cred))
-        return p;
+    if (!replay_orphan(p, cred) && !use_receipt(p, cred))
+        pay_up_front(p, cred);
     return p;
 }
 

@@ -290,6 +290,19 @@ int wp_store_del(wp_txn *t, int table, const void *key, size_t klen)
     return 0;
 }
 
+int wp_store_count(wp_txn *t, int table, size_t *out)
+{
+    MDB_stat st;
+    int rc = mdb_stat(t->txn, t->s->dbi[table], &st);
+
+    if (rc != 0) {
+        snprintf(errbuf, sizeof errbuf, "mdb_stat: %s", mdb_strerror(rc));
+        return -1;
+    }
+    *out = st.ms_entries;
+    return 0;
+}
+
 int wp_store_scan(wp_txn *t, int table, const void *prefix, size_t plen, int reverse,
                   wp_store_visit fn, void *ctx)
 {

@@ -67,6 +67,9 @@ int wp_store_del(wp_txn *t, int table, const void *key, size_t klen);
  * -1 for an error that ends the scan with -1. A record that does not parse
  * ends the scan with -1. reverse != 0 walks backwards (prefix must then be
  * empty). Returns 0 or -1. */
+/* Number of records in table (O(1): LMDB keeps the count). 0 or -1. */
+int wp_store_count(wp_txn *t, int table, size_t *out);
+
 typedef int (*wp_store_visit)(void *ctx, const uint8_t *key, size_t klen, json_t *val);
 int wp_store_scan(wp_txn *t, int table, const void *prefix, size_t plen, int reverse,
                   wp_store_visit fn, void *ctx);

@@ -866,11 +866,6 @@ out:
     free(r);
 }
 
-const char *wp_ui_token(void)
-{
-    return g_token;
-}
-
 /* Writes token + "\n" to path through a 0600 temporary file and a rename. */
 static int write_token_file(const char *path, const char *token, char *err, size_t errlen)
 {

@@ -27,7 +27,4 @@ void wp_ui_handle(wp_wallet *w, const char *method, const char *target,
                   const wp_hdr *hdrs, size_t nhdrs, const char *body, size_t len,
                   wp_page *page);
 
-/* The session token (for pages the engine builds). */
-const char *wp_ui_token(void);
-
 #endif
