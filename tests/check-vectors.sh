@@ -3,8 +3,11 @@
 # perl, independently of libmp: scrip stamp, customer secret, request
 # signature, reply MAC, hash chain words, commitment id, the broker's and
 # the user's Ed25519 signatures, Ed25519 public keys from their seeds,
-# receipt MAC and base64url text. Proves the vectors follow
-# docs/PROTOCOL.md rather than merely agreeing with our own code.
+# the receipts and the offer laid out from their input fields (receipt
+# MACs included), the broker request signature, the wrapped account key,
+# the /exchange scrip, customer secret, req_sig and payment, and base64url
+# text. Proves the vectors follow docs/PROTOCOL.md rather than merely
+# agreeing with our own code.
 set -u
 dir=$(cd "${top_srcdir:-$(dirname "$0")/..}/tests/vectors" && pwd)
 vec=$dir/libmp.txt
@@ -25,6 +28,16 @@ check() {   # check WHAT EXPECTED ACTUAL
     if [ "$2" = "$3" ] && [ -n "$2" ]; then pass=$((pass + 1));
     else fail=$((fail + 1)); echo "FAIL: $1"; echo "  expected $2"; echo "  derived  $3"; fi
 }
+amount() {  # amount "0.002 USD" -> hex of the 11-byte amount (3.1): currency, u64 units
+    perl -e '$ARGV[0] =~ /^(\d+)(?:\.(\d{1,5}))? ([A-Z]{3})$/ or exit 1;
+             print unpack("H*", $3 . pack("Q>", $1 * 100000 + substr(($2 // "") . "00000", 0, 5)))' "$1"
+}
+str8() { perl -e 'print unpack("H*", pack("C/a*", $ARGV[0]))' "$1"; }    # text -> str8 hex
+str16() { perl -e 'print unpack("H*", pack("n/a*", $ARGV[0]))' "$1"; }   # text -> str16 hex
+u8h() { printf '%02x' "$1"; }                                             # decimal -> u8 hex
+u32h() { perl -e 'print unpack("H*", pack("N", $ARGV[0]))' "$1"; }      # decimal -> u32 hex
+u64h() { perl -e 'print unpack("H*", pack("Q>", $ARGV[0]))' "$1"; }     # decimal -> u64 hex
+b64url() { bin "$1" | openssl base64 -A | tr '+/' '-_' | tr -d '='; }   # hex -> base64url
 head_hex() { printf '%s' "$1" | cut -c1-$(( ${#1} - $2 * 2 )); }     # drop last N bytes
 tail_hex() { printf '%s' "$1" | cut -c$(( ${#1} - $2 * 2 + 1 ))-; }  # last N bytes
 ed_pub_pem() {   # raw 32-byte public key hex -> PEM SubjectPublicKeyInfo
@@ -35,18 +48,20 @@ ed_pub_pem() {   # raw 32-byte public key hex -> PEM SubjectPublicKeyInfo
 scrip=$(v millicent scrip)
 check "scrip stamp" "$(tail_hex "$scrip" 32)" \
     "$(bin "$(head_hex "$scrip" 32)" | hmac "$(v millicent scrip_secret_series_1)")"
-check "scrip base64url" "$(v millicent scrip_base64url)" \
-    "$(bin "$scrip" | openssl base64 -A | tr '+/' '-_' | tr -d '=')"
+ms=0101$(str8 "$(v millicent vendor)")$(amount "$(v millicent value)")$(u64h "$(v millicent scrip_id)")
+ms=$ms$(u64h "$(v millicent customer_id)")$(u64h "$(v millicent expiry)")$(str8 "$(v millicent props)")
+check "scrip from its fields" "$scrip" "$ms$(bin "$ms" | hmac "$(v millicent scrip_secret_series_1)")"
+check "scrip base64url" "$(v millicent scrip_base64url)" "$(b64url "$scrip")"
 # customer_secret = HMAC(customer master, "MP1 customer" || u64 id)
 cs=$( { printf 'MP1 customer'; u64 "$(v millicent customer_id)"; } | hmac "$(v millicent customer_master_series_1)")
 check "customer secret" "$(v millicent customer_secret)" "$cs"
 # req_sig = HMAC(customer_secret, "MP1 request" || scrip || str8 method || str8 host || str16 target || amount)
 rs=$( { printf 'MP1 request'; bin "$scrip"
-        perl -e 'print pack("C/a* C/a* n/a* a3 Q>", @ARGV)' GET news.example /a/b.html USD 200
+        bin "$(str8 "$(v millicent request_method)")$(str8 "$(v millicent request_host)")$(str16 "$(v millicent request_target)")$(amount "$(v millicent price)")"
       } | hmac "$cs")
 check "request signature" "$(v millicent req_sig)" "$rs"
 check "payment record" "$(v millicent payment)" \
-    "0102$(printf '%04x' $(( ${#scrip} / 2 )))${scrip}$(printf 'USD' | hexof)00000000000000c8${rs}"
+    "0102$(printf '%04x' $(( ${#scrip} / 2 )))${scrip}$(amount "$(v millicent price)")${rs}"
 reply=$(v millicent reply)
 check "reply MAC" "$(tail_hex "$reply" 32)" "$(bin "$(head_hex "$reply" 32)" | hmac "$cs")"
 change=$(v millicent change_scrip)
@@ -91,11 +106,28 @@ check "payment i=3 k=2" "$(v payword payment_3_k2)" \
 check "redemption" "$(v payword redeem_3)" \
     "0113$(printf '%04x' $(( ${#commit} / 2 )))${commit}00000003$(v payword chain_w3)"
 
-# Receipts: MAC under the receipt key
-for r in receipt_millicent receipt_payword; do
-    rc=$(v receipt $r)
-    check "$r MAC" "$(tail_hex "$rc" 32)" "$(bin "$(head_hex "$rc" 32)" | hmac "$(v receipt receipt_key)")"
+# Receipts (5.9), laid out from their input fields: 0x01 0x20, str8 vendor,
+# str16 target, u8 scheme, payer (u64 customer_id for Millicent, bytes32
+# commit_id for PayWord), amount price, u64 issued, u64 expiry, then
+# mac = HMAC(receipt key, all bytes before it)
+for s in millicent payword; do
+    rc=$(v receipt receipt_$s)
+    check "receipt_$s MAC" "$(tail_hex "$rc" 32)" "$(bin "$(head_hex "$rc" 32)" | hmac "$(v receipt receipt_key)")"
+    scheme=$(v receipt ${s}_scheme)
+    if [ "$scheme" = 1 ]; then payer=$(u64h "$(v receipt ${s}_payer)"); else payer=$(v receipt ${s}_payer); fi
+    body=0120$(str8 "$(v receipt ${s}_vendor)")$(str16 "$(v receipt ${s}_target)")$(u8h "$scheme")$payer
+    body=$body$(amount "$(v receipt ${s}_price)")$(u64h "$(v receipt ${s}_issued)")$(u64h "$(v receipt ${s}_expiry)")
+    check "receipt_$s from its fields" "$rc" "$body$(bin "$body" | hmac "$(v receipt receipt_key)")"
 done
+
+# Offer (5.10) from its input fields: 0x01 0x30, str8 vendor, str8 method,
+# str16 target, amount price, u8 schemes, amount pw_unit, str16 broker_url,
+# u32 receipt_window, u64 expiry
+offer=0130$(str8 "$(v offer vendor)")$(str8 "$(v offer method)")$(str16 "$(v offer target)")
+offer=$offer$(amount "$(v offer price)")$(u8h "$(v offer schemes)")$(amount "$(v offer pw_unit)")
+offer=$offer$(str16 "$(v offer broker_url)")$(u32h "$(v offer receipt_window)")$(u64h "$(v offer expiry)")
+check "offer from its fields" "$(v offer offer)" "$offer"
+check "offer base64url" "$(v offer offer_base64url)" "$(b64url "$offer")"
 
 # Broker request signature: HMAC(account key, "MP1 broker" || str8 account ||
 # str8 method || str16 target || u64 ts || SHA-256(body)); key wrapping pad
@@ -109,6 +141,26 @@ pad=$( { printf 'MP1 account-key'; perl -e 'print pack("C/a*", $ARGV[0])' "$(v b
        | hmac "$(v broker account_secret)")
 check "wrapped account key" "$(v broker account_key_wrapped)" \
     "$(perl -e 'print unpack("H*", pack("H*", $ARGV[0]) ^ pack("H*", $ARGV[1]))' "$pad" "$(v broker account_key)")"
+
+# /exchange (8.4): broker scrip from its fields (5.1, empty props), the
+# customer secret, and req_sig over POST, the broker's authority (the Host
+# the client sends, port included) and the request target; the payment is
+# the mc_payment record (5.2) carrying it
+xs=0101$(str8 "$(v broker exchange_broker)")$(amount "$(v broker exchange_value)")
+xs=$xs$(u64h "$(v broker exchange_scrip_id)")$(u64h "$(v broker exchange_customer_id)")
+xs=$xs$(u64h "$(v broker exchange_expiry)")00
+xs=$xs$(bin "$xs" | hmac "$(v broker exchange_scrip_secret_series_1)")
+check "exchange scrip from its fields" "$(v broker exchange_scrip)" "$xs"
+xcs=$( { printf 'MP1 customer'; u64 "$(v broker exchange_customer_id)"; } \
+       | hmac "$(v broker exchange_customer_master_series_1)")
+check "exchange customer secret" "$(v broker exchange_customer_secret)" "$xcs"
+xprice=$(amount "$(v broker exchange_price)")
+xrs=$( { printf 'MP1 request'; bin "$(v broker exchange_scrip)"
+         bin "$(str8 "$(v broker exchange_method)")$(str8 "$(v broker exchange_host)")$(str16 "$(v broker exchange_target)")$xprice"
+       } | hmac "$(v broker exchange_customer_secret)")
+check "exchange req_sig" "$(v broker exchange_req_sig)" "$xrs"
+check "exchange payment record" "$(v broker exchange_payment)" \
+    "0102$(printf '%04x' $(( ${#xs} / 2 )))${xs}${xprice}${xrs}"
 
 echo "vectors re-derived with $(openssl version | cut -d' ' -f1-2): $pass passed, $fail failed"
 [ $fail -eq 0 ]
