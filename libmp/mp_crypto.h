@@ -104,17 +104,41 @@ typedef struct {
 mp_status mp_pubkey_id(const mp_pubkey *pk, uint8_t out[MP_HASH_LEN]);
 
 /* Reads a PEM SubjectPublicKeyInfo ("BEGIN PUBLIC KEY") of an Ed25519 or
- * RSA (2048..4096 bit) key. MP_ERR_KEY for anything else. */
+ * RSA (2048..4096 bit) key that passes mp_pubkey_check_fast. MP_ERR_KEY
+ * for anything else. */
 mp_status mp_pubkey_from_pem(const char *pem, size_t len, mp_pubkey *out);
 /* Writes pk as PEM SubjectPublicKeyInfo; *len gets its length. */
 mp_status mp_pubkey_to_pem(const mp_pubkey *pk, char *buf, size_t cap, size_t *len);
 
-/* Checks that pk is a usable key of its algorithm (RSA: 2048..4096
- * bits). MP_ERR_KEY. */
+/*
+ * Key checks: is pk a key that can sign, one whose signatures nobody can
+ * make without its private key?
+ *
+ * mp_pubkey_check is the full check, for where a key enters the system:
+ * the broker's /certify and its own signing key at startup. Ed25519: a
+ * canonical encoding of a point of prime order L (mp_edpoint_check: no
+ * small-order, no mixed-order point, nothing off the curve), about a
+ * millisecond. RSA: DER SubjectPublicKeyInfo of exactly the key, modulus
+ * 2048..4096 bits, public exponent exactly 65537.
+ *
+ * mp_pubkey_check_fast is the cheap check, for everywhere a key is used
+ * to verify: mp_verify runs it on every key it is given (so vendors at
+ * first contact and the broker at redemption refuse a weak user key even
+ * in a cert some broker signed), and mp_pw_cert_verify runs it on the
+ * user key. Ed25519: not a non-canonical y and not one of the encodings
+ * of the 8 small-order points (mp_edpoint_check_fast, nanoseconds); these
+ * are the keys that give forgeries for free. RSA: the same as the full
+ * check (the exponent is one BIGNUM read).
+ *
+ * Both: MP_OK; MP_ERR_KEY for a key that cannot sign or is not a key;
+ * MP_ERR_ARG for pk == NULL; MP_ERR_NOMEM or MP_ERR_CRYPTO when OpenSSL
+ * failed (the key is then not known to be good: refuse it).
+ */
 mp_status mp_pubkey_check(const mp_pubkey *pk);
+mp_status mp_pubkey_check_fast(const mp_pubkey *pk);
 
 /* Verifies sig over msg with pk. MP_ERR_FORGED when the signature does not
- * verify, MP_ERR_KEY for an unusable key. */
+ * verify, MP_ERR_KEY for a key mp_pubkey_check_fast refuses. */
 mp_status mp_verify(const mp_pubkey *pk, const void *msg, size_t msg_len,
                     const uint8_t *sig, size_t sig_len);
 

@@ -7,6 +7,12 @@
  * Public keys are rebuilt per verification: the rebuild costs about a
  * microsecond against 100 us for the Ed25519 verify itself, and it keeps
  * mp_pubkey plain copyable data.
+ *
+ * Key checks: every public key we rebuild passes the cheap check (the
+ * small-order and non-canonical Ed25519 encodings, RSA e = 65537), so no
+ * verification can use a key that lets anyone sign; the full Ed25519 order
+ * check (mp_edpoint.c) is mp_pubkey_check's alone. mp_crypto.h says which
+ * runs where.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +21,44 @@
 #include <openssl/bio.h>
 #include <openssl/x509.h>
 #include <openssl/rsa.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include "mp_crypto.h"
+#include "mp_edpoint.h"
 
 struct mp_signer {
     EVP_PKEY *pkey;
     uint8_t   alg;
 };
 
+/* e = 1 makes s = m a signature of everything; a small e such as 3 is
+ * sound only behind a strict PKCS#1 v1.5 parser (Bleichenbacher's 2006
+ * forgeries hit lax ones). Every key generator uses 65537: allowing only
+ * that leaves nothing to reason about. MP_ERR_KEY, MP_ERR_CRYPTO. */
+static mp_status rsa_exponent_check(const EVP_PKEY *p)
+{
+    BIGNUM *e = NULL;
+    mp_status st = MP_ERR_CRYPTO;
+
+    if (EVP_PKEY_get_bn_param(p, OSSL_PKEY_PARAM_RSA_E, &e) != 1)
+        goto done;
+    st = BN_is_word(e, RSA_F4) ? MP_OK : MP_ERR_KEY;
+done:
+    BN_free(e);
+    return st;
+}
+
+/* The cheap check (see mp_pubkey_check_fast) and the EVP_PKEY to verify
+ * with; *out is the caller's to free. */
 static mp_status pkey_from_pub(const mp_pubkey *pk, EVP_PKEY **out)
 {
     EVP_PKEY *p = NULL;
     const unsigned char *der;
     int bits;
+    mp_status st;
 
     if (pk->alg == MP_KEY_ED25519) {
-        if (pk->len != MP_ED25519_PUB_LEN)
+        if (pk->len != MP_ED25519_PUB_LEN || mp_edpoint_check_fast(pk->key) != MP_OK)
             return MP_ERR_KEY;
         p = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, pk->key, pk->len);
         if (p == NULL)
@@ -49,6 +78,10 @@ static mp_status pkey_from_pub(const mp_pubkey *pk, EVP_PKEY **out)
             EVP_PKEY_free(p);
             return MP_ERR_KEY;
         }
+        if ((st = rsa_exponent_check(p)) != MP_OK) {
+            EVP_PKEY_free(p);
+            return st;
+        }
     } else {
         return MP_ERR_KEY;
     }
@@ -56,7 +89,7 @@ static mp_status pkey_from_pub(const mp_pubkey *pk, EVP_PKEY **out)
     return MP_OK;
 }
 
-mp_status mp_pubkey_check(const mp_pubkey *pk)
+mp_status mp_pubkey_check_fast(const mp_pubkey *pk)
 {
     EVP_PKEY *p = NULL;
     mp_status st;
@@ -65,6 +98,15 @@ mp_status mp_pubkey_check(const mp_pubkey *pk)
         return MP_ERR_ARG;
     if ((st = pkey_from_pub(pk, &p)) == MP_OK)
         EVP_PKEY_free(p);
+    return st;
+}
+
+mp_status mp_pubkey_check(const mp_pubkey *pk)
+{
+    mp_status st;
+
+    if ((st = mp_pubkey_check_fast(pk)) == MP_OK && pk->alg == MP_KEY_ED25519)
+        st = mp_edpoint_check(pk->key);
     return st;
 }
 
@@ -122,8 +164,11 @@ mp_status mp_pubkey_from_pem(const char *pem, size_t len, mp_pubkey *out)
     default:
         goto done;
     }
+    /* A key no verification would use is refused when it is read, not at
+     * the first payment. */
+    if ((st = mp_pubkey_check_fast(&pk)) != MP_OK)
+        goto done;
     *out = pk;
-    st = MP_OK;
 done:
     OPENSSL_free(der);
     EVP_PKEY_free(p);

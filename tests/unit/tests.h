@@ -15,6 +15,7 @@
 
 int register_amount_tests(void);
 int register_crypto_tests(void);
+int register_sign_tests(void);
 int register_wire_tests(void);
 int register_millicent_tests(void);
 int register_payword_tests(void);
