@@ -16,4 +16,5 @@
 #include "mp_pwtrack.h"
 #include "mp_keyfile.h"
 #include "mp_broker.h"
+#include "mp_seal.h"
 #endif

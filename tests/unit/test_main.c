@@ -12,7 +12,7 @@ int main(int argc, char **argv)
         register_amount_tests, register_crypto_tests, register_sign_tests, register_wire_tests,
         register_millicent_tests, register_payword_tests, register_chain_tests,
         register_offer_tests, register_vector_tests, register_mutation_tests,
-        register_pwtrack_tests, register_keyfile_tests,
+        register_pwtrack_tests, register_keyfile_tests, register_seal_tests,
     };
     unsigned failures;
     size_t i;
