@@ -69,6 +69,8 @@ typedef struct {
     /* Millicent */
     uint64_t  scrip_id;
     mp_amount value;
+    uint64_t  expiry;              /* the scrip's */
+    uint64_t  commit_expiry;       /* PayWord: the commitment's */
     uint64_t  keep_until;
 } rd_item;
 
@@ -89,6 +91,10 @@ typedef struct {
     /* failure */
     const char      *reason;
     const char      *message;
+    /* success: the audit log line, written only once the effects committed,
+     * so that the log never tells of an operation the store does not hold */
+    const char      *outcome;
+    const char      *shortfalls;   /* /redeem: words customers did not cover */
     /* per-request crypto copies */
     mp_mc_issuer    *issuer;                           /* broker scrip */
     mp_mc_issuer    *viss[MPX_BROKER_VENDORS_MAX];     /* vendor scrip */
@@ -151,6 +157,11 @@ static const char *human(apr_pool_t *p, const mp_amount *a)
 static const char *u64s(apr_pool_t *p, uint64_t v)
 {
     return apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)v);
+}
+
+static uint64_t now_sec(void)
+{
+    return (uint64_t)apr_time_sec(apr_time_now());
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -392,8 +403,8 @@ static int authenticate(bx *x)
     mp_mac *master = NULL;
     mpb_txn *t = NULL;
     uint64_t ts = 0;
-    int found = 0;
-    mp_status st;
+    int found = 0, i, tried = 0;
+    mp_status st, kst;
 
     if (hdr == NULL || !parse_auth(r->pool, hdr, &account, &ts, sig))
         return fail(x, HTTP_UNAUTHORIZED, "unauthorized",
@@ -406,19 +417,36 @@ static int authenticate(bx *x)
         return store_failed(x);
     if (!found)
         return fail(x, HTTP_UNAUTHORIZED, "unknown-account", "no such account");
-    apr_thread_mutex_lock(x->bc->lock);
-    st = mp_mac_dup(x->bc->account_master, &master);
-    apr_thread_mutex_unlock(x->bc->lock);
-    if (st == MP_OK)
-        st = mp_account_key_wrap(master, x->acct.id, x->acct.key_enc, key);
-    mp_mac_free(master);
-    if (st != MP_OK) {
-        mp_wipe(key, sizeof key);
-        return fail_st(x, st == MP_ERR_ARG ? MP_ERR_CRYPTO : st, NULL);
+    x->now = now_sec();
+    /* The series the key was wrapped under; an account made before the
+     * store recorded it may be under any series still held. */
+    st = MP_ERR_FORGED;
+    for (i = 0; i < x->bc->naccount && st == MP_ERR_FORGED; i++) {
+        if (x->acct.key_series >= 0 && x->bc->account[i].series != x->acct.key_series)
+            continue;
+        tried++;
+        apr_thread_mutex_lock(x->bc->lock);
+        kst = mp_mac_dup(x->bc->account[i].master, &master);
+        apr_thread_mutex_unlock(x->bc->lock);
+        if (kst == MP_OK)
+            kst = mp_account_key_wrap(master, x->acct.id, x->acct.key_enc, key);
+        mp_mac_free(master);
+        master = NULL;
+        if (kst != MP_OK) {
+            mp_wipe(key, sizeof key);
+            return fail_st(x, kst == MP_ERR_ARG ? MP_ERR_CRYPTO : kst, NULL);
+        }
+        st = mp_broker_sig_check(key, x->acct.id, "POST", x->target, strlen(x->target), ts,
+                                 x->now, x->body_hash, sig, sizeof sig);
     }
-    st = mp_broker_sig_check(key, x->acct.id, "POST", x->target, strlen(x->target), ts, x->now,
-                             x->body_hash, sig, sizeof sig);
     mp_wipe(key, sizeof key);
+    if (tried == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00129: broker %s: the key of account %s "
+                      "is wrapped under account secret series %d, which "
+                      "MicropayBrokerSecretsFile no longer holds; put it back", x->bc->name,
+                      x->acct.id, x->acct.key_series);
+        return fail(x, HTTP_INTERNAL_SERVER_ERROR, "internal", "account key unavailable");
+    }
     if (st == MP_ERR_EXPIRED)
         return fail(x, HTTP_UNAUTHORIZED, "unauthorized",
                     "timestamp more than 300 seconds from the broker's clock");
@@ -505,6 +533,33 @@ static mp_status customer_id(bx *x, mpb_txn *t, const char *vendor_key, const ch
     return MP_OK;
 }
 
+static uint64_t redeem_deadline(const mpx_broker_conf *bc)
+{
+    return (uint64_t)(bc->redeem_deadline >= 0 ? bc->redeem_deadline : MPX_DEFAULT_REDEEM_DEADLINE);
+}
+
+/* Records scrip s, just minted for this account, as issued: in the
+ * transaction that took what pays for it. Only what has such a record is
+ * ever exchanged or credited (mpb_issued_use). use_until: the last moment
+ * it can be used at the broker (exchange: its expiry; deposit: expiry +
+ * the redemption deadline). */
+static mp_status record_issued(bx *x, mpb_txn *t, const mp_scrip *s, mpb_scrip_kind kind,
+                               uint64_t use_until)
+{
+    mpb_issued rec;
+
+    memset(&rec, 0, sizeof rec);
+    apr_cpystrn(rec.issuer, s->vendor, sizeof rec.issuer);
+    apr_cpystrn(rec.account, x->acct.id, sizeof rec.account);
+    rec.id = s->id;
+    rec.kind = (uint8_t)kind;
+    rec.value = s->value;
+    rec.expiry = s->expiry;
+    rec.use_until = use_until;
+    rec.release_at = add_sat(use_until, MPB_MARGIN);
+    return mpb_issued_put(t, &rec);
+}
+
 /* A store or id failure inside the transaction: 500. */
 static int txn_failed(bx *x, mp_status st)
 {
@@ -555,6 +610,10 @@ static int apply_buy(bx *x, mpb_txn *t, json_t **resp)
                          NULL, &s)) != MP_OK
         || (st = mp_mc_customer_secret(x->issuer, cid, csec)) != MP_OK)
         return txn_failed(x, st == MP_ERR_UNKNOWN_SERIES ? MP_ERR_ARG : st);
+    if ((st = record_issued(x, t, &s, MPB_SCRIP_BROKER, s.expiry)) != MP_OK) {
+        mp_wipe(csec, sizeof csec);
+        return txn_failed(x, st);
+    }
     x->acct.balance = nb;
     if ((st = mpb_account_put(t, &x->acct)) != MP_OK)
         return txn_failed(x, st);
@@ -566,9 +625,10 @@ static int apply_buy(bx *x, mpb_txn *t, json_t **resp)
     mp_wipe(csec, sizeof csec);
     if (scrip == NULL || bal == NULL)
         return txn_failed(x, MP_ERR_ARG);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, x->r, "MP00140: broker %s: account %s bought %s of "
-                  "scrip (customer %" APR_UINT64_T_FMT ")", bc->name, x->acct.id,
-                  human(x->r->pool, &x->amount), (apr_uint64_t)cid);
+    x->outcome = apr_psprintf(x->r->pool, "MP00140: broker %s: account %s bought %s of scrip "
+                              "%" APR_UINT64_T_FMT " (customer %" APR_UINT64_T_FMT ")", bc->name,
+                              x->acct.id, human(x->r->pool, &x->amount), (apr_uint64_t)sid,
+                              (apr_uint64_t)cid);
     return HTTP_OK;
 }
 
@@ -622,6 +682,7 @@ static int apply_exchange(bx *x, mpb_txn *t, json_t **resp)
     mp_mc_reply *reply = apr_palloc(r->pool, sizeof *reply);
     mp_mc_issuer *viss = NULL;
     const char *text, *scrip_counter;
+    mpb_issued used;
     json_t *list;
     mp_request req;
     size_t len = 0;
@@ -649,11 +710,27 @@ static int apply_exchange(bx *x, mpb_txn *t, json_t **resp)
             st = MP_ERR_INSUFFICIENT;
         return fail_st(x, st, apr_psprintf(r->pool, "payment: %s", mp_strerror(st)));
     }
-    st = mpb_spend(t, bc->name, x->payment->scrip.id, x->payment->scrip.expiry);
-    if (st == MP_ERR_SPENT)
-        return fail(x, HTTP_UNPROCESSABLE_ENTITY, "already-spent", "payment: scrip already spent");
-    if (st != MP_OK
-        || (st = customer_id(x, t, v->name, v->name, v->customer_series, &cid)) != MP_OK)
+    /* The stamp says the broker's key made it; only the issued record says
+     * the broker sold it and nobody has exchanged it yet. */
+    if ((st = mpb_issued_use(t, bc->name, x->payment->scrip.id, x->now, &used)) != MP_OK) {
+        if (st == MP_ERR_STORE)
+            return txn_failed(x, st);
+        return fail_st(x, st, st == MP_ERR_SPENT ? "payment: scrip already spent"
+                              : st == MP_ERR_EXPIRED ? "payment: scrip expired"
+                              : "payment: scrip this broker did not issue");
+    }
+    if (used.kind != MPB_SCRIP_BROKER || used.value.units != x->payment->scrip.value.units
+        || strcmp(used.value.cur, x->payment->scrip.value.cur) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MP00127: broker %s: scrip %"
+                      APR_UINT64_T_FMT " carries a valid stamp but not the value the broker "
+                      "issued it with; refused", bc->name, (apr_uint64_t)x->payment->scrip.id);
+        return fail_st(x, MP_ERR_FORGED, "payment: scrip this broker did not issue");
+    }
+    if (reply->has_change
+        && (st = record_issued(x, t, &reply->change, MPB_SCRIP_BROKER, reply->change.expiry))
+           != MP_OK)
+        return txn_failed(x, st);
+    if ((st = customer_id(x, t, v->name, v->name, v->customer_series, &cid)) != MP_OK)
         return txn_failed(x, st);
     list = json_array();
     scrip_counter = apr_psprintf(r->pool, "scrip:%s:%u", v->name, v->series);
@@ -662,6 +739,8 @@ static int apply_exchange(bx *x, mpb_txn *t, json_t **resp)
     for (i = 0; i < x->namounts; i++) {
         if ((st = next_id(x, t, scrip_counter, v->series, &sid)) != MP_OK
             || (st = mp_mc_mint(viss, &x->amounts[i], sid, cid, expiry, NULL, &s)) != MP_OK
+            || (st = record_issued(x, t, &s, MPB_SCRIP_VENDOR,
+                                   add_sat(expiry, redeem_deadline(bc)))) != MP_OK
             || (text = scrip_b64(x, &s)) == NULL) {
             json_decref(list);
             return txn_failed(x, st == MP_OK || st == MP_ERR_UNKNOWN_SERIES ? MP_ERR_ARG : st);
@@ -678,9 +757,11 @@ static int apply_exchange(bx *x, mpb_txn *t, json_t **resp)
                       "customer_secret", b64(r->pool, csec, sizeof csec),
                       "change", b64(r->pool, enc, len));
     mp_wipe(csec, sizeof csec);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00141: broker %s: account %s exchanged %s of "
-                  "broker scrip for %d scrip of %s (customer %" APR_UINT64_T_FMT ")", bc->name,
-                  x->acct.id, human(r->pool, &x->amount), x->namounts, v->name, (apr_uint64_t)cid);
+    x->outcome = apr_psprintf(r->pool, "MP00141: broker %s: account %s exchanged %s of broker "
+                              "scrip %" APR_UINT64_T_FMT " for %d scrip of %s (customer %"
+                              APR_UINT64_T_FMT ")", bc->name, x->acct.id,
+                              human(r->pool, &x->amount), (apr_uint64_t)x->payment->scrip.id,
+                              x->namounts, v->name, (apr_uint64_t)cid);
     return HTTP_OK;
 }
 
@@ -784,9 +865,9 @@ static int apply_certify(bx *x, mpb_txn *t, json_t **resp)
     *resp = json_pack("{s:s, s:s, s:s, s:s, s:I}", "request_id", x->request_id, "cert", text,
                       "user", x->acct.id, "serial", u64s(x->r->pool, serial),
                       "expires", (json_int_t)x->expiry);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, x->r, "MP00142: broker %s: account %s certified, "
-                  "serial %" APR_UINT64_T_FMT ", credit %s reserved", bc->name, x->acct.id,
-                  (apr_uint64_t)serial, human(x->r->pool, &x->amount));
+    x->outcome = apr_psprintf(x->r->pool, "MP00142: broker %s: account %s certified, serial %"
+                              APR_UINT64_T_FMT ", credit %s reserved", bc->name, x->acct.id,
+                              (apr_uint64_t)serial, human(x->r->pool, &x->amount));
     return HTTP_OK;
 }
 
@@ -823,7 +904,9 @@ static void verify_payword(bx *x, json_t *v, mp_pw_redeem *rd, rd_item *it)
     /* What was credited is remembered for the longest deadline the broker
      * can be configured with, not the current one: a deadline raised later
      * must not revive words whose record compaction already dropped. */
-    it->keep_until = add_sat(rd->commit.expiry, (uint64_t)MPX_REDEEM_DEADLINE_MAX);
+    it->keep_until = add_sat(add_sat(rd->commit.expiry, (uint64_t)MPX_REDEEM_DEADLINE_MAX),
+                             MPB_MARGIN);
+    it->commit_expiry = rd->commit.expiry;
     /* Our own certificates only: the trust list holds just this broker. */
     if ((st = mp_pw_redeem_verify(x->sha, rd, &x->bc->self_trust, &value)) != MP_OK) {
         item_fail(it, st == MP_ERR_KEY ? MP_ERR_MALFORMED : st);
@@ -904,8 +987,6 @@ static void verify_millicent(bx *x, json_t *o, rd_item *it)
         item_fail(it, MP_ERR_EXPIRED);
         return;
     }
-    /* As for PayWord: the deposit mark outlives any configurable deadline. */
-    it->keep_until = add_sat(p->scrip.expiry, (uint64_t)MPX_REDEEM_DEADLINE_MAX);
     /* req_sig: only the holder of customer_secret can have made it. */
     if ((st = mp_mc_customer_secret(viss, p->scrip.customer_id, csec)) != MP_OK
         || (st = mp_mc_pay(x->scratch, &p->scrip, csec, &req, &p->price, again)) != MP_OK) {
@@ -920,6 +1001,7 @@ static void verify_millicent(bx *x, json_t *o, rd_item *it)
     }
     it->scrip_id = p->scrip.id;
     it->value = p->scrip.value;
+    it->expiry = p->scrip.expiry;
     it->st = MP_OK;
 }
 
@@ -1017,6 +1099,34 @@ static mp_status pay_from_customer(bx *x, mpb_txn *t, const rd_item *it, const m
     return mpb_account_put(t, c);
 }
 
+/* Credits a Millicent deposit: only scrip whose issued record says the
+ * broker sold it, for this vendor, at this value, and nobody deposited it
+ * yet. The stamp checked before proves nothing here: the vendor holds the
+ * delegated series secret and can stamp whatever it likes. *credited: the
+ * recorded value, or 0 for a repeated deposit (MP_OK, as the spec says). */
+static mp_status deposit(bx *x, mpb_txn *t, const rd_item *it, mp_amount *credited)
+{
+    mpb_issued rec;
+    int found = 0;
+    mp_status st;
+
+    if ((st = mpb_issued_get(t, x->acct.vendor, it->scrip_id, &rec, &found)) != MP_OK)
+        return st;
+    if (!found || rec.kind != MPB_SCRIP_VENDOR || rec.value.units != it->value.units
+        || strcmp(rec.value.cur, it->value.cur) != 0 || rec.expiry != it->expiry) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, x->r, "MP00128: broker %s: vendor account %s "
+                      "deposited scrip %" APR_UINT64_T_FMT " that the broker did not issue as "
+                      "stamped; refused", x->bc->name, x->acct.id, (apr_uint64_t)it->scrip_id);
+        return MP_ERR_FORGED;
+    }
+    st = mpb_issued_use(t, x->acct.vendor, it->scrip_id, x->now, &rec);
+    if (st == MP_ERR_SPENT)
+        return MP_OK;                        /* deposited before: ok, nothing more */
+    if (st == MP_OK)
+        *credited = rec.value;
+    return st;
+}
+
 static int apply_redeem(bx *x, mpb_txn *t, json_t **resp)
 {
     request_rec *r = x->r;
@@ -1039,6 +1149,11 @@ static int apply_redeem(bx *x, mpb_txn *t, json_t **resp)
         if (st == MP_OK && strcmp(i < x->npw ? it->unit.cur : it->value.cur,
                                   x->acct.balance.cur) != 0)
             st = MP_ERR_INSUFFICIENT;        /* not in the vendor account's currency */
+        /* The deadline again at the transaction's clock: the check before
+         * it only spared the hashing. */
+        if (st == MP_OK && i < x->npw
+            && x->now >= add_sat(it->commit_expiry, redeem_deadline(x->bc)))
+            st = MP_ERR_EXPIRED;
         if (st == MP_OK && i < x->npw) {
             prev = 0;
             if ((st = mpb_redeemed_get(t, it->commit_id, &prev)) != MP_OK)
@@ -1051,19 +1166,13 @@ static int apply_redeem(bx *x, mpb_txn *t, json_t **resp)
                     goto store;
                 if (shortfall.units > 0) {
                     shorts++;
-                    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MP00144: broker %s: vendor "
-                                  "account %s redeemed words of %s that the account does not "
-                                  "cover: %s unpaid (bill it)", x->bc->name, x->acct.id,
-                                  it->user, human(r->pool, &shortfall));
+                    x->shortfalls = apr_psprintf(r->pool, "%s%s%s %s", x->shortfalls ?
+                                                 x->shortfalls : "", x->shortfalls ? ", " : "",
+                                                 it->user, human(r->pool, &shortfall));
                 }
             }
         } else if (st == MP_OK) {
-            st = mpb_spend(t, x->acct.vendor, it->scrip_id, it->keep_until);
-            if (st == MP_OK)
-                credited = it->value;
-            else if (st == MP_ERR_SPENT)
-                st = MP_OK;                  /* deposited before: ok, nothing more */
-            else
+            if ((st = deposit(x, t, it, &credited)) == MP_ERR_STORE)
                 goto store;
         }
         if (st == MP_OK && ((st = mp_amount_add(&x->acct.balance, &credited, &nb)) != MP_OK
@@ -1087,17 +1196,140 @@ static int apply_redeem(bx *x, mpb_txn *t, json_t **resp)
             return txn_failed(x, MP_ERR_NOMEM);
         }
     }
-    if ((st = mpb_account_put(t, &x->acct)) != MP_OK)
+    if ((st = mpb_account_put(t, &x->acct)) != MP_OK
+        || (total.units > 0 && (st = mpb_total_add(t, MPB_TOTAL_REDEEMED, &total)) != MP_OK))
         goto store;
     *resp = json_pack("{s:s, s:o, s:s?, s:s?}", "request_id", x->request_id, "results", results,
                       "credited", human(r->pool, &total), "balance", human(r->pool, &x->acct.balance));
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00143: broker %s: vendor account %s redeemed "
-                  "%d item(s), %d refused, %d short: %s credited", x->bc->name, x->acct.id,
-                  x->npw + x->nmc, failed, shorts, human(r->pool, &total));
+    x->outcome = apr_psprintf(r->pool, "MP00143: broker %s: vendor account %s redeemed %d "
+                              "item(s), %d refused, %d short: %s credited", x->bc->name,
+                              x->acct.id, x->npw + x->nmc, failed, shorts,
+                              human(r->pool, &total));
     return HTTP_OK;
 store:
     json_decref(results);
     return txn_failed(x, st);
+}
+
+/* ---- stored responses, sealed ------------------------------------------------------------------------ */
+
+/* A stored response holds spendable scrip and customer secrets: in the
+ * store it is u16 account series || mp_seal(key of that series, aad =
+ * account NUL request_id, body), so a copy of the store alone is worth
+ * nothing, and a record moved to another request does not open. */
+static const uint8_t *stored_aad(bx *x, size_t *len)
+{
+    size_t a = strlen(x->acct.id), q = strlen(x->request_id);
+    uint8_t *p = apr_palloc(x->r->pool, a + 1 + q);
+
+    memcpy(p, x->acct.id, a);
+    p[a] = 0;
+    memcpy(p + a + 1, x->request_id, q);
+    *len = a + 1 + q;
+    return p;
+}
+
+static mp_status seal_response(bx *x, const char *body, size_t len, char **out, size_t *out_len)
+{
+    size_t alen = 0, n = 0;
+    const uint8_t *aad = stored_aad(x, &alen);
+    uint8_t *buf = apr_palloc(x->r->pool, 2 + len + MP_SEAL_OVERHEAD);
+    mp_status st;
+
+    buf[0] = (uint8_t)(x->bc->account[0].series >> 8);
+    buf[1] = (uint8_t)x->bc->account[0].series;
+    if ((st = mp_seal(x->bc->account[0].seal_key, aad, alen, (const uint8_t *)body, len, buf + 2,
+                      len + MP_SEAL_OVERHEAD, &n)) != MP_OK)
+        return st;
+    *out = (char *)buf;
+    *out_len = 2 + n;
+    return MP_OK;
+}
+
+/* MP_ERR_FORGED for a record that does not open (damaged, or sealed under
+ * a series no longer held: say which). */
+static mp_status open_response(bx *x, const char *stored, size_t len, char **body,
+                               size_t *body_len)
+{
+    const uint8_t *p = (const uint8_t *)stored;
+    size_t alen = 0, n = 0;
+    const uint8_t *aad;
+    uint16_t series;
+    uint8_t *out;
+    int i;
+
+    if (len < 2 + MP_SEAL_OVERHEAD)
+        return MP_ERR_FORGED;
+    series = (uint16_t)(p[0] << 8 | p[1]);
+    for (i = 0; i < x->bc->naccount; i++)
+        if (x->bc->account[i].series == series)
+            break;
+    if (i == x->bc->naccount) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, x->r, "MP00129: broker %s: a stored response "
+                      "is sealed under account secret series %u, which MicropayBrokerSecretsFile "
+                      "no longer holds; put it back", x->bc->name, series);
+        return MP_ERR_FORGED;
+    }
+    aad = stored_aad(x, &alen);
+    out = apr_palloc(x->r->pool, len - 2 - MP_SEAL_OVERHEAD + 1);
+    if (mp_unseal(x->bc->account[i].seal_key, aad, alen, p + 2, len - 2, out,
+                  len - 2 - MP_SEAL_OVERHEAD, &n) != MP_OK)
+        return MP_ERR_FORGED;
+    out[n] = '\0';
+    *body = (char *)out;
+    *body_len = n;
+    return MP_OK;
+}
+
+/* A retry: the first answer again, with no new effect. Takes stored
+ * (malloc'ed by the store) and wipes it. */
+static int answer_again(bx *x, char *stored, size_t stored_len, int status)
+{
+    request_rec *r = x->r;
+    char *body = NULL;
+    size_t len = 0;
+    mp_status st = open_response(x, stored, stored_len, &body, &len);
+
+    mp_wipe(stored, stored_len);
+    free(stored);
+    if (st != MP_OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00120: broker store %s: the stored "
+                      "response to request %s of account %s does not open (damaged, or "
+                      "sealed under a secret no longer held)", x->bc->store_dir,
+                      x->request_id, x->acct.id);
+        return fail(x, HTTP_INTERNAL_SERVER_ERROR, "internal", "broker store error");
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00132: broker %s: %s request %s of account "
+                  "%s answered again from the store", x->bc->name, x->ep_name, x->request_id,
+                  x->acct.id);
+    send_body(r, status, body, len);
+    return OK;
+}
+
+/* The idempotency lookup (PROTOCOL.md 8.2 step 8), before the endpoint's
+ * members are judged: a retry gets its first answer even when a check of
+ * its members would now say otherwise (a /certify expiry since passed, a
+ * vendor no longer sold). DECLINED when there is no stored answer; the
+ * write transaction looks again, for a twin request racing this one. */
+static int lookup_first(bx *x)
+{
+    mpb_txn *t = NULL;
+    char *stored = NULL;
+    size_t stored_len = 0;
+    int found = 0, status = 0;
+    mp_status st;
+
+    if (mpb_begin(x->bc->store, 1, &t) != MP_OK)
+        return store_failed(x);
+    st = mpb_idem_get(t, x->acct.id, x->request_id, x->idem_hash, &found, &status, &stored,
+                      &stored_len);
+    mpb_abort(t);
+    if (st == MP_ERR_MALFORMED)
+        return fail(x, HTTP_CONFLICT, "malformed",
+                    "request_id already used with another body or at another endpoint");
+    if (st != MP_OK)
+        return store_failed(x);
+    return found ? answer_again(x, stored, stored_len, status) : DECLINED;
 }
 
 /* ---- the transaction ------------------------------------------------------------------------------ */
@@ -1134,6 +1366,32 @@ static void release_credit(bx *x)
     }
 }
 
+/* Scrip records past their last use plus the margin go; the value of
+ * scrip never used goes back to the account that bought it (a lost /buy
+ * answer, scrip a wallet forgot, vendor scrip no vendor deposited in time). */
+static void release_issued(bx *x)
+{
+    mpb_lapse *out = apr_palloc(x->r->pool, sizeof *out * RELEASE_BATCH);
+    size_t i, n = 0;
+    int batch;
+
+    for (batch = 0; batch < RELEASE_BATCHES; batch++) {
+        if (mpb_issued_release(x->bc->store, now_sec(), out, RELEASE_BATCH, &n) != MP_OK) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00124: broker store: "
+                          "releasing lapsed scrip records failed: %s", mpb_errmsg());
+            return;
+        }
+        for (i = 0; i < n; i++)
+            if (out[i].returned.units > 0)
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, x->r, "MP00146: broker %s: %s scrip "
+                              "of account %s lapsed unused: %s returned to the balance",
+                              x->bc->name, out[i].kind == MPB_SCRIP_BROKER ? "broker" : "vendor",
+                              out[i].account, human(x->r->pool, &out[i].returned));
+        if (n < RELEASE_BATCH)
+            break;
+    }
+}
+
 static void maybe_compact(bx *x)
 {
     apr_uint32_t last = apr_atomic_read32(&last_compact);
@@ -1149,6 +1407,7 @@ static void maybe_compact(bx *x)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, x->r, "MP00125: broker store compaction "
                       "removed %lu expired records", (unsigned long)removed);
     release_credit(x);
+    release_issued(x);
 }
 
 static int run(bx *x)
@@ -1156,13 +1415,17 @@ static int run(bx *x)
     request_rec *r = x->r;
     mpb_txn *t = NULL;
     json_t *resp = NULL;
-    char *stored = NULL, *body;
-    size_t stored_len = 0, len = 0;
+    char *stored = NULL, *body, *sealed = NULL;
+    size_t stored_len = 0, len = 0, sealed_len = 0;
     int found = 0, status = 0, rc;
     mp_status st;
 
     if (mpb_begin(x->bc->store, 0, &t) != MP_OK)
         return store_failed(x);
+    /* Under the writer lock: every expiry below is judged at this moment,
+     * and a record deleted by compaction was deleted before it (records
+     * outlive their last use by MPB_MARGIN). */
+    x->now = now_sec();
     /* The account as it is now, under the writer lock. */
     if ((st = mpb_account_get(t, x->acct.id, &x->acct, &found)) != MP_OK) {
         mpb_abort(t);
@@ -1176,22 +1439,16 @@ static int run(bx *x)
                       &stored_len);
     if (st == MP_ERR_MALFORMED) {
         mpb_abort(t);
-        return fail(x, HTTP_CONFLICT, "malformed", "request_id already used with another body");
+        return fail(x, HTTP_CONFLICT, "malformed",
+                    "request_id already used with another body or at another endpoint");
     }
     if (st != MP_OK) {
         mpb_abort(t);
         return store_failed(x);
     }
     if (found) {
-        /* A retry: the first answer again, with no new effect. */
         mpb_abort(t);
-        body = apr_pstrmemdup(r->pool, stored, stored_len);
-        free(stored);
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00132: broker %s: %s request %s of account "
-                      "%s answered again from the store", x->bc->name, x->ep_name, x->request_id,
-                      x->acct.id);
-        send_body(r, status, body, stored_len);
-        return OK;
+        return answer_again(x, stored, stored_len, status);
     }
     switch (x->ep) {
     case EP_BUY:      rc = apply_buy(x, t, &resp); break;
@@ -1208,13 +1465,23 @@ static int run(bx *x)
         mpb_abort(t);
         return rc;
     }
-    if ((st = mpb_idem_put(t, x->acct.id, x->request_id, x->idem_hash, HTTP_OK, body, len,
-                           x->now + IDEM_KEEP)) != MP_OK) {
+    if ((st = seal_response(x, body, len, &sealed, &sealed_len)) != MP_OK) {
+        mpb_abort(t);
+        return txn_failed(x, st);
+    }
+    if ((st = mpb_idem_put(t, x->acct.id, x->request_id, x->idem_hash, HTTP_OK, sealed,
+                           sealed_len, x->now + IDEM_KEEP)) != MP_OK) {
         mpb_abort(t);
         return store_failed(x);
     }
     if (mpb_commit(t) != MP_OK)
         return store_failed(x);
+    if (x->outcome != NULL)
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s (request %s)", x->outcome, x->request_id);
+    if (x->shortfalls != NULL)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MP00144: broker %s: vendor account %s "
+                      "redeemed words that the certified accounts do not cover, unpaid (bill "
+                      "them): %s", x->bc->name, x->acct.id, x->shortfalls);
     send_body(r, HTTP_OK, body, len);
     maybe_compact(x);
     return OK;
@@ -1315,6 +1582,8 @@ static int handle(bx *x)
         return fail(x, HTTP_BAD_REQUEST, "malformed",
                     "request_id: 1 to 64 characters of A-Z a-z 0-9 - _");
     x->request_id = json_string_value(rid);
+    if ((rc = lookup_first(x)) != DECLINED)
+        return rc;
     /* The scratch context is re-keyed per use; its first key is irrelevant. */
     memset(dummy, 0x5a, sizeof dummy);
     if (mp_mac_new(dummy, sizeof dummy, &x->scratch) != MP_OK
@@ -1394,7 +1663,10 @@ int mpx_broker_handler(request_rec *r)
     x->bc = bc;
     x->ep = (endpoint)i;
     x->ep_name = names[i];
-    x->now = (uint64_t)apr_time_sec(r->request_time);
+    /* Read again after the body and inside the write transaction: a
+     * decision is taken at the clock of that moment, never at the request
+     * line's, which a slow body can leave far behind. */
+    x->now = now_sec();
     x->target = request_target(r);
     apr_pool_cleanup_register(r->pool, x, free_crypto, apr_pool_cleanup_null);
     apr_pool_cleanup_register(r->pool, x, free_json, apr_pool_cleanup_null);

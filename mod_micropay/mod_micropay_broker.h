@@ -35,6 +35,7 @@ typedef struct {
     const char  *store_dir;           /* MicropayBrokerStore */
     const char  *secrets_file;        /* MicropayBrokerSecretsFile */
     const char  *signing_key_file;    /* MicropayBrokerSigningKey */
+    apr_array_header_t *retired_keys; /* MicropayBrokerRetiredSigningKey: file names */
     apr_array_header_t *vendor_conf;  /* MicropayBrokerVendor: {name, file} pairs */
     int          require_tls;         /* MicropayBrokerRequireTLS, -1 unset (default on) */
     apr_int64_t  scrip_lifetime;      /* MicropayBrokerScripLifetime, -1 unset */
@@ -46,9 +47,19 @@ typedef struct {
     mp_mc_issuer *issuer;             /* broker scrip: issuer = name */
     uint16_t      scrip_series;       /* newest broker scrip series */
     uint16_t      customer_series;    /* newest broker customer series */
-    mp_mac       *account_master;     /* wraps account keys (keyfile "account") */
+    /* Every account series of the secrets file, newest first: keys are
+     * wrapped under the newest and unwrapped under the series the account
+     * record names, so adding a series breaks no account. Each also gives
+     * the key that seals stored responses (mp_seal_key_derive). */
+    int           naccount;
+    struct {
+        uint16_t  series;
+        mp_mac   *master;             /* wraps account keys (keyfile "account") */
+        uint8_t   seal_key[MP_SEAL_KEY_LEN];
+    } account[MP_MAX_SERIES];
     mp_signer    *signer;             /* certificate signing key */
-    mp_pw_trust   self_trust;         /* {name, own public key}, for redemption */
+    mp_pw_trust   self_trust;         /* {name, own public key}, then the retired
+                                       * keys: for redemption */
     int           nvendors;
     mpx_broker_vendor vendors[MPX_BROKER_VENDORS_MAX];
     /* opened in child_init */
@@ -70,6 +81,7 @@ typedef struct {
 const char *mpx_broker_set_take1(cmd_parms *cmd, void *dummy, const char *arg);
 const char *mpx_broker_set_vendor(cmd_parms *cmd, void *dummy, const char *name, const char *file);
 const char *mpx_broker_set_flag(cmd_parms *cmd, void *dummy, int on);
+const char *mpx_broker_set_retired(cmd_parms *cmd, void *dummy, const char *file);
 
 #define MPX_BROKER_DIRECTIVES \
     AP_INIT_TAKE1("MicropayBrokerName", mpx_broker_set_take1, NULL, RSRC_CONF, \
@@ -82,6 +94,8 @@ const char *mpx_broker_set_flag(cmd_parms *cmd, void *dummy, int on);
         "The broker's scrip, customer and account secrets (mode 0600; mpadmin keys broker-secrets)"), \
     AP_INIT_TAKE1("MicropayBrokerSigningKey", mpx_broker_set_take1, NULL, RSRC_CONF, \
         "PEM private key that signs PayWord certificates (mode 0600; mpadmin keys broker)"), \
+    AP_INIT_ITERATE("MicropayBrokerRetiredSigningKey", mpx_broker_set_retired, NULL, RSRC_CONF, \
+        "PEM key (public or private) that signed certificates before a rotation: their words stay redeemable"), \
     AP_INIT_TAKE2("MicropayBrokerVendor", mpx_broker_set_vendor, NULL, RSRC_CONF, \
         "A vendor the broker sells scrip for: its name and the delegation file it gave (mpadmin keys delegate)"), \
     AP_INIT_FLAG("MicropayBrokerRequireTLS", mpx_broker_set_flag, NULL, RSRC_CONF, \

@@ -41,6 +41,7 @@ mpx_broker_conf *mpx_broker_create(apr_pool_t *p)
     mpx_broker_conf *bc = apr_pcalloc(p, sizeof *bc);
 
     bc->vendor_conf = apr_array_make(p, 2, sizeof(vendor_conf));
+    bc->retired_keys = apr_array_make(p, 2, sizeof(const char *));
     bc->require_tls = -1;
     bc->scrip_lifetime = -1;
     bc->cert_lifetime = -1;
@@ -61,6 +62,7 @@ mpx_broker_conf *mpx_broker_merge(apr_pool_t *p, const mpx_broker_conf *base,
     bc->store_dir = add->store_dir ? add->store_dir : base->store_dir;
     bc->secrets_file = add->secrets_file ? add->secrets_file : base->secrets_file;
     bc->signing_key_file = add->signing_key_file ? add->signing_key_file : base->signing_key_file;
+    bc->retired_keys = add->retired_keys->nelts > 0 ? add->retired_keys : base->retired_keys;
     bc->vendor_conf = add->vendor_conf->nelts > 0 ? add->vendor_conf : base->vendor_conf;
     bc->require_tls = add->require_tls != -1 ? add->require_tls : base->require_tls;
     bc->scrip_lifetime = add->scrip_lifetime >= 0 ? add->scrip_lifetime : base->scrip_lifetime;
@@ -189,6 +191,31 @@ const char *mpx_broker_set_vendor(cmd_parms *cmd, void *dummy, const char *name,
     return NULL;
 }
 
+const char *mpx_broker_set_retired(cmd_parms *cmd, void *dummy, const char *file)
+{
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+    mpx_broker_conf *bc = broker_conf(cmd);
+    const char *path = ap_server_root_relative(cmd->pool, file);
+    apr_finfo_t fi;
+
+    (void)dummy;
+    if (err)
+        return err;
+    if (path == NULL)
+        return apr_psprintf(cmd->pool, "%s: invalid path '%s'", cmd->cmd->name, file);
+    if (apr_stat(&fi, path, APR_FINFO_TYPE, cmd->temp_pool) != APR_SUCCESS
+        || fi.filetype != APR_REG)
+        return apr_psprintf(cmd->pool, "%s: %s is not a readable regular file (the .pub file "
+                            "mpadmin keys broker wrote beside the old key)", cmd->cmd->name, path);
+    /* The signing key and its predecessors share one trust list. */
+    if (bc->retired_keys->nelts >= MP_PW_TRUST_MAX - 1)
+        return apr_psprintf(cmd->pool, "%s: at most %d retired keys; drop those whose "
+                            "certificates are past expiry and the redemption deadline",
+                            cmd->cmd->name, MP_PW_TRUST_MAX - 1);
+    *(const char **)apr_array_push(bc->retired_keys) = path;
+    return NULL;
+}
+
 const char *mpx_broker_set_flag(cmd_parms *cmd, void *dummy, int on)
 {
     const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
@@ -202,10 +229,10 @@ const char *mpx_broker_set_flag(cmd_parms *cmd, void *dummy, int on)
 
 /* ---- startup: secrets, signing key, delegations ------------------------------ */
 
-/* Reads a whole small secret file into pool memory and refuses one that
- * group or others can access; the caller wipes the text. */
-static int read_secret_file(apr_pool_t *p, server_rec *s, const char *what, const char *path,
-                            apr_size_t max, char **out, apr_size_t *len)
+/* Reads a whole small file into pool memory; a secret one (secret != 0)
+ * is refused when group or others can access it. The caller wipes the text. */
+static int read_file(apr_pool_t *p, server_rec *s, const char *what, const char *path,
+                     apr_size_t max, int secret, char **out, apr_size_t *len)
 {
     apr_file_t *f = NULL;
     apr_finfo_t fi;
@@ -235,7 +262,7 @@ static int read_secret_file(apr_pool_t *p, server_rec *s, const char *what, cons
     buf[n] = '\0';
     /* Secrets readable by anyone but the owner are already compromised:
      * refuse to start rather than issue money with them. */
-    if (fi.protection & LOOSE_MODE) {
+    if (secret && (fi.protection & LOOSE_MODE)) {
         mp_wipe(buf, n + 1);
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00102: %s %s is accessible to group or "
                      "others; make it mode 0600 (chmod 600 %s)", what, path, path);
@@ -244,6 +271,12 @@ static int read_secret_file(apr_pool_t *p, server_rec *s, const char *what, cons
     *out = buf;
     *len = n;
     return OK;
+}
+
+static int read_secret_file(apr_pool_t *p, server_rec *s, const char *what, const char *path,
+                            apr_size_t max, char **out, apr_size_t *len)
+{
+    return read_file(p, s, what, path, max, 1, out, len);
 }
 
 static int parse_keyfile(server_rec *s, const char *what, const char *path, const char *text,
@@ -287,10 +320,14 @@ static apr_status_t free_loaded(void *data)
     int i;
 
     mp_mc_issuer_free(bc->issuer);
-    mp_mac_free(bc->account_master);
+    for (i = 0; i < bc->naccount; i++) {
+        mp_mac_free(bc->account[i].master);
+        mp_wipe(bc->account[i].seal_key, sizeof bc->account[i].seal_key);
+    }
+    memset(bc->account, 0, sizeof bc->account);
+    bc->naccount = 0;
     mp_signer_free(bc->signer);
     bc->issuer = NULL;
-    bc->account_master = NULL;
     bc->signer = NULL;
     for (i = 0; i < bc->nvendors; i++) {
         mp_mc_issuer_free(bc->vendors[i].issuer);
@@ -305,9 +342,9 @@ static int load_broker_secrets(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf
 {
     static const char what[] = "MicropayBrokerSecretsFile";
     mp_keyfile *kf = apr_palloc(ptemp, sizeof *kf);
-    const mp_keyfile_entry *e, *account = NULL;
+    const mp_keyfile_entry *e;
     uint64_t now = (uint64_t)apr_time_sec(apr_time_now());
-    int scrip = 0, customer = 0, rc = !OK;
+    int scrip = 0, customer = 0, rc = !OK, j;
     char *text = NULL;
     apr_size_t len = 0;
     size_t i;
@@ -330,11 +367,23 @@ static int load_broker_secrets(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf
         } else if (e->kind == MP_KEY_CUSTOMER && (!customer || e->series > bc->customer_series)) {
             bc->customer_series = e->series;
             customer = 1;
-        } else if (e->kind == MP_KEY_ACCOUNT && (account == NULL || e->series > account->series)) {
-            account = e;
+        } else if (e->kind == MP_KEY_ACCOUNT && bc->naccount < MP_MAX_SERIES) {
+            /* Sorted newest (highest series) first as they are added. */
+            for (j = bc->naccount; j > 0 && bc->account[j - 1].series < e->series; j--)
+                bc->account[j] = bc->account[j - 1];
+            memset(&bc->account[j], 0, sizeof bc->account[j]);
+            bc->account[j].series = e->series;
+            bc->naccount++;
+            if ((st = mp_mac_new(e->secret, e->len, &bc->account[j].master)) != MP_OK
+                || (st = mp_seal_key_derive(e->secret, e->len, "MP1 broker stored responses",
+                                            bc->account[j].seal_key)) != MP_OK) {
+                ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00103: %s %s: account secret "
+                             "series %u: %s", what, bc->secrets_file, e->series, mp_strerror(st));
+                goto done;
+            }
         }
     }
-    if (!scrip || !customer || account == NULL) {
+    if (!scrip || !customer || bc->naccount == 0) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00104: %s %s needs a scrip series that "
                      "is neither retired nor delegated, a customer series and an account "
                      "secret (mpadmin keys broker-secrets)", what, bc->secrets_file);
@@ -342,16 +391,55 @@ static int load_broker_secrets(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf
     }
     if (make_issuer(s, what, bc->secrets_file, bc->name, kf, &bc->issuer) != OK)
         goto done;
-    if ((st = mp_mac_new(account->secret, account->len, &bc->account_master)) != MP_OK) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00103: %s %s: account secret: %s", what,
-                     bc->secrets_file, mp_strerror(st));
-        goto done;
-    }
     rc = OK;
 done:
     mp_keyfile_wipe(kf);
     mp_wipe(text, len);
     return rc;
+}
+
+/* MicropayBrokerRetiredSigningKey: a public key PEM, or the old private
+ * key itself (then only its public half is kept). */
+static int load_retired_keys(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf *bc)
+{
+    static const char what[] = "MicropayBrokerRetiredSigningKey";
+    const char *const *files = (const char *const *)bc->retired_keys->elts;
+    mp_signer *old = NULL;
+    char *pem = NULL;
+    apr_size_t len = 0;
+    mp_pubkey pk;
+    mp_status st;
+    int i;
+
+    for (i = 0; i < bc->retired_keys->nelts; i++) {
+        if (read_file(ptemp, s, what, files[i], MPX_PEM_MAX, 0, &pem, &len) != OK)
+            return !OK;
+        st = mp_pubkey_from_pem(pem, len, &pk);
+        mp_wipe(pem, len);
+        /* Not a public key: then a private one, which must be kept secret. */
+        if (st != MP_OK) {
+            if (read_secret_file(ptemp, s, what, files[i], MPX_PEM_MAX, &pem, &len) != OK)
+                return !OK;
+            if ((st = mp_signer_from_pem(pem, len, &old)) == MP_OK) {
+                st = mp_signer_pubkey(old, &pk);
+                mp_signer_free(old);
+                old = NULL;
+            }
+            mp_wipe(pem, len);
+        }
+        if (st == MP_OK)
+            st = mp_pubkey_check(&pk);
+        if (st != MP_OK) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00105: %s %s is not a PEM Ed25519 or "
+                         "RSA (2048-4096 bit) public or private key: %s", what, files[i],
+                         mp_strerror(st));
+            return !OK;
+        }
+        apr_cpystrn(bc->self_trust.b[bc->self_trust.n].name, bc->name,
+                    sizeof bc->self_trust.b[0].name);
+        bc->self_trust.b[bc->self_trust.n++].key = pk;
+    }
+    return OK;
 }
 
 static int load_signing_key(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf *bc)
@@ -374,12 +462,15 @@ static int load_signing_key(apr_pool_t *ptemp, server_rec *s, mpx_broker_conf *b
                      bc->signing_key_file, mp_strerror(st));
         return !OK;
     }
-    /* The broker redeems only its own certificates: its trust list is itself. */
+    /* The broker redeems only its own certificates: its trust list is itself,
+     * under the key it signs with now and the keys it signed with before,
+     * so that a rotation never strands the words paid under older
+     * certificates (nor sends their credit back to the customers). */
     memset(&bc->self_trust, 0, sizeof bc->self_trust);
     apr_cpystrn(bc->self_trust.b[0].name, bc->name, sizeof bc->self_trust.b[0].name);
     bc->self_trust.b[0].key = pk;
     bc->self_trust.n = 1;
-    return OK;
+    return load_retired_keys(ptemp, s, bc);
 }
 
 /* A vendor's delegation: scrip series marked "delegated" (the broker mints

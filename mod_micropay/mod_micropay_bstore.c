@@ -6,16 +6,23 @@
  *   meta      "format" -> "mod_micropay-broker-store-1"
  *   account   id -> u8 kind | 3 currency | u64 balance | u64 reserved
  *                   | 32 key_enc | u64 created | u8 vendor_len | vendor
+ *                   [| u16 key series: absent in records made before it was kept]
  *   idem      account NUL request_id -> u64 expiry | 32 body hash
  *                   | u16 status | body
  *   counter   name -> u64 next value to hand out
  *   custid    account NUL vendor -> u64 customer id
- *   spent     issuer NUL u64 scrip id -> u64 expiry
+ *   spent     issuer NUL u64 scrip id -> u64 expiry (no longer written: scrip is
+ *             spent through its issued record; older entries are compacted away)
  *   redeemed  32 commitment id -> u32 last | u64 keep_until
  *   cert      u64 serial -> u8 released | 3 currency | u64 credit | u64 redeemed
  *                   | u64 expiry | u64 release_at | u8 account_len | account
  *   certdue   u64 release_at | u64 serial -> empty, while not released
  *   expiry    u64 time | u8 kind | key of the record -> empty
+ *   issued    issuer NUL u64 id -> u8 kind | u8 used | 3 currency | u64 value
+ *                   | u64 expiry | u64 use_until | u64 release_at | u8 account_len
+ *                   | account
+ *   issuedue  u64 release_at | issuer NUL u64 id -> empty, while the record exists
+ *   totals    3 currency | NUL | name -> u64 units
  * One currency is stored per account: balance and reserved must agree, and
  * a record in which they could disagree would be one more thing to check.
  * The expiry index starts with the time so that compaction reads only the
@@ -31,12 +38,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "mod_micropay_lmdb.h"
 #include "mod_micropay_bstore.h"
 
 #define FORMAT          "mod_micropay-broker-store-1"
-#define NDBS            10
-#define NDBS_V1         8               /* tables every store has; cert tables are added */
+#define NDBS            13
+#define NDBS_V1         8               /* tables every store has; the others are added */
 #define KIND_IDEM       1
 #define KIND_SPENT      2
 #define KIND_REDEEMED   3
@@ -50,6 +58,11 @@
 #define CERT_FIXED      (1 + 3 + 8 + 8 + 8 + 8 + 1)
 #define CERTDUE_KEY     (8 + 8)
 #define RELEASE_MAX     100000
+#define ISSUED_KEY_MAX  (MP_NAME_MAX + 1 + 8)
+#define ISSUED_FIXED    (1 + 1 + 3 + 8 + 8 + 8 + 8 + 1)
+#define ISSUEDUE_KEY_MAX (8 + ISSUED_KEY_MAX)
+#define TOTAL_NAME_MAX  16
+#define TOTAL_KEY_MAX   (3 + 1 + TOTAL_NAME_MAX)
 /* Counter names embed issuer names and series numbers; well below LMDB's
  * 511-byte key limit. */
 #define COUNTER_NAME_MAX 256
@@ -57,8 +70,9 @@
 struct mpb {
     MDB_env *env;
     MDB_dbi  meta, account, idem, counter, custid, spent, redeemed, expiry, cert, certdue;
+    MDB_dbi  issued, issuedue, totals;
     int      rdonly;
-    int      certs;          /* the cert tables exist (only a read-only open of an
+    int      certs;          /* the later tables exist (only a read-only open of an
                               * older store lacks them) */
 };
 
@@ -74,12 +88,12 @@ struct mpb_txn {
 
 static const char *const db_names[NDBS] = {
     "meta", "account", "idem", "counter", "custid", "spent", "redeemed", "expiry",
-    "cert", "certdue"
+    "cert", "certdue", "issued", "issuedue", "totals"
 };
 
 static const mpl_spec SPEC = {
     MPL_SLOT_BROKER, "broker store", "mod_micropay broker store", "create it first",
-    FORMAT, db_names, NDBS, NDBS_V1, "the certificate tables"
+    FORMAT, db_names, NDBS, NDBS_V1, "the certificate, issued-scrip and ledger tables"
 };
 
 /* The shared messages, under this store's name. */
@@ -161,11 +175,123 @@ static size_t pair_key(uint8_t *key, const char *a, size_t alen, const char *b, 
     return alen + 1 + blen;
 }
 
+/* ---- the ledger's start ------------------------------------------------------------ */
+
+static mp_status account_decode(const MDB_val *k, const MDB_val *v, mpb_account *out);
+
+static size_t total_key(uint8_t key[TOTAL_KEY_MAX], const char *cur, const char *name)
+{
+    size_t n = strlen(name);
+
+    memcpy(key, cur, 3);
+    key[3] = 0;
+    memcpy(key + 4, name, n);
+    return 4 + n;
+}
+
+/* Adds units to a total inside txn (raw LMDB: also used before any mpb_txn). */
+static mp_status total_add(MDB_txn *txn, MDB_dbi dbi, const char *cur, const char *name,
+                           uint64_t units)
+{
+    uint8_t key[TOTAL_KEY_MAX], buf[8];
+    MDB_val k, v;
+    uint64_t have = 0;
+    int rc;
+
+    k = mpl_val(key, total_key(key, cur, name));
+    rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != 8 || (have = mpl_get_u64(v.mv_data)) > MP_AMOUNT_MAX)
+            return corrupt("ledger total");
+    } else if (rc != MDB_NOTFOUND) {
+        return lmdb_fail("ledger read", rc);
+    }
+    if (units > MP_AMOUNT_MAX - have) {
+        set_msg("broker store: the ledger total %s of %.3s would exceed the largest amount",
+                name, cur);
+        return MP_ERR_OVERFLOW;
+    }
+    mpl_put_u64(buf, have + units);
+    v = mpl_val(buf, 8);
+    if ((rc = mdb_put(txn, dbi, &k, &v, 0)) != 0)
+        return lmdb_fail("ledger write", rc);
+    return MP_OK;
+}
+
+/* A store made before the ledger existed starts it with what its accounts
+ * hold: that money came in by credits the ledger never saw. Scrip such a
+ * store issued has no records and is not accepted any more (docs/mpadmin.md,
+ * upgrading). Runs once, on the first writable open: the start mark is
+ * written in the same transaction. */
+static mp_status ledger_start(mpb *b, char *err, size_t errlen)
+{
+    static const char mark[] = "ledger-start";
+    uint8_t key[TOTAL_KEY_MAX], buf[8];
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    MDB_val k, v, ak, av;
+    mpb_account a;
+    int rc;
+    mp_status st;
+
+    if ((st = mpl_begin(&SPEC, b->env, 0, &txn)) != MP_OK)
+        goto out;
+    k = mpl_val(key, total_key(key, "---", mark));
+    if ((rc = mdb_get(txn, b->totals, &k, &v)) == 0) {
+        st = MP_OK;                        /* started before */
+        goto out;
+    }
+    if (rc != MDB_NOTFOUND) {
+        st = lmdb_fail("ledger read", rc);
+        goto out;
+    }
+    if ((rc = mdb_cursor_open(txn, b->account, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("account listing", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &ak, &av, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &ak, &av, MDB_NEXT)) {
+        if ((st = account_decode(&ak, &av, &a)) != MP_OK
+            || (st = total_add(txn, b->totals, a.balance.cur, MPB_TOTAL_CREDITED,
+                               a.balance.units)) != MP_OK
+            || (st = total_add(txn, b->totals, a.balance.cur, MPB_TOTAL_CREDITED,
+                               a.reserved.units)) != MP_OK)
+            goto out;
+    }
+    if ((st = mpl_walk_end(&SPEC, "account listing", rc)) != MP_OK)
+        goto out;
+    mdb_cursor_close(c);
+    c = NULL;
+    mpl_put_u64(buf, (uint64_t)time(NULL));
+    v = mpl_val(buf, 8);
+    if ((rc = mdb_put(txn, b->totals, &k, &v, 0)) != 0) {
+        st = lmdb_fail("ledger write", rc);
+        goto out;
+    }
+    st = mpl_commit(&SPEC, &txn);
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (st != MP_OK)
+        mpl_err(err, errlen, "%s", mpb_errmsg());
+    return st;
+}
+
 /* ---- open, create, close --------------------------------------------------------- */
 
 mp_status mpb_create(const char *dir, long uid, long gid, char *err, size_t errlen)
 {
-    return mpl_create(&SPEC, dir, uid, gid, 0, err, errlen);
+    mpb *b = NULL;
+    mp_status st = mpl_create(&SPEC, dir, uid, gid, 0, err, errlen);
+
+    /* A new store's ledger starts empty, now: its first open is the one
+     * that writes the start mark (both files exist and are owned already). */
+    if (st == MP_OK && (st = mpb_open(dir, 0, 0, &b, err, errlen)) == MP_OK)
+        mpb_close(b);
+    return st;
 }
 
 mp_status mpb_open(const char *dir, int rdonly, size_t map_size, mpb **out, char *err,
@@ -186,7 +312,8 @@ mp_status mpb_open(const char *dir, int rdonly, size_t map_size, mpb **out, char
     {
         MDB_dbi *const dbis[NDBS] = {
             &b->meta, &b->account, &b->idem, &b->counter, &b->custid, &b->spent,
-            &b->redeemed, &b->expiry, &b->cert, &b->certdue
+            &b->redeemed, &b->expiry, &b->cert, &b->certdue, &b->issued, &b->issuedue,
+            &b->totals
         };
 
         /* No MDB_WRITEMAP: a stray pointer write in an Apache process must
@@ -195,7 +322,11 @@ mp_status mpb_open(const char *dir, int rdonly, size_t map_size, mpb **out, char
         st = mpl_open(&SPEC, dir, b->rdonly, 0, map_size, &b->env, dbis, &b->certs, err,
                       errlen);
     }
+    if (st == MP_OK && !b->rdonly)
+        st = ledger_start(b, err, errlen);
     if (st != MP_OK) {
+        if (b->env != NULL)
+            mdb_env_close(b->env);
         free(b);
         return st;
     }
@@ -308,7 +439,8 @@ static mp_status account_decode(const MDB_val *k, const MDB_val *v, mpb_account 
         || v->mv_size < ACCT_FIXED)
         return corrupt("account");
     vlen = p[ACCT_FIXED - 1];
-    if (v->mv_size != ACCT_FIXED + vlen || (p[0] != MPB_CUSTOMER && p[0] != MPB_VENDOR)
+    if ((v->mv_size != ACCT_FIXED + vlen && v->mv_size != ACCT_FIXED + vlen + 2)
+        || (p[0] != MPB_CUSTOMER && p[0] != MPB_VENDOR)
         || (p[0] == MPB_VENDOR) != (vlen > 0)
         || !bytes_ok(p + ACCT_FIXED, vlen, 0, MP_NAME_MAX, name_char))
         return corrupt("account");
@@ -322,6 +454,7 @@ static mp_status account_decode(const MDB_val *k, const MDB_val *v, mpb_account 
     memcpy(a.key_enc, p + 20, MP_SECRET_LEN);
     a.created = mpl_get_u64(p + 20 + MP_SECRET_LEN);
     memcpy(a.vendor, p + ACCT_FIXED, vlen);
+    a.key_series = v->mv_size == ACCT_FIXED + vlen + 2 ? mpl_get_u16(p + ACCT_FIXED + vlen) : -1;
     if (!amount_valid(&a.balance) || !amount_valid(&a.reserved))
         return corrupt("account");
     memcpy(out, &a, sizeof a);
@@ -368,7 +501,7 @@ out:
 
 mp_status mpb_account_put(mpb_txn *t, const mpb_account *a)
 {
-    uint8_t buf[ACCT_FIXED + MP_NAME_MAX], *p = buf;
+    uint8_t buf[ACCT_FIXED + MP_NAME_MAX + 2], *p = buf;
     MDB_val k, v;
     size_t n, vlen;
     int rc;
@@ -401,6 +534,10 @@ mp_status mpb_account_put(mpb_txn *t, const mpb_account *a)
         st = bad_arg("account amounts");
         goto out;
     }
+    if (a->key_series < -1 || a->key_series > 65535) {
+        st = bad_arg("account key series");
+        goto out;
+    }
     p[0] = a->kind;
     memcpy(p + 1, a->balance.cur, 3);
     mpl_put_u64(p + 4, a->balance.units);
@@ -409,8 +546,10 @@ mp_status mpb_account_put(mpb_txn *t, const mpb_account *a)
     mpl_put_u64(p + 20 + MP_SECRET_LEN, a->created);
     p[ACCT_FIXED - 1] = (uint8_t)vlen;
     memcpy(p + ACCT_FIXED, a->vendor, vlen);
+    if (a->key_series >= 0)
+        mpl_put_u16(p + ACCT_FIXED + vlen, (uint16_t)a->key_series);
     k = mpl_val(a->id, n);
-    v = mpl_val(buf, ACCT_FIXED + vlen);
+    v = mpl_val(buf, ACCT_FIXED + vlen + (a->key_series >= 0 ? 2 : 0));
     if ((rc = mdb_put(t->txn, t->b->account, &k, &v, 0)) != 0) {
         st = lmdb_fail("account write", rc);
         goto out;
@@ -697,44 +836,6 @@ out:
 }
 
 /* ---- spent scrip and redeemed commitments ----------------------------------------- */
-
-mp_status mpb_spend(mpb_txn *t, const char *issuer, uint64_t scrip_id, uint64_t expiry)
-{
-    uint8_t key[SPENT_KEY_MAX], buf[8];
-    MDB_val k, v;
-    size_t n;
-    int rc;
-    mp_status st = MP_ERR_ARG;
-
-    if (t == NULL || (n = text_len(issuer, 1, MP_NAME_MAX, name_char)) == (size_t)-1) {
-        st = bad_arg("spend arguments");
-        goto out;
-    }
-    if ((st = need_write(t, "spend")) != MP_OK)
-        goto out;
-    memcpy(key, issuer, n);
-    key[n] = 0;
-    mpl_put_u64(key + n + 1, scrip_id);
-    k = mpl_val(key, n + 1 + 8);
-    mpl_put_u64(buf, expiry);
-    v = mpl_val(buf, 8);
-    /* MDB_KEYEXIST leaves the transaction usable: a redeem request goes on
-     * with its other items. */
-    rc = mdb_put(t->txn, t->b->spent, &k, &v, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) {
-        set_msg("broker store: scrip %llu of %s already used", (unsigned long long)scrip_id,
-                issuer);
-        st = MP_ERR_SPENT;
-        goto out;
-    }
-    if (rc != 0) {
-        st = lmdb_fail("spent write", rc);
-        goto out;
-    }
-    st = mpl_expiry_add(&SPEC, t->txn, t->b->expiry, expiry, KIND_SPENT, key, n + 1 + 8);
-out:
-    return txn_result(t, st);
-}
 
 /* *last = 0 when absent. */
 static mp_status redeemed_read(mpb_txn *t, MDB_val *k, uint32_t *last, uint64_t *keep_until)
@@ -1134,6 +1235,502 @@ out:
     mpb_abort(t);
     free(due);
     return st;
+}
+
+/* ---- issued scrip ------------------------------------------------------------------ */
+
+static size_t issued_key(uint8_t key[ISSUED_KEY_MAX], const char *issuer, uint64_t id)
+{
+    size_t n = text_len(issuer, 1, MP_NAME_MAX, name_char);
+
+    if (n == (size_t)-1)
+        return 0;
+    memcpy(key, issuer, n);
+    key[n] = 0;
+    mpl_put_u64(key + n + 1, id);
+    return n + 1 + 8;
+}
+
+static MDB_val issuedue_key(uint8_t key[ISSUEDUE_KEY_MAX], uint64_t release_at,
+                            const uint8_t *ikey, size_t ilen)
+{
+    mpl_put_u64(key, release_at);
+    memcpy(key + 8, ikey, ilen);
+    return mpl_val(key, 8 + ilen);
+}
+
+/* A record as it may be written; used = 0 or 1. */
+static int issued_valid(const mpb_issued *s)
+{
+    return text_len(s->issuer, 1, MP_NAME_MAX, name_char) != (size_t)-1
+        && account_len(s->account) != (size_t)-1
+        && (s->kind == MPB_SCRIP_BROKER || s->kind == MPB_SCRIP_VENDOR)
+        && (s->used == 0 || s->used == 1)
+        && amount_valid(&s->value) && s->value.units > 0
+        && s->use_until >= s->expiry && s->use_until <= UINT64_MAX - MPB_MARGIN
+        && s->release_at >= s->use_until + MPB_MARGIN;
+}
+
+static mp_status issued_decode(const MDB_val *k, const MDB_val *v, mpb_issued *out)
+{
+    const uint8_t *kp = k->mv_data, *p = v->mv_data;
+    mpb_issued s;
+    size_t ilen, alen;
+
+    if (k->mv_size < 1 + 1 + 8 || k->mv_size > ISSUED_KEY_MAX || v->mv_size < ISSUED_FIXED)
+        return corrupt("issued record");
+    ilen = k->mv_size - 9;
+    alen = p[ISSUED_FIXED - 1];
+    if (kp[ilen] != 0 || !bytes_ok(kp, ilen, 1, MP_NAME_MAX, name_char)
+        || v->mv_size != ISSUED_FIXED + alen
+        || !bytes_ok(p + ISSUED_FIXED, alen, 1, MPB_ACCOUNT_MAX, account_char))
+        return corrupt("issued record");
+    memset(&s, 0, sizeof s);
+    memcpy(s.issuer, kp, ilen);
+    s.id = mpl_get_u64(kp + ilen + 1);
+    s.kind = p[0];
+    s.used = p[1];
+    memcpy(s.value.cur, p + 2, 3);
+    s.value.units = mpl_get_u64(p + 5);
+    s.expiry = mpl_get_u64(p + 13);
+    s.use_until = mpl_get_u64(p + 21);
+    s.release_at = mpl_get_u64(p + 29);
+    memcpy(s.account, p + ISSUED_FIXED, alen);
+    if (!issued_valid(&s))
+        return corrupt("issued record");
+    memcpy(out, &s, sizeof s);
+    return MP_OK;
+}
+
+static mp_status issued_write(mpb_txn *t, const mpb_issued *s, const uint8_t *key, size_t klen,
+                              unsigned flags)
+{
+    uint8_t buf[ISSUED_FIXED + MPB_ACCOUNT_MAX], *p = buf;
+    size_t alen = account_len(s->account);
+    MDB_val k = mpl_val(key, klen), v;
+    int rc;
+
+    p[0] = s->kind;
+    p[1] = s->used;
+    memcpy(p + 2, s->value.cur, 3);
+    mpl_put_u64(p + 5, s->value.units);
+    mpl_put_u64(p + 13, s->expiry);
+    mpl_put_u64(p + 21, s->use_until);
+    mpl_put_u64(p + 29, s->release_at);
+    p[ISSUED_FIXED - 1] = (uint8_t)alen;
+    memcpy(p + ISSUED_FIXED, s->account, alen);
+    v = mpl_val(buf, ISSUED_FIXED + alen);
+    rc = mdb_put(t->txn, t->b->issued, &k, &v, flags);
+    if (rc == MDB_KEYEXIST) {
+        set_msg("broker store: scrip %llu of %s was issued before (ids are never reused)",
+                (unsigned long long)s->id, s->issuer);
+        return MP_ERR_ARG;
+    }
+    return rc == 0 ? MP_OK : lmdb_fail("issued write", rc);
+}
+
+mp_status mpb_issued_put(mpb_txn *t, const mpb_issued *s)
+{
+    uint8_t key[ISSUED_KEY_MAX], dkey[ISSUEDUE_KEY_MAX];
+    MDB_val dk, dv = mpl_val("", 0);
+    size_t klen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || s == NULL || !issued_valid(s) || s->used
+        || (klen = issued_key(key, s->issuer, s->id)) == 0) {
+        st = bad_arg("issued record");
+        goto out;
+    }
+    if ((st = need_write(t, "issued put")) != MP_OK)
+        goto out;
+    if (!t->b->certs) {
+        st = no_cert_tables();
+        goto out;
+    }
+    if ((st = issued_write(t, s, key, klen, MDB_NOOVERWRITE)) != MP_OK)
+        goto out;
+    dk = issuedue_key(dkey, s->release_at, key, klen);
+    if ((rc = mdb_put(t->txn, t->b->issuedue, &dk, &dv, 0)) != 0) {
+        st = lmdb_fail("issued index write", rc);
+        goto out;
+    }
+    st = MP_OK;
+out:
+    return txn_result(t, st);
+}
+
+/* *found = 0 when absent; key must hold the record's key. */
+static mp_status issued_read(mpb_txn *t, const uint8_t *key, size_t klen, mpb_issued *out,
+                             int *found)
+{
+    MDB_val k = mpl_val(key, klen), v;
+    int rc;
+
+    *found = 0;
+    if (!t->b->certs)
+        return MP_OK;
+    rc = mdb_get(t->txn, t->b->issued, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return MP_OK;
+    if (rc != 0)
+        return lmdb_fail("issued read", rc);
+    *found = 1;
+    return issued_decode(&k, &v, out);
+}
+
+mp_status mpb_issued_get(mpb_txn *t, const char *issuer, uint64_t id, mpb_issued *out,
+                         int *found)
+{
+    uint8_t key[ISSUED_KEY_MAX];
+    mpb_issued s;
+    size_t klen;
+    int f = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || out == NULL || found == NULL) {
+        st = bad_arg("issued lookup");
+        goto out;
+    }
+    /* An issuer name no record can have (it comes from a client's scrip). */
+    if ((klen = issued_key(key, issuer, id)) == 0) {
+        *found = 0;
+        st = MP_OK;
+        goto out;
+    }
+    if ((st = issued_read(t, key, klen, &s, &f)) != MP_OK)
+        goto out;
+    if (f)
+        memcpy(out, &s, sizeof s);
+    *found = f;
+out:
+    return txn_result(t, st);
+}
+
+mp_status mpb_issued_use(mpb_txn *t, const char *issuer, uint64_t id, uint64_t now,
+                         mpb_issued *out)
+{
+    uint8_t key[ISSUED_KEY_MAX];
+    mpb_issued s;
+    size_t klen;
+    int found = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || out == NULL) {
+        st = bad_arg("issued use");
+        goto out;
+    }
+    if ((st = need_write(t, "issued use")) != MP_OK)
+        goto out;
+    if ((klen = issued_key(key, issuer, id)) == 0) {
+        st = MP_ERR_FORGED;
+        goto out;
+    }
+    if ((st = issued_read(t, key, klen, &s, &found)) != MP_OK)
+        goto out;
+    /* No record: whatever stamp it carries, the broker did not sell it (or
+     * sold it so long ago that its record is released, and its value with
+     * it). Refusing is what keeps a deleted record from meaning "unused". */
+    if (!found) {
+        set_msg("broker store: scrip %llu of %s has no issued record",
+                (unsigned long long)id, issuer);
+        st = MP_ERR_FORGED;
+        goto out;
+    }
+    if (now >= s.use_until) {
+        st = MP_ERR_EXPIRED;
+        goto out;
+    }
+    if (s.used) {
+        st = MP_ERR_SPENT;
+        goto out;
+    }
+    s.used = 1;
+    if ((st = issued_write(t, &s, key, klen, 0)) != MP_OK)
+        goto out;
+    memcpy(out, &s, sizeof s);
+    st = MP_OK;
+out:
+    return txn_result(t, st);
+}
+
+/* Gives one due record's outstanding value back and deletes it (and its
+ * index entry, under the cursor). *gone = 0 when it must stay. */
+static mp_status issued_release_one(mpb_txn *t, const mpb_issued *s, const uint8_t *ikey,
+                                    size_t ilen, mpb_lapse *l, int *gone)
+{
+    MDB_val k = mpl_val(ikey, ilen);
+    mpb_account a;
+    mp_amount nb;
+    int found = 0, rc;
+    mp_status st;
+
+    *gone = 0;
+    memset(l, 0, sizeof *l);
+    memcpy(l->account, s->account, sizeof l->account);
+    l->kind = s->kind;
+    mp_amount_set(&l->returned, 0, s->value.cur);
+    if (!s->used) {
+        if ((st = mpb_account_get(t, s->account, &a, &found)) != MP_OK)
+            return st;
+        if (!found || memcmp(a.balance.cur, s->value.cur, 3) != 0
+            || mp_amount_add(&a.balance, &s->value, &nb) != MP_OK)
+            return MP_OK;                 /* kept: its value has nowhere to go */
+        a.balance = nb;
+        if ((st = mpb_account_put(t, &a)) != MP_OK)
+            return st;
+        l->returned = s->value;
+    }
+    if ((rc = mdb_del(t->txn, t->b->issued, &k, NULL)) != 0)
+        return lmdb_fail("issued delete", rc);
+    *gone = 1;
+    return MP_OK;
+}
+
+mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, size_t *n)
+{
+    mpb_txn *t = NULL;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    mpb_issued s;
+    mpb_lapse l;
+    uint8_t key[ISSUEDUE_KEY_MAX];
+    size_t got = 0, seen = 0, klen;
+    uint64_t at;
+    int rc, found = 0, gone = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (b == NULL || n == NULL || max == 0 || max > RELEASE_MAX) {
+        st = bad_arg("release arguments");
+        goto out;
+    }
+    *n = 0;
+    if (b->rdonly) {
+        st = bad_arg("release on a read-only store");
+        goto out;
+    }
+    if (!b->certs) {
+        st = MP_OK;
+        goto out;
+    }
+    if ((st = mpb_begin(b, 0, &t)) != MP_OK)
+        goto out;
+    if ((rc = mdb_cursor_open(t->txn, b->issuedue, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("issued index", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && seen < max;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        /* A copy: LMDB's pointers die with the next write. */
+        klen = k.mv_size <= ISSUEDUE_KEY_MAX ? k.mv_size : 0;
+        memcpy(key, k.mv_data, klen);
+        at = klen >= 8 + 10 ? mpl_get_u64(key) : 0;
+        if (klen >= 8 + 10 && at > now)
+            break;
+        seen++;
+        found = 0;
+        if (klen >= 8 + 10 && (st = issued_read(t, key + 8, klen - 8, &s, &found)) != MP_OK)
+            goto out;
+        /* An entry naming no record of its time names nothing: dropped. */
+        if (found && s.release_at == at) {
+            if ((st = issued_release_one(t, &s, key + 8, klen - 8, &l, &gone)) != MP_OK)
+                goto out;
+            if (!gone)
+                continue;
+            if (out != NULL)
+                out[got] = l;
+            got++;
+        }
+        if ((rc = mdb_cursor_del(c, 0)) != 0) {
+            st = lmdb_fail("issued index delete", rc);
+            goto out;
+        }
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("issued index", rc);
+        goto out;
+    }
+    mdb_cursor_close(c);
+    c = NULL;
+    st = mpb_commit(t);
+    t = NULL;
+    if (st != MP_OK)
+        goto out;
+    *n = got;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    mpb_abort(t);
+    return st;
+}
+
+/* ---- the ledger ------------------------------------------------------------------- */
+
+mp_status mpb_total_add(mpb_txn *t, const char *name, const mp_amount *a)
+{
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || a == NULL || !amount_valid(a)
+        || text_len(name, 1, TOTAL_NAME_MAX, name_char) == (size_t)-1) {
+        st = bad_arg("ledger total");
+        goto out;
+    }
+    if ((st = need_write(t, "ledger total")) != MP_OK)
+        goto out;
+    if (!t->b->certs) {
+        st = no_cert_tables();
+        goto out;
+    }
+    st = total_add(t->txn, t->b->totals, a->cur, name, a->units);
+out:
+    return txn_result(t, st);
+}
+
+/* The row of cur, added when new. NULL when there is no room. */
+static mpb_audit_row *audit_row(mpb_audit_row *rows, size_t *n, const char *cur)
+{
+    size_t i;
+
+    for (i = 0; i < *n; i++)
+        if (memcmp(rows[i].cur, cur, 3) == 0)
+            return &rows[i];
+    if (*n >= MPB_AUDIT_CURRENCIES)
+        return NULL;
+    memset(&rows[*n], 0, sizeof rows[*n]);
+    memcpy(rows[*n].cur, cur, 3);
+    return &rows[(*n)++];
+}
+
+static int add_to(uint64_t *sum, uint64_t v)
+{
+    if (v > UINT64_MAX - *sum)
+        return -1;
+    *sum += v;
+    return 0;
+}
+
+static int audit_cmp(const void *a, const void *b)
+{
+    return memcmp(((const mpb_audit_row *)a)->cur, ((const mpb_audit_row *)b)->cur, 3);
+}
+
+mp_status mpb_audit(mpb_txn *t, mpb_audit_row *rows, size_t *n)
+{
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    mpb_account a;
+    mpb_issued s;
+    mpb_audit_row *r;
+    const uint8_t *p;
+    size_t m = 0, i, nlen;
+    uint64_t held, net;
+    int rc, bad = 0;
+    mp_status st = MP_ERR_ARG;
+
+    if (t == NULL || rows == NULL || n == NULL) {
+        st = bad_arg("audit");
+        goto out;
+    }
+    if (!t->b->certs) {
+        set_msg("broker store: no ledger tables yet (open the store writable once)");
+        st = MP_ERR_ARG;
+        goto out;
+    }
+    if ((rc = mdb_cursor_open(t->txn, t->b->account, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("account listing", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if ((st = account_decode(&k, &v, &a)) != MP_OK)
+            goto out;
+        if ((r = audit_row(rows, &m, a.balance.cur)) == NULL)
+            bad = 1;
+        else if (a.kind == MPB_VENDOR)
+            bad |= add_to(&r->vendor_balance, a.balance.units)
+                 | add_to(&r->reserved, a.reserved.units);
+        else
+            bad |= add_to(&r->customer_balance, a.balance.units)
+                 | add_to(&r->reserved, a.reserved.units);
+    }
+    if ((st = mpl_walk_end(&SPEC, "account listing", rc)) != MP_OK)
+        goto out;
+    mdb_cursor_close(c);
+    if ((rc = mdb_cursor_open(t->txn, t->b->issued, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("issued listing", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if ((st = issued_decode(&k, &v, &s)) != MP_OK)
+            goto out;
+        if (s.used)
+            continue;
+        if ((r = audit_row(rows, &m, s.value.cur)) == NULL)
+            bad = 1;
+        else if (s.kind == MPB_SCRIP_BROKER)
+            bad |= add_to(&r->broker_scrip, s.value.units) | add_to(&r->broker_scrip_n, 1);
+        else
+            bad |= add_to(&r->vendor_scrip, s.value.units) | add_to(&r->vendor_scrip_n, 1);
+    }
+    if ((st = mpl_walk_end(&SPEC, "issued listing", rc)) != MP_OK)
+        goto out;
+    mdb_cursor_close(c);
+    if ((rc = mdb_cursor_open(t->txn, t->b->totals, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("ledger listing", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        p = k.mv_data;
+        if (k.mv_size < 5 || k.mv_size > TOTAL_KEY_MAX || p[3] != 0 || v.mv_size != 8) {
+            st = corrupt("ledger total");
+            goto out;
+        }
+        if (memcmp(p, "---", 3) == 0)
+            continue;                      /* the start mark */
+        nlen = k.mv_size - 4;
+        if ((r = audit_row(rows, &m, (const char *)p)) == NULL) {
+            bad = 1;
+            continue;
+        }
+        if (nlen == strlen(MPB_TOTAL_CREDITED) && memcmp(p + 4, MPB_TOTAL_CREDITED, nlen) == 0)
+            r->credited = mpl_get_u64(v.mv_data);
+        else if (nlen == strlen(MPB_TOTAL_WITHDRAWN)
+                 && memcmp(p + 4, MPB_TOTAL_WITHDRAWN, nlen) == 0)
+            r->withdrawn = mpl_get_u64(v.mv_data);
+        else if (nlen == strlen(MPB_TOTAL_REDEEMED)
+                 && memcmp(p + 4, MPB_TOTAL_REDEEMED, nlen) == 0)
+            r->redeemed = mpl_get_u64(v.mv_data);
+    }
+    if ((st = mpl_walk_end(&SPEC, "ledger listing", rc)) != MP_OK)
+        goto out;
+    if (bad) {
+        set_msg("broker store: audit sums out of range (or more than %d currencies)",
+                MPB_AUDIT_CURRENCIES);
+        st = MP_ERR_OVERFLOW;
+        goto out;
+    }
+    for (i = 0; i < m; i++) {
+        r = &rows[i];
+        held = 0;
+        bad = add_to(&held, r->customer_balance) | add_to(&held, r->reserved)
+            | add_to(&held, r->vendor_balance) | add_to(&held, r->broker_scrip)
+            | add_to(&held, r->vendor_scrip);
+        net = r->credited >= r->withdrawn ? r->credited - r->withdrawn : 0;
+        r->balanced = !bad && r->credited >= r->withdrawn && held == net;
+    }
+    qsort(rows, m, sizeof *rows, audit_cmp);
+    *n = m;
+    st = MP_OK;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    return txn_result(t, st);
 }
 
 /* ---- compaction ------------------------------------------------------------------ */

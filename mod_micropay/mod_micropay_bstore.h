@@ -19,14 +19,23 @@
  *   idem        account NUL request_id -> u64 expiry | 32 body hash | u16 status | body
  *   counter     name -> u64 next value (scrip ids per series, cert serials, customer ids)
  *   custid      account NUL vendor -> u64 customer id (stable per pair)
- *   spent       issuer NUL u64 scrip id -> u64 expiry   (broker scrip exchanged,
- *                                                       vendor scrip deposited)
+ *   spent       (no longer written; older stores' entries are compacted away)
  *   redeemed    32 commitment id -> u32 last word credited | u64 keep_until
  *   cert        u64 serial -> the credit a PayWord certificate reserved (mpb_cert)
  *   certdue     index of the unreleased certificates by release time
  *   expiry      index for compaction, as in the vendor store
- * A store made before the cert tables existed gets them on its first
- * writable open; opened read-only, it simply has no certificate records.
+ *   issued      issuer NUL u64 scrip id -> every scrip the broker minted (mpb_issued)
+ *   issuedue    index of the issued records by release time
+ *   totals      currency NUL name -> u64 units: the ledger's running totals
+ * A store made before the later tables existed gets them on its first
+ * writable open; opened read-only, it simply has no records in them.
+ *
+ * Money is created only by mpb_total_add(.., MPB_TOTAL_CREDITED, ..) with
+ * the account credit in the same transaction: every other movement takes
+ * from one place what it puts in another. Scrip is money only while its
+ * issued record is outstanding: the broker accepts (exchanges, credits on
+ * deposit) no scrip without one, whatever its stamp says, because the
+ * stamping secrets of delegated series are also held by the vendor.
  */
 #ifndef MOD_MICROPAY_BSTORE_H
 #define MOD_MICROPAY_BSTORE_H
@@ -51,6 +60,9 @@ typedef struct {
     mp_amount balance;                    /* spendable; never below zero */
     mp_amount reserved;                   /* PayWord credit held for certificates */
     uint8_t   key_enc[MP_SECRET_LEN];     /* account key, encrypted by the caller */
+    int       key_series;                 /* the account secret series key_enc is wrapped
+                                           * under, 0..65535; -1 for accounts made before
+                                           * the series was recorded (try each) */
     uint64_t  created;
 } mpb_account;
 
@@ -98,9 +110,98 @@ mp_status mpb_custid_get(mpb_txn *t, const char *account, const char *vendor,
                          uint64_t *out, int *found);
 mp_status mpb_custid_put(mpb_txn *t, const char *account, const char *vendor, uint64_t id);
 
-/* Marks scrip id of issuer as used (exchanged or deposited): MP_ERR_SPENT
- * when it already was. */
-mp_status mpb_spend(mpb_txn *t, const char *issuer, uint64_t scrip_id, uint64_t expiry);
+/*
+ * Issued scrip. The broker writes one record for every scrip it mints
+ * (broker scrip at /buy and as /exchange change, vendor scrip at
+ * /exchange), in the transaction that debits what paid for it. The record,
+ * not the stamp, is what makes scrip worth something at the broker.
+ */
+#define MPB_MARGIN (3600)   /* seconds records outlive the last moment they can be used:
+                             * clock steps between processes and hosts, and the spec's
+                             * SKEW, many times over */
+
+typedef enum { MPB_SCRIP_BROKER = 1, MPB_SCRIP_VENDOR = 2 } mpb_scrip_kind;
+
+typedef struct {
+    char      issuer[MP_NAME_MAX + 1];     /* the scrip's vendor field */
+    uint64_t  id;                          /* the scrip id */
+    uint8_t   kind;                        /* mpb_scrip_kind */
+    uint8_t   used;                        /* 0 outstanding, 1 exchanged or deposited */
+    char      account[MPB_ACCOUNT_MAX + 1];/* whom it was sold to: a lapse goes back there */
+    mp_amount value;                       /* the scrip's value, > 0 */
+    uint64_t  expiry;                      /* the scrip's expiry */
+    uint64_t  use_until;                   /* usable (exchanged, deposited) while
+                                            * now < use_until; >= expiry */
+    uint64_t  release_at;                  /* use_until + MPB_MARGIN: the record goes,
+                                            * an outstanding value back to account */
+} mpb_issued;
+
+/* Writes a new record (copied). MP_ERR_ARG, writing nothing, for an
+ * invalid one (empty issuer, value 0, use_until < expiry, release_at <
+ * use_until + MPB_MARGIN, used set) or when issuer and id already have a
+ * record: ids are never reused, so that would be a minting bug. */
+mp_status mpb_issued_put(mpb_txn *t, const mpb_issued *s);
+
+/* *found = 0 when there is no record (never issued by this broker, or
+ * released). MP_ERR_STORE for a damaged record. */
+mp_status mpb_issued_get(mpb_txn *t, const char *issuer, uint64_t id, mpb_issued *out,
+                         int *found);
+
+/* Uses the record of (issuer, id) at time now, the clock read inside this
+ * write transaction: MP_ERR_FORGED when there is none (the broker never
+ * issued it, whatever its stamp), MP_ERR_EXPIRED when now >= use_until,
+ * MP_ERR_SPENT when it was used; otherwise marks it used and copies it to
+ * *out. The transaction stays usable after any of these refusals. */
+mp_status mpb_issued_use(mpb_txn *t, const char *issuer, uint64_t id, uint64_t now,
+                         mpb_issued *out);
+
+/* One record released by mpb_issued_release. */
+typedef struct {
+    char      account[MPB_ACCOUNT_MAX + 1];
+    uint8_t   kind;
+    mp_amount returned;                    /* the value of outstanding scrip, now back in
+                                            * the account's balance; 0 for used scrip */
+} mpb_lapse;
+
+/* Releases up to max records due at now (release_at <= now) in one write
+ * transaction of its own: an outstanding record's value goes back to its
+ * account's balance, then the record and its index entry are deleted. A
+ * record whose value cannot go back (no such account, another currency,
+ * a balance at MP_AMOUNT_MAX) stays, so that nothing is destroyed. out
+ * (may be NULL) gets one entry per record released; *n their number, 0
+ * unless everything committed; *n == max means more may be due. */
+mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, size_t *n);
+
+/*
+ * The ledger's running totals, per currency, in units.
+ *   MPB_TOTAL_CREDITED  money put into accounts from outside (mpadmin accounts credit,
+ *                       and at the upgrade of an older store what it held then)
+ *   MPB_TOTAL_WITHDRAWN money paid out of accounts (mpadmin accounts debit)
+ *   MPB_TOTAL_REDEEMED  credited to vendor accounts by /redeem (a flow, for the report)
+ */
+#define MPB_TOTAL_CREDITED  "credited"
+#define MPB_TOTAL_WITHDRAWN "withdrawn"
+#define MPB_TOTAL_REDEEMED  "redeemed"
+/* Adds a to the total (MP_ERR_OVERFLOW above MP_AMOUNT_MAX, writing nothing). */
+mp_status mpb_total_add(mpb_txn *t, const char *name, const mp_amount *a);
+
+/* Conservation, per currency (mpadmin broker audit):
+ *   credited - withdrawn = customer balances + reserved + vendor balances
+ *                          + outstanding broker scrip + outstanding vendor scrip */
+typedef struct {
+    char     cur[4];
+    uint64_t credited, withdrawn, redeemed;
+    uint64_t customer_balance, reserved, vendor_balance;
+    uint64_t broker_scrip, vendor_scrip;         /* issued, outstanding */
+    uint64_t broker_scrip_n, vendor_scrip_n;     /* how many such records */
+    int      balanced;                           /* the equation holds exactly */
+} mpb_audit_row;
+#define MPB_AUDIT_CURRENCIES 16
+/* Reads the whole store in one read (or write) transaction: a consistent
+ * picture. rows: room for MPB_AUDIT_CURRENCIES; *n rows filled, sorted by
+ * currency. MP_ERR_OVERFLOW when a sum leaves 64 bits or more currencies
+ * appear; MP_ERR_STORE for damage. */
+mp_status mpb_audit(mpb_txn *t, mpb_audit_row *rows, size_t *n);
 
 /* Highest PayWord word credited for a commitment: *last = 0 when none. */
 mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t *last);

@@ -61,6 +61,7 @@ extern const mpa_cmd mpa_store_cmds[];
 extern const mpa_cmd mpa_keys_cmds[];
 extern const mpa_cmd mpa_price_cmds[];
 extern const mpa_cmd mpa_broker_cmds[];     /* broker init, accounts ... */
+extern const mpa_cmd mpa_audit_cmds[];      /* broker audit */
 extern const mpa_cmd mpa_earnings_cmds[];
 extern const mpa_cmd mpa_redeem_cmds[];
 

@@ -4,12 +4,19 @@
  *   broker init DIR [--owner USER]
  *   accounts create STORE ID --customer|--vendor NAME --currency CUR --secrets FILE [--key-out FILE]
  *   accounts credit STORE ID AMOUNT
+ *   accounts debit STORE ID AMOUNT
  *   accounts show STORE [ID]
  *   accounts release STORE [--now UNIX_TIME]
+ *   broker audit STORE
  *
  * Account keys are 32 random bytes, handed out once and kept in the store
  * only wrapped (mp_account_key_wrap) under the newest "account" secret of
- * the broker's secrets file, the one the broker unwraps with.
+ * the broker's secrets file; the record names that series, and the broker
+ * unwraps with it.
+ *
+ * credit and debit are the only ways money enters or leaves the broker:
+ * each writes the ledger total beside the balance, in one transaction, and
+ * broker audit checks that everything the store holds adds up to them.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -112,9 +119,11 @@ static void print_account(const mpa_opts *o, const mpb_account *a, int first)
         else
             printf("null");
         printf(", \"currency\": \"%s\", \"balance\": \"%s\", \"balance_units\": %llu, "
-               "\"reserved\": \"%s\", \"reserved_units\": %llu, \"created\": %llu}",
+               "\"reserved\": \"%s\", \"reserved_units\": %llu, \"created\": %llu, "
+               "\"key_series\": %d}",
                a->balance.cur, bal, (unsigned long long)a->balance.units, res,
-               (unsigned long long)a->reserved.units, (unsigned long long)a->created);
+               (unsigned long long)a->reserved.units, (unsigned long long)a->created,
+               a->key_series);
     } else {
         printf("%-24s %-8s %-20s balance %-18s reserved %s\n", a->id, kind_name(a->kind),
                a->kind == MPB_VENDOR ? a->vendor : "-", bal, res);
@@ -199,6 +208,7 @@ static int accounts_create(const mpa_opts *o, int argc, char **argv)
     }
     strcpy(a.id, pos[1]);
     a.kind = customer ? MPB_CUSTOMER : MPB_VENDOR;
+    a.key_series = acct->series;
     if (vendor != NULL)
         strcpy(a.vendor, vendor);
     if (mp_amount_set(&a.balance, 0, cur) != MP_OK || mp_amount_set(&a.reserved, 0, cur) != MP_OK
@@ -281,8 +291,12 @@ done:
     return rc;
 }
 
-static int accounts_credit(const mpa_opts *o, int argc, char **argv)
+/* accounts credit and accounts debit: the balance and the ledger total
+ * in one write transaction, so the read and the new balance cannot
+ * interleave with a purchase and the ledger never misses a movement. */
+static int move_money(const mpa_opts *o, int argc, char **argv, int debit)
 {
+    const char *cmd = debit ? "accounts debit" : "accounts credit";
     char buf[MP_AMOUNT_STRMAX] = "?", add[MP_AMOUNT_STRMAX] = "?";
     mpb_account a;
     mp_amount amt, sum;
@@ -292,47 +306,47 @@ static int accounts_credit(const mpa_opts *o, int argc, char **argv)
     mp_status st;
 
     if (argc != 3) {
-        mpa_err("accounts credit: STORE ID AMOUNT");
+        mpa_err("%s: STORE ID AMOUNT", cmd);
         return MPA_USAGE;
     }
     if (!account_id_ok(argv[1])) {
-        mpa_err("accounts credit: '%s' is not an account id", argv[1]);
+        mpa_err("%s: '%s' is not an account id", cmd, argv[1]);
         return MPA_USAGE;
     }
     if (mpa_parse_amount(argv[2], &amt) != 0)
         return MPA_USAGE;
     if (open_broker(argv[0], 0, &b) != 0)
         return MPA_FAIL;
-    /* One write transaction: the read and the new balance cannot
-     * interleave with a purchase. */
     if ((st = mpb_begin(b, 0, &t)) != MP_OK || (st = mpb_account_get(t, argv[1], &a, &found)) != MP_OK) {
-        mpa_err("accounts credit: %s", mpb_errmsg());
+        mpa_err("%s: %s", cmd, mpb_errmsg());
         goto done;
     }
     if (!found) {
-        mpa_err("accounts credit: no account '%s'", argv[1]);
+        mpa_err("%s: no account '%s'", cmd, argv[1]);
         rc = MPA_NOTFOUND;
         goto done;
     }
     if (memcmp(a.balance.cur, amt.cur, 4) != 0) {
-        mpa_err("accounts credit: account %s is in %s, not %s", a.id, a.balance.cur, amt.cur);
+        mpa_err("%s: account %s is in %s, not %s", cmd, a.id, a.balance.cur, amt.cur);
         rc = MPA_USAGE;
         goto done;
     }
-    if ((st = mp_amount_add(&a.balance, &amt, &sum)) != MP_OK) {
-        mpa_err("accounts credit: the balance would exceed the largest amount (%s)",
-                mp_strerror(st));
+    st = debit ? mp_amount_sub(&a.balance, &amt, &sum) : mp_amount_add(&a.balance, &amt, &sum);
+    if (st != MP_OK) {
+        mpa_err(debit ? "%s: the balance of %s is below the amount" :
+                "%s: the balance of %s would exceed the largest amount", cmd, a.id);
         goto done;
     }
     a.balance = sum;
-    if ((st = mpb_account_put(t, &a)) != MP_OK) {
-        mpa_err("accounts credit: %s", mpb_errmsg());
+    if ((st = mpb_account_put(t, &a)) != MP_OK
+        || (st = mpb_total_add(t, debit ? MPB_TOTAL_WITHDRAWN : MPB_TOTAL_CREDITED, &amt)) != MP_OK) {
+        mpa_err("%s: %s", cmd, mpb_errmsg());
         goto done;
     }
     st = mpb_commit(t);
     t = NULL;
     if (st != MP_OK) {
-        mpa_err("accounts credit: %s", mpb_errmsg());
+        mpa_err("%s: %s", cmd, mpb_errmsg());
         goto done;
     }
     mp_amount_format(&a.balance, buf, sizeof buf);
@@ -340,10 +354,11 @@ static int accounts_credit(const mpa_opts *o, int argc, char **argv)
     if (o->json) {
         printf("{\"account\": ");
         mpa_json_str(stdout, a.id);
-        printf(", \"credited\": \"%s\", \"balance\": \"%s\", \"balance_units\": %llu}\n", add, buf,
-               (unsigned long long)a.balance.units);
+        printf(", \"%s\": \"%s\", \"balance\": \"%s\", \"balance_units\": %llu}\n",
+               debit ? "debited" : "credited", add, buf, (unsigned long long)a.balance.units);
     } else {
-        printf("credited %s to %s; balance %s\n", add, a.id, buf);
+        printf("%s %s %s %s; balance %s\n", debit ? "debited" : "credited", add,
+               debit ? "from" : "to", a.id, buf);
     }
     rc = MPA_OK;
 done:
@@ -351,6 +366,16 @@ done:
     mpb_close(b);
     mp_wipe(&a, sizeof a);
     return rc;
+}
+
+static int accounts_credit(const mpa_opts *o, int argc, char **argv)
+{
+    return move_money(o, argc, argv, 0);
+}
+
+static int accounts_debit(const mpa_opts *o, int argc, char **argv)
+{
+    return move_money(o, argc, argv, 1);
 }
 
 typedef struct {
@@ -582,6 +607,11 @@ const mpa_cmd mpa_broker_cmds[] = {
       "Adds AMOUNT (e.g. \"5.00 USD\", the account's currency) to the balance of ID in one\n"
       "write transaction. Exit 3 when there is no such account, 2 for another currency.",
       accounts_credit },
+    { "accounts", "debit", "BROKER_STORE ID AMOUNT",
+      "Takes AMOUNT off the balance of ID, money paid out of the broker (a vendor's\n"
+      "earnings sent to its bank, a customer's refund), in one write transaction with\n"
+      "the ledger's withdrawn total. Exit 1 when the balance is short, 3 when there is\n"
+      "no such account, 2 for another currency.", accounts_debit },
     { "accounts", "show", "BROKER_STORE [ID]",
       "Shows the kind, vendor, balance and reserved PayWord credit of account ID, or of\n"
       "every account. Exit 3 when ID does not exist.", accounts_show },

@@ -12,7 +12,7 @@
 #include "mpadmin.h"
 
 static const mpa_cmd *const tables[] = {
-    mpa_store_cmds, mpa_keys_cmds, mpa_price_cmds, mpa_broker_cmds, mpa_earnings_cmds,
+    mpa_store_cmds, mpa_keys_cmds, mpa_price_cmds, mpa_broker_cmds, mpa_audit_cmds, mpa_earnings_cmds,
     mpa_redeem_cmds
 };
 #define NTABLES (sizeof tables / sizeof tables[0])

@@ -766,10 +766,32 @@ static void test_custid(void)
 
 /* ---- spent scrip, redeemed commitments ------------------------------------------- */
 
-static void test_spend(void)
+static mpb_issued issued(const char *issuer, uint64_t id, uint8_t kind, const char *acct,
+                         uint64_t units, uint64_t use_until)
+{
+    mpb_issued s;
+
+    memset(&s, 0, sizeof s);
+    snprintf(s.issuer, sizeof s.issuer, "%s", issuer);
+    snprintf(s.account, sizeof s.account, "%s", acct);
+    s.id = id;
+    s.kind = kind;
+    mp_amount_set(&s.value, units, "USD");
+    s.expiry = use_until;
+    s.use_until = use_until;
+    s.release_at = use_until + MPB_MARGIN;
+    return s;
+}
+
+/* Scrip is worth something at the broker only through its issued record:
+ * absent means forged whatever the stamp, each record is used once, and
+ * only before use_until at the caller's clock. */
+static void test_issued(void)
 {
     const char *d = new_store();
+    mpb_issued s, got, bad;
     char name[MP_NAME_MAX + 2];
+    int found = 0;
     mpb *b;
     mpb_txn *t = NULL;
 
@@ -777,32 +799,233 @@ static void test_spend(void)
     b = open_store(d, 0);
     CU_ASSERT_FATAL(b != NULL);
     ASSERT_OK(mpb_begin(b, 0, &t));
-    ASSERT_OK(mpb_spend(t, "broker.example", 42, NOW + 100));
-    ASSERT_ST(mpb_spend(t, "broker.example", 42, NOW + 100), MP_ERR_SPENT);
-    ASSERT_OK(mpb_spend(t, VENDOR, 42, NOW + 100));      /* ids are per issuer */
-    ASSERT_OK(mpb_spend(t, "broker.example", 43, NOW + 100));
-    ASSERT_ST(mpb_spend(t, "", 1, NOW), MP_ERR_ARG);
-    ASSERT_ST(mpb_spend(t, "a b", 1, NOW), MP_ERR_ARG);
+    s = issued("broker.example", 42, MPB_SCRIP_BROKER, ACCT, 500, NOW + 100);
+    ASSERT_OK(mpb_issued_put(t, &s));
+    ASSERT_ST(mpb_issued_put(t, &s), MP_ERR_ARG);              /* ids are never reused */
+    s = issued(VENDOR, 42, MPB_SCRIP_VENDOR, ACCT, 7, NOW + 100);
+    ASSERT_OK(mpb_issued_put(t, &s));                           /* ids are per issuer */
+    /* refusals of records that could not have been minted */
+    bad = issued("", 1, MPB_SCRIP_BROKER, ACCT, 1, NOW);
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
+    bad = issued("a b", 1, MPB_SCRIP_BROKER, ACCT, 1, NOW);
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
     memset(name, 'n', sizeof name);
     name[MP_NAME_MAX + 1] = 0;
-    ASSERT_ST(mpb_spend(t, name, 1, NOW), MP_ERR_ARG);
-    /* an already-spent item does not spoil the rest of a redeem request */
-    ASSERT_OK(mpb_commit(t));
+    bad = issued("x", 1, MPB_SCRIP_BROKER, ACCT, 1, NOW);
+    memcpy(bad.issuer, name, sizeof bad.issuer - 1);
+    bad.issuer[sizeof bad.issuer - 1] = 'n';                    /* not terminated in time */
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
+    bad = issued("x", 1, MPB_SCRIP_BROKER, ACCT, 0, NOW);       /* value 0 */
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
+    bad = issued("x", 1, 3, ACCT, 1, NOW);                      /* kind */
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
+    bad = issued("x", 1, MPB_SCRIP_BROKER, ACCT, 1, NOW);
+    bad.release_at = bad.use_until;                             /* no margin */
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
+    bad = issued("x", 1, MPB_SCRIP_BROKER, ACCT, 1, NOW);
+    bad.use_until = bad.expiry - 1;
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
+    bad = issued("x", 1, MPB_SCRIP_BROKER, ACCT, 1, NOW);
+    bad.used = 1;                                               /* born used */
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
+    bad = issued("x", 1, MPB_SCRIP_BROKER, "a\"b", 1, NOW);
+    ASSERT_ST(mpb_issued_put(t, &bad), MP_ERR_ARG);
+    ASSERT_OK(mpb_commit(t));                                   /* refusals wrote nothing */
     mpb_close(b);
 
     b = open_store(d, 0);
     CU_ASSERT_FATAL(b != NULL);
     ASSERT_OK(mpb_begin(b, 0, &t));
-    ASSERT_ST(mpb_spend(t, "broker.example", 42, NOW + 500), MP_ERR_SPENT);
-    ASSERT_ST(mpb_spend(t, "broker.example", 43, NOW + 500), MP_ERR_SPENT);
-    ASSERT_ST(mpb_spend(t, VENDOR, 42, NOW + 500), MP_ERR_SPENT);
-    ASSERT_OK(mpb_spend(t, VENDOR, 44, NOW + 500));
+    /* a valid stamp on scrip the broker never recorded: forged */
+    ASSERT_ST(mpb_issued_use(t, "broker.example", 43, NOW, &got), MP_ERR_FORGED);
+    ASSERT_ST(mpb_issued_use(t, "no such issuer", 42, NOW, &got), MP_ERR_FORGED);
+    ASSERT_ST(mpb_issued_use(t, "a b", 42, NOW, &got), MP_ERR_FORGED);
+    /* at use_until, by the clock given: expired, and still unused */
+    ASSERT_ST(mpb_issued_use(t, "broker.example", 42, NOW + 100, &got), MP_ERR_EXPIRED);
+    ASSERT_OK(mpb_issued_use(t, "broker.example", 42, NOW + 99, &got));
+    CU_ASSERT(got.used == 1 && got.value.units == 500 && got.kind == MPB_SCRIP_BROKER
+              && strcmp(got.account, ACCT) == 0);
+    ASSERT_ST(mpb_issued_use(t, "broker.example", 42, NOW, &got), MP_ERR_SPENT);
     ASSERT_OK(mpb_commit(t));
     ASSERT_OK(mpb_begin(b, 1, &t));
-    ASSERT_ST(mpb_spend(t, VENDOR, 45, NOW), MP_ERR_ARG);         /* read txn */
+    ASSERT_OK(mpb_issued_get(t, "broker.example", 42, &got, &found));
+    CU_ASSERT(found == 1 && got.used == 1);
+    ASSERT_OK(mpb_issued_get(t, VENDOR, 42, &got, &found));
+    CU_ASSERT(found == 1 && got.used == 0 && got.value.units == 7);
+    ASSERT_OK(mpb_issued_get(t, VENDOR, 43, &got, &found));
+    CU_ASSERT(found == 0);
+    ASSERT_ST(mpb_issued_use(t, VENDOR, 42, NOW, &got), MP_ERR_ARG);    /* read txn */
     mpb_abort(t);
     mpb_close(b);
-    CU_ASSERT(raw_count(d, "spent") == 4 && raw_count(d, "expiry") == 4);
+    CU_ASSERT(raw_count(d, "issued") == 2 && raw_count(d, "issuedue") == 2);
+}
+
+/* Lapsed scrip: the value of an unused record goes back to its account,
+ * a used one just goes; a record whose value has nowhere to go stays. */
+static void test_issued_release(void)
+{
+    const char *d = new_store();
+    mpb_lapse out[8];
+    mpb_issued s, got;
+    size_t n = 99;
+    int found = 1;
+    mpb *b;
+    mpb_txn *t = NULL;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(put_account(b, (mpb_account[]){ account(ACCT, MPB_CUSTOMER, "", 10) }));
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    s = issued("broker.example", 1, MPB_SCRIP_BROKER, ACCT, 300, NOW);
+    ASSERT_OK(mpb_issued_put(t, &s));
+    s = issued("broker.example", 2, MPB_SCRIP_BROKER, ACCT, 40, NOW);
+    ASSERT_OK(mpb_issued_put(t, &s));
+    s = issued(VENDOR, 3, MPB_SCRIP_VENDOR, ACCT, 5, NOW + 50);
+    ASSERT_OK(mpb_issued_put(t, &s));
+    s = issued(VENDOR, 4, MPB_SCRIP_VENDOR, "gone", 6, NOW);    /* no such account */
+    ASSERT_OK(mpb_issued_put(t, &s));
+    ASSERT_OK(mpb_issued_use(t, "broker.example", 2, NOW - 1, &got));
+    ASSERT_OK(mpb_commit(t));
+
+    /* before the margin has passed: nothing */
+    ASSERT_OK(mpb_issued_release(b, NOW + MPB_MARGIN - 1, out, 8, &n));
+    CU_ASSERT(n == 0);
+    CU_ASSERT(balance(b, ACCT) == 10);
+    ASSERT_OK(mpb_issued_release(b, NOW + MPB_MARGIN, out, 8, &n));
+    CU_ASSERT(n == 2);                  /* 1 returned, 2 used; 4 has nowhere to go */
+    CU_ASSERT(n == 2 && out[0].returned.units + out[1].returned.units == 300);
+    CU_ASSERT(balance(b, ACCT) == 310);
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_issued_get(t, "broker.example", 1, &got, &found));
+    CU_ASSERT(found == 0);
+    ASSERT_OK(mpb_issued_get(t, VENDOR, 4, &got, &found));
+    CU_ASSERT(found == 1);
+    mpb_abort(t);
+    /* a released record is no longer money: using it is refused */
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_ST(mpb_issued_use(t, "broker.example", 1, NOW - 1, &got), MP_ERR_FORGED);
+    mpb_abort(t);
+    ASSERT_OK(mpb_issued_release(b, NOW + 50 + MPB_MARGIN, NULL, 8, &n));
+    CU_ASSERT(n == 1);
+    CU_ASSERT(balance(b, ACCT) == 315);
+    ASSERT_ST(mpb_issued_release(b, NOW, out, 0, &n), MP_ERR_ARG);
+    mpb_close(b);
+    CU_ASSERT(raw_count(d, "issued") == 1 && raw_count(d, "issuedue") == 1);
+}
+
+/* The ledger: credited - withdrawn must equal everything the store holds;
+ * a unit moved anywhere without its counterpart shows. */
+static void test_audit(void)
+{
+    const char *d = new_store();
+    mpb_audit_row rows[MPB_AUDIT_CURRENCIES];
+    mpb_account a;
+    mpb_issued s, got;
+    mp_amount amt;
+    size_t n = 0;
+    mpb *b;
+    mpb_txn *t = NULL;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_audit(t, rows, &n));
+    CU_ASSERT(n == 0);
+    mpb_abort(t);
+    /* a credit of 1000, as mpadmin accounts credit writes it */
+    a = account(ACCT, MPB_CUSTOMER, "", 1000);
+    mp_amount_set(&amt, 1000, "USD");
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_OK(mpb_account_put(t, &a));
+    ASSERT_OK(mpb_account_put(t, (mpb_account[]){ account("v", MPB_VENDOR, VENDOR, 0) }));
+    ASSERT_OK(mpb_total_add(t, MPB_TOTAL_CREDITED, &amt));
+    ASSERT_OK(mpb_commit(t));
+    /* /buy of 300: balance 700 + scrip 300 */
+    a.balance.units = 700;
+    s = issued("broker.example", 1, MPB_SCRIP_BROKER, ACCT, 300, NOW);
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_OK(mpb_account_put(t, &a));
+    ASSERT_OK(mpb_issued_put(t, &s));
+    ASSERT_OK(mpb_commit(t));
+    /* /exchange: broker scrip 300 -> vendor scrip 200 + change 100 */
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_OK(mpb_issued_use(t, "broker.example", 1, NOW - 1, &got));
+    s = issued(VENDOR, 2, MPB_SCRIP_VENDOR, ACCT, 200, NOW);
+    ASSERT_OK(mpb_issued_put(t, &s));
+    s = issued("broker.example", 3, MPB_SCRIP_BROKER, ACCT, 100, NOW);
+    ASSERT_OK(mpb_issued_put(t, &s));
+    ASSERT_OK(mpb_commit(t));
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_audit(t, rows, &n));
+    mpb_abort(t);
+    CU_ASSERT_FATAL(n == 1);
+    CU_ASSERT(strcmp(rows[0].cur, "USD") == 0 && rows[0].credited == 1000
+              && rows[0].customer_balance == 700 && rows[0].broker_scrip == 100
+              && rows[0].vendor_scrip == 200 && rows[0].broker_scrip_n == 1
+              && rows[0].vendor_scrip_n == 1 && rows[0].balanced == 1);
+    /* the attack the ledger exists for: a vendor's balance grows with
+     * nothing taken from anywhere */
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_OK(mpb_account_put(t, (mpb_account[]){ account("v", MPB_VENDOR, VENDOR, 51) }));
+    ASSERT_OK(mpb_commit(t));
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_audit(t, rows, &n));
+    mpb_abort(t);
+    CU_ASSERT(n == 1 && rows[0].vendor_balance == 51 && rows[0].balanced == 0);
+    /* a withdrawal of those 51 units as mpadmin accounts debit writes it */
+    mp_amount_set(&amt, 51, "USD");
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_OK(mpb_account_put(t, (mpb_account[]){ account("v", MPB_VENDOR, VENDOR, 0) }));
+    ASSERT_OK(mpb_total_add(t, MPB_TOTAL_WITHDRAWN, &amt));
+    ASSERT_OK(mpb_commit(t));
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_audit(t, rows, &n));
+    mpb_abort(t);
+    CU_ASSERT(n == 1 && rows[0].withdrawn == 51 && rows[0].balanced == 0);   /* 51 short */
+    /* overflowing totals are refused, writing nothing */
+    mp_amount_set(&amt, MP_AMOUNT_MAX, "USD");
+    ASSERT_OK(mpb_begin(b, 0, &t));
+    ASSERT_ST(mpb_total_add(t, MPB_TOTAL_CREDITED, &amt), MP_ERR_OVERFLOW);
+    ASSERT_ST(mpb_total_add(t, "", &amt), MP_ERR_ARG);
+    mpb_abort(t);
+    mpb_close(b);
+}
+
+/* A store made before the ledger: its first writable open starts the
+ * ledger with what the accounts hold, once. */
+static void test_ledger_upgrade(void)
+{
+    const char *d = new_store();
+    mpb_audit_row rows[MPB_AUDIT_CURRENCIES];
+    mpb_account a;
+    size_t n = 0;
+    raw r;
+    mpb *b;
+    mpb_txn *t = NULL;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    a = account(ACCT, MPB_CUSTOMER, "", 250);
+    a.reserved.units = 50;
+    ASSERT_OK(put_account(b, &a));
+    mpb_close(b);
+    /* as an older version left it: no ledger tables */
+    CU_ASSERT_FATAL(raw_open(&r, d, "totals", 0));
+    CU_ASSERT(mdb_drop(r.txn, r.dbi, 1) == 0);
+    CU_ASSERT_FATAL(raw_close(&r));
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    mpb_close(b);
+    b = open_store(d, 0);                 /* twice: started once */
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(mpb_begin(b, 1, &t));
+    ASSERT_OK(mpb_audit(t, rows, &n));
+    mpb_abort(t);
+    CU_ASSERT(n == 1 && rows[0].credited == 300 && rows[0].balanced == 1);
+    mpb_close(b);
 }
 
 static void test_redeemed(void)
@@ -1327,6 +1550,7 @@ static void test_corrupt(void)
     mpb *b;
     mpb_txn *t = NULL;
     mpb_account a, got;
+    mpb_issued is;
     list_ctx lc;
     raw r;
 
@@ -1385,8 +1609,11 @@ static void test_corrupt(void)
     /* argument errors and MP_ERR_SPENT wrote nothing: the transaction commits */
     ASSERT_OK(mpb_begin(b, 0, &t));
     ASSERT_OK(mpb_account_put(t, &a));
-    ASSERT_OK(mpb_spend(t, VENDOR, 1, NOW));
-    ASSERT_ST(mpb_spend(t, VENDOR, 1, NOW), MP_ERR_SPENT);
+    ASSERT_OK(mpb_issued_put(t, (mpb_issued[]){ issued(VENDOR, 1, MPB_SCRIP_VENDOR, ACCT, 1,
+                                                        NOW) }));
+    ASSERT_OK(mpb_issued_use(t, VENDOR, 1, NOW - 1, &is));
+    ASSERT_ST(mpb_issued_use(t, VENDOR, 1, NOW - 1, &is), MP_ERR_SPENT);
+    ASSERT_ST(mpb_issued_use(t, VENDOR, 2, NOW - 1, &is), MP_ERR_FORGED);
     ASSERT_ST(mpb_counter_next(t, "", &v), MP_ERR_ARG);
     ASSERT_OK(mpb_commit(t));
     CU_ASSERT(balance(b, ACCT) == 77);
@@ -1418,14 +1645,18 @@ static void test_compact(void)
     ASSERT_OK(mpb_idem_put(t, ACCT, "old", h, 200, "a", 1, NOW + 100));
     ASSERT_OK(mpb_idem_put(t, ACCT, "older", h, 200, "a", 1, NOW + 50));
     ASSERT_OK(mpb_idem_put(t, ACCT, "new", h, 200, "a", 1, NOW + 1000));
-    ASSERT_OK(mpb_spend(t, VENDOR, 1, NOW + 100));
-    ASSERT_OK(mpb_spend(t, VENDOR, 2, NOW + 1000));
+    ASSERT_OK(mpb_idem_put(t, ACCT, "s1", h, 200, "a", 1, NOW + 100));
+    ASSERT_OK(mpb_idem_put(t, ACCT, "s2", h, 200, "a", 1, NOW + 1000));
     ASSERT_OK(mpb_redeemed_put(t, c1, 3, NOW + 100));
     ASSERT_OK(mpb_redeemed_put(t, c1, 4, NOW + 1000));      /* kept longer now */
     ASSERT_OK(mpb_redeemed_put(t, c2, 3, NOW + 100));
     ASSERT_OK(mpb_account_put(t, (mpb_account[]){ account(ACCT, MPB_CUSTOMER, "", 5) }));
-    for (i = 0; i < 5; i++)
-        ASSERT_OK(mpb_spend(t, "bulk", (uint64_t)i, NOW + 10));
+    for (i = 0; i < 5; i++) {
+        char rid[8];
+
+        snprintf(rid, sizeof rid, "bulk%d", i);
+        ASSERT_OK(mpb_idem_put(t, "bulk", rid, h, 200, "a", 1, NOW + 10));
+    }
     ASSERT_OK(mpb_commit(t));
     mpb_close(b);
     CU_ASSERT(raw_count(d, "expiry") == 12);
@@ -1447,7 +1678,7 @@ static void test_compact(void)
     ASSERT_OK(mpb_compact(b, NOW + 100, 5, &removed));
     CU_ASSERT(removed == 3);
     ASSERT_OK(mpb_compact(b, NOW + 100, 1000, &removed));
-    CU_ASSERT(removed == 6);              /* 2 bulk, older, old, spent 1, c2 */
+    CU_ASSERT(removed == 6);              /* 2 bulk, older, old, s1, c2 */
     ASSERT_OK(mpb_compact(b, NOW + 100, 1000, &removed));
     CU_ASSERT(removed == 0);
     ASSERT_ST(mpb_compact(b, NOW, 1, NULL), MP_ERR_ARG);
@@ -1462,15 +1693,18 @@ static void test_compact(void)
     CU_ASSERT(last == 4);
     ASSERT_OK(mpb_redeemed_get(t, c2, &last));
     CU_ASSERT(last == 0);
-    ASSERT_OK(mpb_spend(t, VENDOR, 1, NOW + 100));      /* forgotten: expired anyway */
-    ASSERT_ST(mpb_spend(t, VENDOR, 2, NOW + 1000), MP_ERR_SPENT);
+    ASSERT_OK(mpb_idem_get(t, ACCT, "s1", h, &found, &status, &body, &len));
+    CU_ASSERT(found == 0);
+    ASSERT_OK(mpb_idem_get(t, ACCT, "s2", h, &found, &status, &body, &len));
+    CU_ASSERT(found == 1);
+    free(body);
     mpb_abort(t);
     CU_ASSERT(balance(b, ACCT) == 5);                   /* accounts never expire */
     ASSERT_OK(mpb_compact(b, NOW + 1000, 1000, &removed));
     CU_ASSERT(removed == 3);
     mpb_close(b);
     CU_ASSERT(raw_count(d, "expiry") == 0 && raw_count(d, "idem") == 0
-              && raw_count(d, "spent") == 0 && raw_count(d, "redeemed") == 0
+              && raw_count(d, "idem") == 0 && raw_count(d, "redeemed") == 0
               && raw_count(d, "account") == 1);
 }
 
@@ -1732,7 +1966,10 @@ int main(int argc, char **argv)
         { "idempotency", test_idem },
         { "counters", test_counters },
         { "customer ids", test_custid },
-        { "spent scrip", test_spend },
+        { "issued scrip", test_issued },
+        { "lapsed scrip goes back", test_issued_release },
+        { "the ledger and its audit", test_audit },
+        { "a store from before the ledger", test_ledger_upgrade },
         { "redeemed commitments", test_redeemed },
         { "certificate records", test_certs },
         { "releasing certificate credit", test_cert_release },
