@@ -16,6 +16,8 @@
  * Modes:
  *   run            every endpoint, every rejection path, a workload of both
  *                  customers with both schemes at both vendors
+ *   pw-before-rotate  pays PayWord words under a certificate of the signing
+ *                  key about to be retired (redeemed after the rotation)
  *   after-rotate   after `mpadmin keys rotate` and a graceful restart: spends
  *                  scrip held from before, buys and pays with new scrip
  * after-rotate counts the first run's spends as deposited: run_broker.sh
@@ -50,6 +52,10 @@
 #include <time.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
 #include <CUnit/CUnit.h>
 #include <CUnit/Basic.h>
 #include "mp.h"
@@ -261,6 +267,43 @@ static const char *rh(const resp *r, const char *name)
     return out;
 }
 
+/* When set, http() holds a body's last bytes back, one every few seconds
+ * (Apache's Timeout must not end the read), and sends the final one only
+ * once the clock has passed this time: a request line and headers that
+ * arrive long before the decision. */
+static uint64_t g_slow_until;
+
+typedef struct {
+    const char *p;
+    size_t len, off;
+} slow_body;
+
+#define SLOW_HELD 24         /* bytes held back; one every SLOW_STEP seconds */
+#define SLOW_STEP 6
+
+static size_t slow_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    slow_body *b = ud;
+    size_t room = size * nitems, n;
+
+    if (b->off >= b->len || room == 0)
+        return 0;
+    if (b->off + SLOW_HELD < b->len) {
+        n = b->len - SLOW_HELD - b->off;
+        n = n < room ? n : room;
+    } else if (now_s() <= g_slow_until && b->off + 1 < b->len) {
+        sleep(SLOW_STEP);
+        n = 1;
+    } else {
+        while (now_s() <= g_slow_until)
+            sleep(1);
+        n = b->len - b->off < room ? b->len - b->off : room;
+    }
+    memcpy(buf, b->p + b->off, n);
+    b->off += n;
+    return n;
+}
+
 /* One request; body may be NULL; hdrs NULL-terminated (may be NULL). */
 static void http(const char *method, const char *url, const char *const *hdrs, const char *body,
                  size_t body_len, resp *r)
@@ -284,7 +327,15 @@ static void http(const char *method, const char *url, const char *const *hdrs, c
     for (i = 0; hdrs != NULL && hdrs[i] != NULL; i++)
         h = curl_slist_append(h, hdrs[i]);
     curl_easy_setopt(g_easy, CURLOPT_HTTPHEADER, h);
-    if (body != NULL) {
+    slow_body sb = { body, body_len, 0 };
+
+    if (body != NULL && g_slow_until != 0) {
+        curl_easy_setopt(g_easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(g_easy, CURLOPT_READFUNCTION, slow_read);
+        curl_easy_setopt(g_easy, CURLOPT_READDATA, &sb);
+        curl_easy_setopt(g_easy, CURLOPT_POSTFIELDSIZE, (long)body_len);
+        curl_easy_setopt(g_easy, CURLOPT_TIMEOUT, 300L);
+    } else if (body != NULL) {
         curl_easy_setopt(g_easy, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(g_easy, CURLOPT_POSTFIELDSIZE, (long)body_len);
     }
@@ -319,7 +370,7 @@ typedef struct {
 } account;
 
 static account A_ALICE = { "alice", {0} }, A_BOB = { "bob", {0} }, A_CAROL = { "carol", {0} },
-               A_NEWS = { "v-news", {0} }, A_SHOP = { "v-shop", {0} };
+               A_NEWS = { "v-news", {0} }, A_SHOP = { "v-shop", {0} }, A_ERIN = { "erin", {0} };
 
 static void load_key(account *a)
 {
@@ -1282,6 +1333,11 @@ static void t_idempotency(void)
            "replay: another response\n%s\n%s", r1.body ?: "", r2.body ?: "");
     bpost(&A_ALICE, "buy", b2, &r3);                 /* the same id, another body */
     EXPECT_BFAIL(&r3, 409, "malformed");
+    resp_free(&r3);
+    /* the same id and body at another endpoint, where the body is not even
+     * valid: 409 (PROTOCOL.md 8.2: the lookup comes before the members) */
+    bpost(&A_ALICE, "certify", b1, &r3);
+    EXPECT_BFAIL(&r3, 409, "malformed");
     after = balance_probe(&A_ALICE);
     EXPECT(after == bal - 1000, "balance %llu after replay, expected %llu (one debit)",
            (unsigned long long)after, (unsigned long long)(bal - 1000));
@@ -1676,8 +1732,31 @@ static void t_cert_expired(void)
     pwc *w;
     resp r;
 
+    char *cid = rid();
+    char *cbody = NULL, *k;
+    mp_signer *sg2 = NULL;
+    mp_pubkey pk;
+    resp first, again;
+
     if (!certify(&A_BOB, "0.10 USD", t, &cert, &sg))
         return;
+    /* A /certify whose answer is lost, retried once its expiry has passed:
+     * the first answer, not a 400 for an expiry in the past. */
+    if (mp_signer_generate(&sg2) != MP_OK || mp_signer_pubkey(sg2, &pk) != MP_OK)
+        die("signer");
+    k = b64(pk.key, pk.len);
+    cbody = jtext(json_pack("{s:s, s:{s:s, s:s}, s:s, s:I}", "request_id", cid, "key", "alg",
+                            "ed25519", "key", k, "credit_limit", "0.01 USD", "expiry",
+                            (json_int_t)t));
+    bpost(&A_BOB, "certify", cbody, &first);
+    if (EXPECT_B200(&first)) {
+        uint8_t buf[MP_WIRE_MAX];
+        size_t len = unb64(js(&first, "cert"), buf, sizeof buf);
+        mp_pw_cert c2;
+
+        if (len > 0 && mp_pw_cert_decode(buf, len, &c2) == MP_OK)
+            cert_log(&c2);
+    }
     g_pw_short = pw_new(&A_BOB, &cert, sg, NEWS, NEWS_UNIT, 10, cert.expiry);
     EXPECT(pay_pw(g_pw_short, 2, page(), NULL) == 200, "news: payment under a valid cert");
     while (now_s() <= cert.expiry)
@@ -1685,6 +1764,16 @@ static void t_cert_expired(void)
     pay_pw(g_pw_short, 2, page(), &r);
     EXPECT_402(&r, "expired");
     resp_free(&r);
+    bpost(&A_BOB, "certify", cbody, &again);
+    EXPECT(again.status == 200 && first.len == again.len && first.body != NULL
+           && memcmp(first.body, again.body, first.len) == 0,
+           "certify retried after its expiry: %ld %.200s", again.status, again.body ?: "");
+    resp_free(&first);
+    resp_free(&again);
+    free(cbody);
+    free(cid);
+    free(k);
+    mp_signer_free(sg2);
     w = pw_new_d(&A_BOB, &cert, sg, NEWS, NEWS_UNIT, 10, cert.expiry - 2, cert.expiry);
     pay_pw(w, 2, page(), &r);
     EXPECT_402(&r, "expired");
@@ -1880,6 +1969,184 @@ static void t_redeem(void)
     free(recrogue);
 }
 
+/* ---- attacks on the broker's money (issue 9) ------------------------------------------------------------ */
+
+/* The vendor holds the secrets of the series it delegated to the broker:
+ * it mints scrip of its own choosing there and deposits it as if the
+ * broker had sold it. The broker must credit nothing: only scrip it
+ * recorded issuing is money. Also a real scrip id the broker did issue,
+ * re-stamped at a hundred times its value. */
+static void t_vendor_mints(void)
+{
+    const char *path = getenv("MP_BT_DELEG");
+    static mp_keyfile kf;
+    mp_mc_issuer *iss = NULL;
+    mp_mac *receipt = NULL;
+    uint8_t csec[MP_HASH_LEN], buf[MP_WIRE_MAX];
+    char text[4096], *pay, *pay2, *body;
+    mp_mc_payment p;
+    mp_request req;
+    mp_amount value, price;
+    mp_scrip s;
+    coin *real = find_coin(&A_ALICE, K_VENDOR, NEWS, 1);
+    uint64_t v0 = vendor_balance(&A_NEWS);
+    size_t len, line = 0;
+    json_t *mc;
+    FILE *f;
+    resp r;
+
+    if (path == NULL || (f = fopen(path, "r")) == NULL)
+        die("MP_BT_DELEG: the vendor's delegation file");
+    len = fread(text, 1, sizeof text, f);
+    fclose(f);
+    if (mp_keyfile_parse(text, len, &kf, &line) != MP_OK || mp_mc_issuer_new(NEWS, &iss) != MP_OK
+        || mp_keyfile_apply(&kf, iss, &receipt) != MP_OK)
+        die("delegation file %s", path);
+    mp_keyfile_wipe(&kf);
+    mp_wipe(text, sizeof text);
+    memset(&s, 0, sizeof s);
+    req.method = "GET";
+    req.method_len = 3;
+    req.host = g_news_host;
+    req.host_len = strlen(g_news_host);
+    req.target = "/paid/p0.html";
+    req.target_len = strlen(req.target);
+    value = amt("51000.00 USD");
+    price = amt(NEWS_PRICE);
+    /* scrip of 51,000 USD in the delegated series (2), an id the broker has
+     * not reached, for a customer id the vendor picks */
+    OKST(mp_mc_mint(iss, &value, ((uint64_t)2 << 48) | 999999, ((uint64_t)1 << 48) | 4242,
+                    now_s() + 3600, NULL, &s));
+    OKST(mp_mc_customer_secret(iss, s.customer_id, csec));
+    OKST(mp_mc_pay(g_mac, &s, csec, &req, &price, &p));
+    OKST(mp_mc_payment_encode(&p, buf, sizeof buf, &len));
+    pay = b64(buf, len);
+    pay2 = NULL;
+    if (real != NULL) {
+        /* a real id, customer and expiry, a hundred times the value */
+        value = real->s.value;
+        value.units *= 100;
+        OKST(mp_mc_mint(iss, &value, real->s.id, real->s.customer_id, real->s.expiry, NULL, &s));
+        OKST(mp_mc_customer_secret(iss, s.customer_id, csec));
+        OKST(mp_mc_pay(g_mac, &s, csec, &req, &price, &p));
+        OKST(mp_mc_payment_encode(&p, buf, sizeof buf, &len));
+        pay2 = b64(buf, len);
+    }
+    mp_wipe(csec, sizeof csec);
+    mc = json_array();
+    json_array_append_new(mc, json_pack("{s:s, s:s, s:s, s:s}", "payment", pay, "method", "GET",
+                                        "host", g_news_host, "target", "/paid/p0.html"));
+    if (pay2 != NULL)
+        json_array_append_new(mc, json_pack("{s:s, s:s, s:s, s:s}", "payment", pay2, "method",
+                                            "GET", "host", g_news_host, "target", "/paid/p0.html"));
+    body = jtext(json_pack("{s:s, s:o}", "request_id", rid_s(), "millicent", mc));
+    bpost(&A_NEWS, "redeem", body, &r);
+    if (EXPECT_B200(&r)) {
+        EXPECT_ITEM(&r, 0, "millicent", "forged", 0);
+        if (pay2 != NULL)
+            EXPECT_ITEM(&r, 1, "millicent", "forged", 0);
+        EXPECT(units_of(js(&r, "credited")) == 0, "vendor-minted scrip credited %s",
+               js(&r, "credited"));
+    }
+    EXPECT(real != NULL, "alice holds no news scrip to copy");
+    EXPECT(vendor_balance(&A_NEWS) == v0, "v-news balance %llu -> %llu", (unsigned long long)v0,
+           (unsigned long long)vendor_balance(&A_NEWS));
+    resp_free(&r);
+    free(body);
+    free(pay);
+    free(pay2);
+    mp_mac_free(receipt);
+    mp_mc_issuer_free(iss);
+}
+
+/* An RSA public key (DER SubjectPublicKeyInfo) with exponent e and a real
+ * 2048-bit modulus: anyone can "sign" for e = 1. */
+static char *rsa_key_with_e(unsigned e)
+{
+    EVP_PKEY *gen = EVP_RSA_gen(2048), *weak = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    BIGNUM *n = NULL, *bn_e = BN_new();
+    unsigned char *der = NULL;
+    char *out;
+    int len;
+
+    if (gen == NULL || bld == NULL || bn_e == NULL || !BN_set_word(bn_e, e)
+        || !EVP_PKEY_get_bn_param(gen, OSSL_PKEY_PARAM_RSA_N, &n)
+        || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
+        || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e)
+        || (params = OSSL_PARAM_BLD_to_param(bld)) == NULL
+        || (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL
+        || EVP_PKEY_fromdata_init(ctx) <= 0
+        || EVP_PKEY_fromdata(ctx, &weak, EVP_PKEY_PUBLIC_KEY, params) <= 0
+        || (len = i2d_PUBKEY(weak, &der)) <= 0)
+        die("rsa key with e=%u", e);
+    out = b64(der, (size_t)len);
+    OPENSSL_free(der);
+    EVP_PKEY_free(weak);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(bn_e);
+    EVP_PKEY_free(gen);
+    return out;
+}
+
+/* Keys that cannot sign are not certified: with such a certificate anyone
+ * who has seen it (it travels in clear) could spend against the account. */
+static void t_weak_keys(void)
+{
+    static const char *const small[] = {
+        "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",    /* 01 00..00: the identity */
+        "7P_______________________________________38",    /* order 2 */
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",    /* order 4 */
+        "JuiVj8KyJ7BFw_SJ8u-Y8NXfrAXTxjM5sTgCiG1T_AU",    /* order 8 */
+    };
+    uint64_t before = balance_probe(&A_BOB);
+    char *k, *body;
+    size_t i;
+    unsigned e;
+
+    for (i = 0; i < sizeof small / sizeof small[0]; i++) {
+        body = jtext(json_pack("{s:s, s:{s:s, s:s}, s:s}", "request_id", rid_s(), "key", "alg",
+                               "ed25519", "key", small[i], "credit_limit", "0.10 USD"));
+        bad(&A_BOB, "certify", body, 400, "malformed");
+        free(body);
+    }
+    for (e = 1; e <= 3; e += 2) {
+        k = rsa_key_with_e(e);
+        body = jtext(json_pack("{s:s, s:{s:s, s:s}, s:s}", "request_id", rid_s(), "key", "alg",
+                               "rsa", "key", k, "credit_limit", "0.10 USD"));
+        bad(&A_BOB, "certify", body, 400, "malformed");
+        free(body);
+        free(k);
+    }
+    /* the same with e = 65537 is certified: the refusals are about e */
+    k = rsa_key_with_e(65537);
+    body = jtext(json_pack("{s:s, s:{s:s, s:s}, s:s}", "request_id", rid_s(), "key", "alg", "rsa",
+                           "key", k, "credit_limit", "0.01 USD"));
+    {
+        resp r;
+
+        bpost(&A_BOB, "certify", body, &r);
+        if (EXPECT_B200(&r)) {
+            uint8_t buf[MP_WIRE_MAX];
+            size_t len = unb64(js(&r, "cert"), buf, sizeof buf);
+            mp_pw_cert cert;
+
+            if (len > 0 && mp_pw_cert_decode(buf, len, &cert) == MP_OK)
+                cert_log(&cert);
+        }
+        resp_free(&r);
+    }
+    free(body);
+    free(k);
+    EXPECT(balance_probe(&A_BOB) == before - 2 * units_of("0.01 USD"),
+           "bob's balance: only the good key's credit reserved (and the probe)");
+}
+
 /* ---- the workload: several customers, both vendors, both schemes -------------------------------------------- */
 
 static void spend_changes(const account *who)
@@ -1997,6 +2264,74 @@ static void t_rotate(void)
     mp_signer_free(sg);
 }
 
+/* The slow body (issue 9, finding 2): at a broker whose scrip lives 60 s,
+ * erin's /exchange request line and headers arrive while her broker scrip
+ * is valid, the body's last byte only after it expired. Deciding at the
+ * request line's time would exchange expired scrip (and, once compaction
+ * dropped its spent mark, the same scrip twice). The broker decides at the
+ * clock of the decision: 422 expired, and the scrip stays hers (it goes
+ * back to her balance when it lapses). */
+static void t_slow_body(void)
+{
+    const char *short_port = getenv("MP_BT_SHORT_PORT");
+    mp_amount price = amt("0.05 USD");
+    mp_mc_payment p;
+    char *pay, *body;
+    coin *c;
+    resp r;
+
+    if (short_port == NULL)
+        die("MP_BT_SHORT_PORT: the short-lived broker's port");
+    snprintf(g_broker_host, sizeof g_broker_host, "%s:%s", BROKER, short_port);
+    {
+        char *res = xasprintf("%s:127.0.0.1", g_broker_host);
+
+        g_resolve = curl_slist_append(g_resolve, res);
+        free(res);
+    }
+    if ((c = buy(&A_ERIN, "0.10 USD", NULL)) == NULL)
+        return;
+    EXPECT(c->s.expiry <= now_s() + 61, "the short broker's scrip lives %llu s",
+           (unsigned long long)(c->s.expiry - now_s()));
+    pay = mc_cred(c, NULL, "POST", g_broker_host, "/mp/exchange", &price, &p);
+    body = jtext(json_pack("{s:s, s:s, s:[s], s:s}", "request_id", rid_s(), "vendor", NEWS,
+                           "amounts", "0.05 USD", "payment", pay));
+    g_slow_until = c->s.expiry + 1;
+    bpost(&A_ERIN, "exchange", body, &r);
+    g_slow_until = 0;
+    EXPECT(now_s() > c->s.expiry, "the body arrived after the expiry");
+    EXPECT_BFAIL(&r, 422, "expired");
+    resp_free(&r);
+    free(pay);
+    free(body);
+}
+
+static CU_TestInfo slow_tests[] = {
+    { "attack: /exchange with a body trickled across the scrip's expiry", t_slow_body },
+    CU_TEST_INFO_NULL,
+};
+
+/* Words paid under a certificate of the signing key run_broker.sh retires
+ * next: mpadmin redeem sends them only after the rotation. */
+static void t_pw_before_rotate(void)
+{
+    mp_pw_cert cert;
+    mp_signer *sg = NULL;
+    pwc *w;
+
+    if (certify(&A_ALICE, "0.05 USD", 0, &cert, &sg)) {
+        w = pw_new(&A_ALICE, &cert, sg, NEWS, NEWS_UNIT, 10, 0);
+        EXPECT(pay_pw(w, 2, page(), NULL) == 200 && pay_pw(w, 2, page(), NULL) == 200,
+               "news: PayWord under the signing key about to be retired");
+    }
+    mp_signer_free(sg);
+}
+
+static CU_TestInfo pre_rotate_tests[] = {
+    { "PayWord under the signing key about to be retired", t_pw_before_rotate },
+    CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo rotate_tests[] = {
     { "after keys rotate + graceful restart: old and new scrip", t_rotate },
     CU_TEST_INFO_NULL,
@@ -2014,6 +2349,8 @@ static CU_TestInfo run_tests[] = {
     { "certify: a too distant expiry is shortened", t_cert_shortened },
     { "expired certificate refused at the vendor", t_cert_expired },
     { "redeem: deposits, PayWord, double redemption credits 0, refusals", t_redeem },
+    { "attack: the vendor mints scrip in its delegated series and deposits it", t_vendor_mints },
+    { "attack: certify keys that cannot sign (small order, RSA e=1, e=3)", t_weak_keys },
     { "workload: two customers, two vendors, both schemes, change", t_workload },
     CU_TEST_INFO_NULL,
 };
@@ -2058,8 +2395,11 @@ int main(int argc, char **argv)
     int rc, i;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc != 2 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "after-rotate") != 0)) {
-        fprintf(stderr, "usage: broker_client run | after-rotate  (MP_BT_PORT, MP_BT_BPORT, MP_BT_DIR)\n");
+    if (argc != 2 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "after-rotate") != 0
+                      && strcmp(argv[1], "pw-before-rotate") != 0
+                      && strcmp(argv[1], "slow-body") != 0)) {
+        fprintf(stderr, "usage: broker_client run | pw-before-rotate | after-rotate | slow-body "
+                "(MP_BT_PORT, MP_BT_BPORT, MP_BT_DIR; slow-body: MP_BT_SHORT_PORT)\n");
         return 2;
     }
     g_port = env_int("MP_BT_PORT");
@@ -2088,11 +2428,24 @@ int main(int argc, char **argv)
     load_key(&A_CAROL);
     load_key(&A_NEWS);
     load_key(&A_SHOP);
+    if (strcmp(argv[1], "slow-body") == 0) {
+        /* erin's own: no wallet, no holdings (run_broker.sh counts her apart) */
+        load_key(&A_ERIN);
+        rc = run_suites("slow-body", slow_tests);
+        printf("\n%u passed, %u failed\n", g_summary_pass, g_summary_fail);
+        curl_easy_cleanup(g_easy);
+        curl_slist_free_all(g_resolve);
+        curl_global_cleanup();
+        return rc;
+    }
     if (strcmp(argv[1], "run") == 0) {
         res = xasprintf("%s/payword", g_dir);
         unlink(res);                            /* the log starts afresh */
         free(res);
         rc = run_suites("broker", run_tests);
+    } else if (strcmp(argv[1], "pw-before-rotate") == 0) {
+        wallet_load();
+        rc = run_suites("pw-before-rotate", pre_rotate_tests);
     } else {
         wallet_load();
         /* run_broker.sh runs this mode after mpadmin redeem has deposited

@@ -75,7 +75,7 @@ port_answers() {
     curl -s -o /dev/null --noproxy '*' --max-time 2 "http://127.0.0.1:$1/index.html"
 }
 
-both_answer() { port_answers "$port" && port_answers "$bport"; }
+both_answer() { port_answers "$port" && port_answers "$bport" && port_answers "$sport"; }
 
 apache_ready() { both_answer; }
 
@@ -142,7 +142,8 @@ check_log() {
 run_client() {
     local step=$1 out rc summary
     out=$T/client-$2.out
-    MP_BT_PORT=$port MP_BT_BPORT=$bport MP_BT_DIR=$T/keys "$client" "$2" >"$out" 2>&1
+    MP_BT_PORT=$port MP_BT_BPORT=$bport MP_BT_DIR=$T/keys MP_BT_DELEG=$T/news.deleg \
+        "$client" "$2" >"$out" 2>&1
     rc=$?
     summary=$(tail -n 1 "$out")
     if [ $rc = 0 ]; then
@@ -198,6 +199,11 @@ mpa "accounts create v-news (vendor)" 0 '.kind == "vendor" and .vendor == "news.
 mpa "accounts create v-shop (vendor)" 0 '.kind == "vendor" and .vendor == "shop.example"' \
     accounts create "$T/bstore" v-shop --vendor shop.example --currency USD \
     --secrets "$T/broker.secrets" --key-out "$T/keys/v-shop.key"
+# erin: the slow-body attack's customer, at the short-lived broker; her money
+# is counted apart (erin_in), since that client runs beside the others.
+mpa "accounts create erin (customer)" 0 '.account == "erin"' \
+    accounts create "$T/bstore" erin --customer --currency USD --secrets "$T/broker.secrets" \
+    --key-out "$T/keys/erin.key"
 mpa "accounts create dave (key printed once)" 0 '(.key | length) == 43 and .key_file == null' \
     accounts create "$T/bstore" dave --customer --currency USD --secrets "$T/broker.secrets"
 mpa "accounts create refuses an existing account (exit 1)" 1 "" \
@@ -220,14 +226,18 @@ mpa "accounts show bob after two credits" 0 '.balance_units == 750000 and .reser
 mpa "accounts credit in another currency (exit 2)" 2 "" accounts credit "$T/bstore" bob "1.00 EUR"
 mpa "accounts credit of no account (exit 3)" 3 "" accounts credit "$T/bstore" nobody "1.00 USD"
 mpa "accounts show of no account (exit 3)" 3 "" accounts show "$T/bstore" nobody
-mpa "accounts show: six accounts, money in $money_in" 0 \
-    "length == 6 and ([.[] | .balance_units] | add) == $money_in" accounts show "$T/bstore"
+mpa "accounts show: seven accounts, money in $money_in" 0 \
+    "length == 7 and ([.[] | .balance_units] | add) == $money_in" accounts show "$T/bstore"
 note "money in: $money_in units"
+mpa "accounts credit erin 0.20 USD" 0 '.credited == "0.20 USD"' accounts credit "$T/bstore" erin "0.20 USD"
+erin_in=20000
 
 # ---- Apache ---------------------------------------------------------------------------------------
 port=$(free_port)
 bport=$(free_port)
 while [ "$bport" = "$port" ]; do bport=$(free_port); done
+sport=$(free_port)
+while [ "$sport" = "$port" ] || [ "$sport" = "$bport" ]; do sport=$(free_port); done
 note "vendors on 127.0.0.1:$port (news.example, shop.example), broker on 127.0.0.1:$bport"
 
 vhost() {    # vhost NAME PRICE UNIT
@@ -261,6 +271,7 @@ ServerRoot "$T"
 ServerName 127.0.0.1
 Listen 127.0.0.1:$port
 Listen 127.0.0.1:$bport
+Listen 127.0.0.1:$sport
 PidFile "$T/run/httpd.pid"
 DefaultRuntimeDir "$T/run"
 Mutex file:$T/run default
@@ -312,6 +323,25 @@ $(vhost shop "0.02 USD" "0.01 USD")
         SetHandler micropay-broker
     </Location>
 </VirtualHost>
+
+# The same broker and store, selling scrip that lives 60 s: the slow-body attack.
+<VirtualHost 127.0.0.1:$sport>
+    ServerName broker.example
+    DocumentRoot "$T/htdocs/broker"
+    <Directory "$T/htdocs/broker">
+        Require all granted
+    </Directory>
+    MicropayBrokerName broker.example
+    MicropayBrokerStore "$T/bstore"
+    MicropayBrokerSecretsFile "$T/broker.secrets"
+    MicropayBrokerSigningKey "$T/broker.pem"
+    MicropayBrokerVendor news.example "$T/news.deleg"
+    MicropayBrokerRequireTLS off
+    MicropayBrokerScripLifetime 60
+    <Location /mp>
+        SetHandler micropay-broker
+    </Location>
+</VirtualHost>
 EOF
 
 if "$APACHE2" -t -f "$conf" >"$T/configtest.out" 2>&1; then
@@ -348,7 +378,7 @@ holding() { awk -v k="$1" '$1 == k { print $2 }' "$T/keys/holdings"; }
 # deposited, before mpadmin redeem; after it that term must be zero).
 conserve() {
     local accts bu vu und total
-    accts=$("$mpadmin" --json accounts show "$T/bstore" | jq '[.[] | .balance_units + .reserved_units] | add')
+    accts=$("$mpadmin" --json accounts show "$T/bstore" | jq '[.[] | select(.account != "erin") | .balance_units + .reserved_units] | add')
     bu=$(holding broker_unspent)
     vu=$(holding vendor_unspent)
     und=$(holding undeposited)
@@ -399,9 +429,45 @@ graceful() {
     kill -0 "$apid" 2>/dev/null && both_answer
 }
 
+# audit STEP: the store's own conservation check (mpadmin broker audit): the
+# ledger's credits = balances + reserved + outstanding scrip, to the unit,
+# and the credits are exactly the money this script put in.
+audit() {
+    mpa "broker audit ($1): balanced, credited = $((money_in + erin_in))" 0 \
+        ".balanced == true and (.currencies | length) == 1 and .currencies[0].credited_units == $((money_in + erin_in))" \
+        broker audit "$T/bstore"
+}
+audit "after setup"
+
+# The slow-body attack runs beside everything else (it waits 60 s for its
+# scrip to expire): erin's 0.10 USD of scrip, outstanding throughout.
+MP_BT_PORT=$port MP_BT_BPORT=$bport MP_BT_SHORT_PORT=$sport MP_BT_DIR=$T/keys \
+    "$client" slow-body >"$T/client-slow.out" 2>&1 &
+slow_pid=$!
+erin_scrip=10000
+
 # ---- the client's scenarios -----------------------------------------------------------------------
-run_client "broker_client run (endpoints, rejections, workload)" run
+run_client "broker_client run (endpoints, rejections, workload, attacks)" run
 conserve "after the client, before redemption" 1
+audit "after the client"
+# The broker's audit agrees with what the client holds: outstanding broker
+# scrip and vendor scrip (held unspent, or spent and not yet deposited).
+a=$("$mpadmin" --json broker audit "$T/bstore")
+[ "$(jq '.currencies[0].broker_scrip_units + .currencies[0].vendor_scrip_units' <<<"$a")" \
+  = "$(($(holding broker_unspent) + $(holding vendor_unspent) + $(holding undeposited) + erin_scrip))" ] \
+    && [ "$(jq '.currencies[0].vendor_scrip_units' <<<"$a")" = "$(($(holding vendor_unspent) + $(holding undeposited)))" ]
+check $? "broker audit: outstanding scrip = what the clients hold" "$a"
+
+# A copy of the broker store alone is worth nothing: the stored responses
+# that carried scrip and customer secrets are sealed (issue 9, finding 3).
+leaks=0
+while read -r v; do
+    [ -n "$v" ] && grep -qF -- "$v" "$T/bstore/data.mdb" && leaks=$((leaks + 1))
+done < <(jq -r '.[] | .scrip, .csec' "$T/keys/wallet.json" | sort -u)
+nsecrets=$(jq -r '.[] | .scrip, .csec' "$T/keys/wallet.json" | sort -u | wc -l)
+[ "$nsecrets" -gt 10 ] && [ "$leaks" = 0 ] && ! strings "$T/bstore/data.mdb" | grep -q 'customer_secret'
+check $? "the broker store file holds none of the $nsecrets scrip and customer secrets it issued" \
+    "$leaks found in data.mdb"
 
 # ---- redemption ------------------------------------------------------------------------------------
 # news without --secrets: its own change is sent too and refused as forged;
@@ -425,6 +491,7 @@ mpa "redeem to a plain-http non-loopback URL refused (exit 2)" 2 "" \
     redeem "$T/shop-store" --vendor shop.example --broker "http://broker.example:$bport/mp" \
     --account v-shop --key-file "$T/keys/v-shop.key"
 conserve "after mpadmin redeem" 0
+audit "after mpadmin redeem"
 
 # ---- the other commands against the running server ----------------------------------------------------
 for by in day path scheme; do
@@ -472,19 +539,36 @@ mpa "store stat news after compact: nothing live dropped" 0 '.spent_scrip > 0 an
 mpa "store stat of a missing store (exit 1)" 1 "" store stat "$T/no-such-store"
 
 # ---- key rotation and a graceful restart ------------------------------------------------------------------
+# PayWord words paid under a certificate of the signing key about to be
+# retired, redeemed only after the rotation (issue 9, finding 4).
+run_client "broker_client pw-before-rotate (words under the old signing key)" pw-before-rotate
 mpa "keys rotate news secrets" 0 '.scrip_series == 3' keys rotate "$T/news.secrets"
 mpa "keys rotate broker secrets" 0 '.scrip_series == 2' keys rotate "$T/broker.secrets"
+# Every key kind rotates: a new account secret series (existing accounts
+# stay wrapped under series 1) and a new signing key, the old one retired.
+printf 'account 2 %s\n' "$(openssl rand -hex 32)" >>"$T/broker.secrets"
+mpa "keys broker (the next signing key)" 0 '.public != null' keys broker "$T/broker2.pem"
+sed -i -e "s|MicropayBrokerSigningKey \"$T/broker.pem\"|MicropayBrokerSigningKey \"$T/broker2.pem\"\n    MicropayBrokerRetiredSigningKey \"$T/broker.pem.pub\"|" \
+    -e "s|MicropayTrustBroker broker.example \"$T/broker.pem.pub\"|&\n    MicropayTrustBroker broker.example \"$T/broker2.pem.pub\"|" "$conf"
+grep -q MicropayBrokerRetiredSigningKey "$conf"; check $? "config: signing key rotated, old one retired"
+mpa "accounts create v-news2 after the account series rotation" 0 '.kind == "vendor"' \
+    accounts create "$T/bstore" v-news2 --vendor news.example --currency USD \
+    --secrets "$T/broker.secrets" --key-out "$T/keys/v-news2.key"
+mpa "accounts show: v-news2 wrapped under series 2, v-news under 1" 0 \
+    '([.[] | select(.account == "v-news2")][0].key_series == 2) and ([.[] | select(.account == "v-news")][0].key_series == 1)' \
+    accounts show "$T/bstore"
 if graceful; then
     pass "graceful restart (USR1) after keys rotate"
     run_client "broker_client after-rotate (old scrip spends, new series)" after-rotate
     conserve "after rotation, before redemption" 1
-    redeem "redeem news.example after rotation" news v-news '.ok > 0 and .refused == 0' \
-        --secrets "$T/news.secrets"
+    redeem "redeem news.example after rotation (old-key words, new account)" news v-news2 \
+        '.ok > 0 and .refused == 0' --secrets "$T/news.secrets"
     redeem "redeem shop.example after rotation" shop v-shop '.ok > 0 and .refused == 0' \
         --secrets "$T/shop.secrets"
     redeem "redeem news.example after rotation again: credits nothing" news v-news "$zero_credit" \
         --secrets "$T/news.secrets"
     conserve "final" 0
+    audit "after rotation"
 else
     fail "graceful restart: server gone: $(tail -n 5 "$T/error.log")"
 fi
@@ -579,6 +663,17 @@ mpa "accounts release --now +10 years again: nothing (once per certificate)" 0 \
 o=$("$mpadmin" accounts release "$T/bstore" --now "$far" 2>&1)
 [ "$o" = "nothing to release" ]; check $? "accounts release (text) again: nothing to release" "$o"
 conserve "after accounts release" 0
+audit "after accounts release"
+
+# ---- the slow body (started after setup) -------------------------------------------------------
+if wait "$slow_pid"; then
+    pass "broker_client slow-body: $(tail -n 1 "$T/client-slow.out")"
+else
+    fail "broker_client slow-body: $(grep -E 'FAIL|note:' "$T/client-slow.out" | head -5)"
+fi
+mpa "accounts show erin: 0.10 USD left, her scrip outstanding, not exchanged" 0 \
+    '.balance_units == 10000 and .reserved_units == 0' accounts show "$T/bstore" erin
+audit "at the end"
 
 check_log "whole run" 0
 if stop_apache; then pass "stop (TERM)"; else fail "stop (TERM) took longer than 15 s"; fi
