@@ -1215,8 +1215,12 @@ store:
 
 /* A stored response holds spendable scrip and customer secrets: in the
  * store it is u16 account series || mp_seal(key of that series, aad =
- * account NUL request_id, body), so a copy of the store alone is worth
- * nothing, and a record moved to another request does not open. */
+ * account NUL request_id, u16 outcome length || outcome || body), so a
+ * copy of the store alone is worth nothing, and a record moved to another
+ * request does not open. The outcome is the audit log line: a child killed
+ * between the commit and its log line leaves the line to the retry that
+ * gets this answer, so the log names every committed request that any
+ * client retried. */
 static const uint8_t *stored_aad(bx *x, size_t *len)
 {
     size_t a = strlen(x->acct.id), q = strlen(x->request_id);
@@ -1231,15 +1235,26 @@ static const uint8_t *stored_aad(bx *x, size_t *len)
 
 static mp_status seal_response(bx *x, const char *body, size_t len, char **out, size_t *out_len)
 {
-    size_t alen = 0, n = 0;
+    size_t alen = 0, n = 0, olen = x->outcome ? strlen(x->outcome) : 0, plen;
     const uint8_t *aad = stored_aad(x, &alen);
-    uint8_t *buf = apr_palloc(x->r->pool, 2 + len + MP_SEAL_OVERHEAD);
+    uint8_t *plain, *buf;
     mp_status st;
 
+    if (olen > 0xffff)
+        olen = 0xffff;
+    plen = 2 + olen + len;
+    plain = apr_palloc(x->r->pool, plen);
+    buf = apr_palloc(x->r->pool, 2 + plen + MP_SEAL_OVERHEAD);
+    plain[0] = (uint8_t)(olen >> 8);
+    plain[1] = (uint8_t)olen;
+    memcpy(plain + 2, x->outcome ? x->outcome : "", olen);
+    memcpy(plain + 2 + olen, body, len);
     buf[0] = (uint8_t)(x->bc->account[0].series >> 8);
     buf[1] = (uint8_t)x->bc->account[0].series;
-    if ((st = mp_seal(x->bc->account[0].seal_key, aad, alen, (const uint8_t *)body, len, buf + 2,
-                      len + MP_SEAL_OVERHEAD, &n)) != MP_OK)
+    st = mp_seal(x->bc->account[0].seal_key, aad, alen, plain, plen, buf + 2,
+                 plen + MP_SEAL_OVERHEAD, &n);
+    mp_wipe(plain, plen);
+    if (st != MP_OK)
         return st;
     *out = (char *)buf;
     *out_len = 2 + n;
@@ -1249,13 +1264,14 @@ static mp_status seal_response(bx *x, const char *body, size_t len, char **out, 
 /* MP_ERR_FORGED for a record that does not open (damaged, or sealed under
  * a series no longer held: say which). */
 static mp_status open_response(bx *x, const char *stored, size_t len, char **body,
-                               size_t *body_len)
+                               size_t *body_len, const char **outcome)
 {
     const uint8_t *p = (const uint8_t *)stored;
     size_t alen = 0, n = 0;
     const uint8_t *aad;
     uint16_t series;
     uint8_t *out;
+    size_t olen;
     int i;
 
     if (len < 2 + MP_SEAL_OVERHEAD)
@@ -1275,9 +1291,13 @@ static mp_status open_response(bx *x, const char *stored, size_t len, char **bod
     if (mp_unseal(x->bc->account[i].seal_key, aad, alen, p + 2, len - 2, out,
                   len - 2 - MP_SEAL_OVERHEAD, &n) != MP_OK)
         return MP_ERR_FORGED;
+    olen = n >= 2 ? (size_t)(out[0] << 8 | out[1]) : 0;
+    if (n < 2 || olen > n - 2)
+        return MP_ERR_FORGED;
     out[n] = '\0';
-    *body = (char *)out;
-    *body_len = n;
+    *outcome = olen ? apr_pstrmemdup(x->r->pool, (const char *)out + 2, olen) : NULL;
+    *body = (char *)out + 2 + olen;
+    *body_len = n - 2 - olen;
     return MP_OK;
 }
 
@@ -1286,9 +1306,10 @@ static mp_status open_response(bx *x, const char *stored, size_t len, char **bod
 static int answer_again(bx *x, char *stored, size_t stored_len, int status)
 {
     request_rec *r = x->r;
+    const char *outcome = NULL;
     char *body = NULL;
     size_t len = 0;
-    mp_status st = open_response(x, stored, stored_len, &body, &len);
+    mp_status st = open_response(x, stored, stored_len, &body, &len, &outcome);
 
     mp_wipe(stored, stored_len);
     free(stored);
@@ -1302,6 +1323,10 @@ static int answer_again(bx *x, char *stored, size_t stored_len, int status)
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00132: broker %s: %s request %s of account "
                   "%s answered again from the store", x->bc->name, x->ep_name, x->request_id,
                   x->acct.id);
+    /* The outcome again: its first line may have died with a killed child. */
+    if (outcome != NULL)
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s; logged again for a retry (request %s)",
+                      outcome, x->request_id);
     send_body(r, status, body, len);
     return OK;
 }

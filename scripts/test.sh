@@ -107,6 +107,15 @@ else
     echo "FAIL: broker integration client does not build"; failed=$((failed + 1))
 fi
 
+# 20 s of load while Apache children get SIGKILL; 30-45 s in all
+if (cd build/release && make -s tests/integration/broker_load >/dev/null 2>&1); then
+    run_suite "integration: broker under kill -9 (apache2 event)" build/release/broker-kill.log \
+        bash tests/integration/run_broker_kill.sh "$top/build/release"
+else
+    note "integration: broker under kill -9 (apache2 event)"
+    echo "FAIL: broker_load does not build"; failed=$((failed + 1))
+fi
+
 run_suite "integration: wallet-proxy in front of Apache, the broker and a funded account" \
     build/release/wallet.log bash tests/integration/run_wallet.sh "$top/build/release"
 run_suite "browser: headless Chromium through the wallet (screenshots in artifacts/browser)" \

@@ -609,7 +609,7 @@ from_client=$(awk '$1 == "cert" { print $2, $3, $4 }' "$pwlog" 2>/dev/null | sor
 from_log=$(grep -o 'MP00142: broker broker\.example: account [^ ]* certified, serial [0-9]*, credit [^ ]* [A-Z]* reserved' \
     "$T/error.log" | while read -r _ _ _ _ acct _ _ serial _ a _; do
         echo "${serial%,} $acct $(amt_units "$a")"
-    done | sort -n)
+    done | sort -n | uniq)
 [ -n "$from_client" ] && [ "$from_client" = "$from_log" ]
 check $? "payword log: the client's certificates are those the broker logged (MP00142): $(wc -l <<<"$from_client")" \
     "client: $(tr '\n' ';' <<<"$from_client") broker: $(tr '\n' ';' <<<"$from_log")"
