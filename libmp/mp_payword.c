@@ -612,14 +612,14 @@ out:
     return st;
 }
 
-mp_status mp_pw_redeem_verify(mp_sha *h, const mp_pw_redeem *r,
-                              const mp_pw_trust *trust, mp_amount *value)
+mp_status mp_pw_redeem_verify_from(mp_sha *h, const mp_pw_redeem *r, const mp_pw_trust *trust,
+                                   uint32_t prev, const uint8_t *w_prev, mp_amount *value)
 {
     uint8_t back[MP_HASH_LEN];
     mp_amount v;
     mp_status st = MP_ERR_ARG;
 
-    if (h == NULL || r == NULL || trust == NULL || value == NULL)
+    if (h == NULL || r == NULL || trust == NULL || value == NULL || (prev > 0 && w_prev == NULL))
         goto out;
     /* The vendor may redeem long after expiry; judging the commitment at
      * its own date checks that it was valid when made, and the broker
@@ -630,9 +630,13 @@ mp_status mp_pw_redeem_verify(mp_sha *h, const mp_pw_redeem *r,
         st = MP_ERR_MALFORMED;
         goto out;
     }
-    if ((st = mp_sha_iterate(h, r->w_last, r->last, back)) != MP_OK)
+    if (r->last <= prev) {
+        st = MP_ERR_ARG;
         goto out;
-    if (!hash_equal(back, r->commit.w0)) {
+    }
+    if ((st = mp_sha_iterate(h, r->w_last, r->last - prev, back)) != MP_OK)
+        goto out;
+    if (!hash_equal(back, prev > 0 ? w_prev : r->commit.w0)) {
         st = MP_ERR_FORGED;
         goto out;
     }
@@ -642,4 +646,10 @@ mp_status mp_pw_redeem_verify(mp_sha *h, const mp_pw_redeem *r,
     *value = v;
 out:
     return st;
+}
+
+mp_status mp_pw_redeem_verify(mp_sha *h, const mp_pw_redeem *r,
+                              const mp_pw_trust *trust, mp_amount *value)
+{
+    return mp_pw_redeem_verify_from(h, r, trust, 0, NULL, value);
 }

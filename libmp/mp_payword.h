@@ -157,4 +157,12 @@ mp_status mp_pw_redeem_decode(const uint8_t *in, size_t len, mp_pw_redeem *out);
 mp_status mp_pw_redeem_verify(mp_sha *h, const mp_pw_redeem *r,
                               const mp_pw_trust *trust, mp_amount *value);
 
+/* As mp_pw_redeem_verify, but the chain is proven from a word the caller
+ * proved before instead of from w0: SHA-256^(last - prev)(w_last) ==
+ * w_prev (MP_ERR_FORGED), so the hashing costs only the new words.
+ * prev = 0 means from w0 (w_prev ignored, may be NULL). MP_ERR_ARG when
+ * last <= prev: such an item adds nothing and needs no hashing. */
+mp_status mp_pw_redeem_verify_from(mp_sha *h, const mp_pw_redeem *r, const mp_pw_trust *trust,
+                                   uint32_t prev, const uint8_t *w_prev, mp_amount *value);
+
 #endif

@@ -37,6 +37,7 @@
 #include "http_request.h"
 #include "apr_strings.h"
 #include "apr_atomic.h"
+#include "apr_hash.h"
 #include "apr_thread_mutex.h"
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 104)
 #include "http_ssl.h"
@@ -48,10 +49,18 @@ APLOG_USE_MODULE(micropay);
 #define IDEM_KEEP      (25 * 3600)     /* 24 h required, one more of margin */
 #define AMOUNTS_MAX    16
 #define REDEEM_MAX     1000
+/* Words a /redeem request may hash, all its PayWord items together (about
+ * half a second of SHA-256): each item is proven from the last word the
+ * broker credited, so honest items cost the words they add; the budget
+ * bounds what forged or repeated ones can make the broker do. */
+#define REDEEM_HASH_BUDGET 2000000u
 #define ID_LOW_MAX     ((uint64_t)1 << 48)
 #define COMPACT_EVERY  3600
-#define RELEASE_BATCH  1000           /* certificates per write transaction */
-#define RELEASE_BATCHES 10            /* write transactions per compaction */
+#define RELEASE_BATCH  1000           /* records per write transaction */
+/* Housekeeping runs hourly in whichever request finds it due, in batches
+ * of one write transaction each, until nothing is due or this much time
+ * went on it; the next request in the hour goes on where it stopped. */
+#define HOUSEKEEPING_USEC (500 * 1000)
 
 typedef enum { EP_BUY, EP_EXCHANGE, EP_CERTIFY, EP_REDEEM } endpoint;
 
@@ -61,6 +70,7 @@ typedef struct {
     /* PayWord */
     uint8_t   commit_id[MP_HASH_LEN];
     uint32_t  last;
+    uint8_t   w_last[MP_HASH_LEN];
     mp_amount unit;
     char      user[MP_NAME_MAX + 1];
     uint64_t  serial;              /* the certificate's: its reservation record */
@@ -110,6 +120,8 @@ typedef struct {
     uint64_t         expiry;
     int              npw, nmc;
     rd_item         *items;                            /* npw PayWord, then nmc Millicent */
+    uint64_t         hashed;                           /* /redeem: words hashed so far */
+    apr_hash_t      *seen;                             /* /redeem: commitment ids so far */
     uint8_t         *rec;                              /* scratch: one decoded record */
     mp_mc_payment   *pay, *again;                      /* scratch: Millicent deposits */
 } bx;
@@ -690,6 +702,12 @@ static int apply_exchange(bx *x, mpb_txn *t, json_t **resp)
     mp_status st;
     int i;
 
+    /* Scrip in the account's currency only: the change and the vendor scrip
+     * are recorded as the account's, and their value must be able to go
+     * back to its balance when they lapse. */
+    if (strcmp(x->amount.cur, x->acct.balance.cur) != 0)
+        return fail(x, HTTP_BAD_REQUEST, "malformed",
+                    apr_psprintf(r->pool, "amounts: the account is in %s", x->acct.balance.cur));
     if (host == NULL || strlen(host) > MP_HOST_MAX || !visible(host, strlen(host)))
         host = r->hostname ? r->hostname : "";
     req.method = "POST";
@@ -857,7 +875,9 @@ static int apply_certify(bx *x, mpb_txn *t, json_t **resp)
     rec.credit = x->amount;
     mp_amount_set(&rec.redeemed, 0, x->amount.cur);
     rec.expiry = x->expiry;
-    rec.release_at = add_sat(x->expiry, (uint64_t)deadline);
+    /* The margin as for issued scrip: a clock step back must not return the
+     * credit while a redemption can still be decided. */
+    rec.release_at = add_sat(add_sat(x->expiry, (uint64_t)deadline), MPB_MARGIN);
     if ((st = mpb_cert_put(t, &rec)) != MP_OK)
         return txn_failed(x, st);
     if ((text = b64(x->r->pool, c->enc, c->enc_len)) == NULL)
@@ -878,9 +898,14 @@ static void item_fail(rd_item *it, mp_status st)
     it->st = st == MP_ERR_CURRENCY ? MP_ERR_MALFORMED : st;
 }
 
-/* A PayWord redemption record, verified without the store. */
-static void verify_payword(bx *x, json_t *v, mp_pw_redeem *rd, rd_item *it)
+/* A PayWord redemption record, verified without the write lock: the
+ * commitment's signatures, then the chain from the last word credited
+ * (read in t), within the request's hashing budget. */
+static void verify_payword(bx *x, mpb_txn *t, json_t *v, mp_pw_redeem *rd, rd_item *it)
 {
+    uint8_t w_prev[MP_HASH_LEN];
+    uint32_t prev = 0;
+    int have = 0;
     apr_int64_t deadline = x->bc->redeem_deadline >= 0 ? x->bc->redeem_deadline
                                                        : MPX_DEFAULT_REDEEM_DEADLINE;
     size_t len = 0;
@@ -907,13 +932,39 @@ static void verify_payword(bx *x, json_t *v, mp_pw_redeem *rd, rd_item *it)
     it->keep_until = add_sat(add_sat(rd->commit.expiry, (uint64_t)MPX_REDEEM_DEADLINE_MAX),
                              MPB_MARGIN);
     it->commit_expiry = rd->commit.expiry;
-    /* Our own certificates only: the trust list holds just this broker. */
-    if ((st = mp_pw_redeem_verify(x->sha, rd, &x->bc->self_trust, &value)) != MP_OK) {
-        item_fail(it, st == MP_ERR_KEY ? MP_ERR_MALFORMED : st);
+    /* One item per commitment and request: a second adds nothing but work. */
+    if (apr_hash_get(x->seen, rd->commit.id, MP_HASH_LEN) != NULL) {
+        item_fail(it, MP_ERR_MALFORMED);
+        return;
+    }
+    apr_hash_set(x->seen, apr_pmemdup(x->r->pool, rd->commit.id, MP_HASH_LEN), MP_HASH_LEN, "");
+    if (mpb_redeemed_get(t, rd->commit.id, &prev, w_prev, &have) != MP_OK) {
+        item_fail(it, MP_ERR_STORE);
         return;
     }
     memcpy(it->commit_id, rd->commit.id, MP_HASH_LEN);
     it->last = rd->last;
+    memcpy(it->w_last, rd->w_last, MP_HASH_LEN);
+    it->unit = rd->commit.unit;
+    if (rd->last <= prev) {
+        /* Credited before (PROTOCOL.md 8.6: ok, 0.00): these exact bytes,
+         * the commitment id being their hash, were proven then. */
+        it->st = MP_OK;
+        return;
+    }
+    if (!have)
+        prev = 0;                    /* a record from before words were kept: from w0 */
+    if (x->hashed + (rd->last - prev) > REDEEM_HASH_BUDGET) {
+        item_fail(it, MP_ERR_EXHAUSTED);
+        return;
+    }
+    x->hashed += rd->last - prev;
+    /* Our own certificates only: the trust list holds this broker's keys. */
+    if ((st = mp_pw_redeem_verify_from(x->sha, rd, &x->bc->self_trust, prev,
+                                       prev > 0 ? w_prev : NULL, &value)) != MP_OK) {
+        item_fail(it, st == MP_ERR_KEY ? MP_ERR_MALFORMED : st);
+        return;
+    }
     it->unit = rd->commit.unit;
     apr_cpystrn(it->user, rd->commit.cert.user, sizeof it->user);
     it->serial = rd->commit.cert.serial;
@@ -1010,6 +1061,7 @@ static int parse_redeem(bx *x)
     json_t *pw = json_object_get(x->json, "payword"), *mc = json_object_get(x->json, "millicent");
     json_t *v;
     mp_pw_redeem *rd;
+    mpb_txn *t = NULL;
     size_t i;
 
     if ((pw != NULL && !json_is_array(pw)) || (mc != NULL && !json_is_array(mc)))
@@ -1030,8 +1082,17 @@ static int parse_redeem(bx *x)
     x->rec = apr_palloc(x->r->pool, MP_WIRE_MAX);
     x->pay = apr_palloc(x->r->pool, sizeof *x->pay);
     x->again = apr_palloc(x->r->pool, sizeof *x->again);
-    json_array_foreach(pw, i, v)
-        verify_payword(x, v, rd, &x->items[i]);
+    x->seen = apr_hash_make(x->r->pool);
+    if (x->npw > 0) {
+        if (mpb_begin(x->bc->store, 1, &t) != MP_OK)
+            return store_failed(x);
+        json_array_foreach(pw, i, v)
+            verify_payword(x, t, v, rd, &x->items[i]);
+        mpb_abort(t);
+        for (i = 0; i < (size_t)x->npw; i++)
+            if (x->items[i].st == MP_ERR_STORE)
+                return store_failed(x);
+    }
     json_array_foreach(mc, i, v)
         verify_millicent(x, v, &x->items[x->npw + (int)i]);
     return OK;
@@ -1156,13 +1217,14 @@ static int apply_redeem(bx *x, mpb_txn *t, json_t **resp)
             st = MP_ERR_EXPIRED;
         if (st == MP_OK && i < x->npw) {
             prev = 0;
-            if ((st = mpb_redeemed_get(t, it->commit_id, &prev)) != MP_OK)
+            if ((st = mpb_redeemed_get(t, it->commit_id, &prev, NULL, NULL)) != MP_OK)
                 goto store;
             if (it->last > prev) {
                 if ((st = mp_amount_mul(&it->unit, it->last - prev, &want)) != MP_OK
                     || (st = pay_from_customer(x, t, it, &want, &credited)) != MP_OK
                     || (st = mp_amount_sub(&want, &credited, &shortfall)) != MP_OK
-                    || (st = mpb_redeemed_put(t, it->commit_id, it->last, it->keep_until)) != MP_OK)
+                    || (st = mpb_redeemed_put(t, it->commit_id, it->last, it->w_last,
+                                              it->keep_until)) != MP_OK)
                     goto store;
                 if (shortfall.units > 0) {
                     shorts++;
@@ -1359,21 +1421,21 @@ static int lookup_first(bx *x)
 
 /* ---- the transaction ------------------------------------------------------------------------------ */
 
-static volatile apr_uint32_t last_compact;
+static volatile apr_uint32_t last_compact, more_work;
 
 /* The credit of certificates past expiry + redemption deadline, which no
- * vendor can redeem any more, goes back to the customers' balances. */
-static void release_credit(bx *x)
+ * vendor can redeem any more, goes back to the customers' balances.
+ * 1 when the time ran out with more due. */
+static int release_credit(bx *x, apr_time_t until)
 {
     mpb_release *out = apr_palloc(x->r->pool, sizeof *out * RELEASE_BATCH);
     size_t i, n = 0;
-    int batch;
 
-    for (batch = 0; batch < RELEASE_BATCHES; batch++) {
-        if (mpb_cert_release(x->bc->store, x->now, out, RELEASE_BATCH, &n) != MP_OK) {
+    do {
+        if (mpb_cert_release(x->bc->store, now_sec(), out, RELEASE_BATCH, &n) != MP_OK) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00124: broker store: "
                           "releasing expired PayWord credit failed: %s", mpb_errmsg());
-            return;
+            return 0;
         }
         for (i = 0; i < n; i++)
             ap_log_rerror(APLOG_MARK, out[i].uncovered.units > 0 ? APLOG_WARNING : APLOG_INFO,
@@ -1386,25 +1448,24 @@ static void release_credit(bx *x)
                                                        "returned: " : "",
                           out[i].uncovered.units > 0 ? human(x->r->pool, &out[i].uncovered)
                                                      : "");
-        if (n < RELEASE_BATCH)
-            break;
-    }
+    } while (n == RELEASE_BATCH && apr_time_now() < until);
+    return n == RELEASE_BATCH;
 }
 
 /* Scrip records past their last use plus the margin go; the value of
  * scrip never used goes back to the account that bought it (a lost /buy
- * answer, scrip a wallet forgot, vendor scrip no vendor deposited in time). */
-static void release_issued(bx *x)
+ * answer, scrip a wallet forgot, vendor scrip no vendor deposited in time).
+ * 1 when the time ran out with more due. */
+static int release_issued(bx *x, apr_time_t until)
 {
     mpb_lapse *out = apr_palloc(x->r->pool, sizeof *out * RELEASE_BATCH);
     size_t i, n = 0;
-    int batch;
 
-    for (batch = 0; batch < RELEASE_BATCHES; batch++) {
+    do {
         if (mpb_issued_release(x->bc->store, now_sec(), out, RELEASE_BATCH, &n) != MP_OK) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00124: broker store: "
                           "releasing lapsed scrip records failed: %s", mpb_errmsg());
-            return;
+            return 0;
         }
         for (i = 0; i < n; i++)
             if (out[i].returned.units > 0)
@@ -1412,27 +1473,37 @@ static void release_issued(bx *x)
                               "of account %s lapsed unused: %s returned to the balance",
                               x->bc->name, out[i].kind == MPB_SCRIP_BROKER ? "broker" : "vendor",
                               out[i].account, human(x->r->pool, &out[i].returned));
-        if (n < RELEASE_BATCH)
-            break;
-    }
+    } while (n == RELEASE_BATCH && apr_time_now() < until);
+    return n == RELEASE_BATCH;
 }
 
+/* Hourly, or again at once while the last run left work: compaction of
+ * expired records, then the releases, within HOUSEKEEPING_USEC. */
 static void maybe_compact(bx *x)
 {
-    apr_uint32_t last = apr_atomic_read32(&last_compact);
-    size_t removed = 0;
+    apr_uint32_t last = apr_atomic_read32(&last_compact), now = (apr_uint32_t)now_sec();
+    apr_time_t until = apr_time_now() + HOUSEKEEPING_USEC;
+    size_t removed = 0, total = 0;
+    int more = 0;
 
-    if ((apr_uint32_t)x->now - last < COMPACT_EVERY
-        || apr_atomic_cas32(&last_compact, (apr_uint32_t)x->now, last) != last)
+    if ((now - last < COMPACT_EVERY && !(apr_atomic_read32(&more_work) && now != last))
+        || apr_atomic_cas32(&last_compact, now, last) != last)
         return;
-    if (mpb_compact(x->bc->store, x->now, 1000, &removed) != MP_OK)
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00124: broker store compaction "
-                      "failed: %s", mpb_errmsg());
-    else if (removed > 0)
+    do {
+        if (mpb_compact(x->bc->store, now_sec(), RELEASE_BATCH, &removed) != MP_OK) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00124: broker store "
+                          "compaction failed: %s", mpb_errmsg());
+            break;
+        }
+        total += removed;
+    } while (removed == RELEASE_BATCH && apr_time_now() < until);
+    more = removed == RELEASE_BATCH;
+    if (total > 0)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, x->r, "MP00125: broker store compaction "
-                      "removed %lu expired records", (unsigned long)removed);
-    release_credit(x);
-    release_issued(x);
+                      "removed %lu expired records", (unsigned long)total);
+    more |= release_credit(x, until);
+    more |= release_issued(x, until);
+    apr_atomic_set32(&more_work, (apr_uint32_t)more);
 }
 
 static int run(bx *x)

@@ -565,6 +565,28 @@ int mpx_broker_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
             return !OK;
         }
     }
+    /* One store, one broker: customer ids and stored answers are the
+     * store's, and a certificate's reservation is released by whichever
+     * virtual host finds it due, so every host sharing the store must be
+     * the same broker with the same redemption deadline. */
+    for (vs = ap_server_conf ? ap_server_conf : s; vs != NULL; vs = vs->next) {
+        mpx_broker_conf *ob;
+
+        vsc = ap_get_module_config(vs->module_config, &micropay_module);
+        ob = vsc ? vsc->broker : NULL;
+        if (ob == NULL || ob == bc || ob->name == NULL || ob->store_dir == NULL
+            || strcmp(ob->store_dir, bc->store_dir) != 0)
+            continue;
+        if (strcmp(ob->name, bc->name) != 0
+            || (ob->redeem_deadline >= 0 ? ob->redeem_deadline : MPX_DEFAULT_REDEEM_DEADLINE)
+               != (bc->redeem_deadline >= 0 ? bc->redeem_deadline : MPX_DEFAULT_REDEEM_DEADLINE)) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00100: MicropayBrokerStore %s is shared "
+                         "by brokers %s and %s, or with different MicropayBrokerRedeemDeadline; "
+                         "one store serves one broker name and one deadline", bc->store_dir,
+                         bc->name, ob->name);
+            return !OK;
+        }
+    }
     /* post_config runs twice at startup and again on every restart: start
      * from nothing each time; the cleanup frees with the configuration. */
     free_loaded(bc);

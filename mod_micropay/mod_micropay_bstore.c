@@ -13,7 +13,8 @@
  *   custid    account NUL vendor -> u64 customer id
  *   spent     issuer NUL u64 scrip id -> u64 expiry (no longer written: scrip is
  *             spent through its issued record; older entries are compacted away)
- *   redeemed  32 commitment id -> u32 last | u64 keep_until
+ *   redeemed  32 commitment id -> u32 last | u64 keep_until [| 32 w_last: absent in
+ *             records written before the word was kept]
  *   cert      u64 serial -> u8 released | 3 currency | u64 credit | u64 redeemed
  *                   | u64 expiry | u64 release_at | u8 account_len | account
  *   certdue   u64 release_at | u64 serial -> empty, while not released
@@ -54,6 +55,7 @@
 #define CUSTID_KEY_MAX  (MPB_ACCOUNT_MAX + 1 + MP_NAME_MAX)
 #define SPENT_KEY_MAX   (MP_NAME_MAX + 1 + 8)
 #define REDEEMED_LEN    (4 + 8)
+#define REDEEMED_WLEN   (REDEEMED_LEN + MP_HASH_LEN)
 #define EXPIRY_KEY_MAX  (8 + 1 + IDEM_KEY_MAX)
 #define CERT_FIXED      (1 + 3 + 8 + 8 + 8 + 8 + 1)
 #define CERTDUE_KEY     (8 + 8)
@@ -220,9 +222,10 @@ static mp_status total_add(MDB_txn *txn, MDB_dbi dbi, const char *cur, const cha
 
 /* A store made before the ledger existed starts it with what its accounts
  * hold: that money came in by credits the ledger never saw. Scrip such a
- * store issued has no records and is not accepted any more (docs/mpadmin.md,
- * upgrading). Runs once, on the first writable open: the start mark is
- * written in the same transaction. */
+ * store issued has no records and is not accepted any more, and its stored
+ * answers, kept in clear, are deleted (docs/mpadmin.md, upgrading). Runs
+ * once, on the first writable open: the start mark is written in the same
+ * transaction. */
 static mp_status ledger_start(mpb *b, char *err, size_t errlen)
 {
     static const char mark[] = "ledger-start";
@@ -263,6 +266,15 @@ static mp_status ledger_start(mpb *b, char *err, size_t errlen)
         goto out;
     mdb_cursor_close(c);
     c = NULL;
+    /* Answers stored before they were sealed hold scrip and customer
+     * secrets in clear, and could not be opened any more anyway: gone.
+     * (Their expiry index entries then name nothing, which compaction
+     * drops; LMDB keeps freed pages' bytes until reused: `mdb_copy -c`
+     * writes a copy without them, docs/mpadmin.md.) */
+    if ((rc = mdb_drop(txn, b->idem, 0)) != 0) {
+        st = lmdb_fail("idempotency purge", rc);
+        goto out;
+    }
     mpl_put_u64(buf, (uint64_t)time(NULL));
     v = mpl_val(buf, 8);
     if ((rc = mdb_put(txn, b->totals, &k, &v, 0)) != 0) {
@@ -837,12 +849,15 @@ out:
 
 /* ---- spent scrip and redeemed commitments ----------------------------------------- */
 
-/* *last = 0 when absent. */
-static mp_status redeemed_read(mpb_txn *t, MDB_val *k, uint32_t *last, uint64_t *keep_until)
+/* *last = 0 when absent; word (may be NULL) gets the stored word, *have
+ * whether there is one. */
+static mp_status redeemed_read(mpb_txn *t, MDB_val *k, uint32_t *last, uint64_t *keep_until,
+                               uint8_t *word, int *have)
 {
     MDB_val v;
     int rc;
 
+    *have = 0;
     rc = mdb_get(t->txn, t->b->redeemed, k, &v);
     if (rc == MDB_NOTFOUND) {
         *last = 0;
@@ -851,18 +866,26 @@ static mp_status redeemed_read(mpb_txn *t, MDB_val *k, uint32_t *last, uint64_t 
     }
     if (rc != 0)
         return lmdb_fail("redeemed read", rc);
-    if (v.mv_size != REDEEMED_LEN || (*last = mpl_get_u32(v.mv_data)) == 0
-        || *last > MP_CHAIN_MAX)
+    if ((v.mv_size != REDEEMED_LEN && v.mv_size != REDEEMED_WLEN)
+        || (*last = mpl_get_u32(v.mv_data)) == 0 || *last > MP_CHAIN_MAX)
         return corrupt("redeemed record");
     *keep_until = mpl_get_u64((const uint8_t *)v.mv_data + 4);
+    if (v.mv_size == REDEEMED_WLEN) {
+        *have = 1;
+        if (word != NULL)
+            memcpy(word, (const uint8_t *)v.mv_data + REDEEMED_LEN, MP_HASH_LEN);
+    }
     return MP_OK;
 }
 
-mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t *last)
+mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t *last,
+                           uint8_t *word, int *have_word)
 {
+    uint8_t w[MP_HASH_LEN];
     MDB_val k;
     uint64_t keep;
     uint32_t l;
+    int have = 0;
     mp_status st = MP_ERR_ARG;
 
     if (t == NULL || commit_id == NULL || last == NULL) {
@@ -870,21 +893,25 @@ mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uin
         goto out;
     }
     k = mpl_val(commit_id, MP_HASH_LEN);
-    if ((st = redeemed_read(t, &k, &l, &keep)) != MP_OK)
+    if ((st = redeemed_read(t, &k, &l, &keep, w, &have)) != MP_OK)
         goto out;
     *last = l;
+    if (word != NULL && have)
+        memcpy(word, w, MP_HASH_LEN);
+    if (have_word != NULL)
+        *have_word = have;
 out:
     return txn_result(t, st);
 }
 
 mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t last,
-                           uint64_t keep_until)
+                           const uint8_t *word, uint64_t keep_until)
 {
-    uint8_t buf[REDEEMED_LEN], ekey[EXPIRY_KEY_MAX];
+    uint8_t buf[REDEEMED_WLEN], ekey[EXPIRY_KEY_MAX];
     MDB_val k, v, ek;
     uint64_t old_keep;
     uint32_t old_last;
-    int rc;
+    int rc, have = 0;
     mp_status st = MP_ERR_ARG;
 
     if (t == NULL || commit_id == NULL || last == 0 || last > MP_CHAIN_MAX) {
@@ -894,7 +921,7 @@ mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uin
     if ((st = need_write(t, "redeemed put")) != MP_OK)
         goto out;
     k = mpl_val(commit_id, MP_HASH_LEN);
-    if ((st = redeemed_read(t, &k, &old_last, &old_keep)) != MP_OK)
+    if ((st = redeemed_read(t, &k, &old_last, &old_keep, NULL, &have)) != MP_OK)
         goto out;
     /* Going back would let the words in between be credited again. */
     if (last < old_last) {
@@ -913,7 +940,9 @@ mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uin
     }
     mpl_put_u32(buf, last);
     mpl_put_u64(buf + 4, keep_until);
-    v = mpl_val(buf, sizeof buf);
+    if (word != NULL)
+        memcpy(buf + REDEEMED_LEN, word, MP_HASH_LEN);
+    v = mpl_val(buf, word != NULL ? REDEEMED_WLEN : REDEEMED_LEN);
     if ((rc = mdb_put(t->txn, t->b->redeemed, &k, &v, 0)) != 0) {
         st = lmdb_fail("redeemed write", rc);
         goto out;
@@ -1495,7 +1524,9 @@ mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, s
     mpb_issued s;
     mpb_lapse l;
     uint8_t key[ISSUEDUE_KEY_MAX];
-    size_t got = 0, seen = 0, klen;
+    struct kept_s { mpb_issued s; uint8_t key[ISSUED_KEY_MAX]; size_t klen; } *kept = NULL, *keep;
+    size_t got = 0, seen = 0, klen, nkept = 0, i;
+    MDB_val dk, dv = mpl_val("", 0);
     uint64_t at;
     int rc, found = 0, gone = 0;
     mp_status st = MP_ERR_ARG;
@@ -1536,11 +1567,25 @@ mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, s
         if (found && s.release_at == at) {
             if ((st = issued_release_one(t, &s, key + 8, klen - 8, &l, &gone)) != MP_OK)
                 goto out;
-            if (!gone)
-                continue;
-            if (out != NULL)
-                out[got] = l;
-            got++;
+            if (gone) {
+                if (out != NULL)
+                    out[got] = l;
+                got++;
+            } else {
+                /* Kept: tried again a day later, so that records whose value
+                 * cannot go back never block the ones behind them. */
+                if ((keep = realloc(kept, (nkept + 1) * sizeof *kept)) == NULL) {
+                    set_msg("broker store: out of memory");
+                    st = MP_ERR_NOMEM;
+                    goto out;
+                }
+                kept = keep;
+                kept[nkept].s = s;
+                kept[nkept].s.release_at = now + 86400 > s.release_at ? now + 86400
+                                                                      : s.release_at;
+                memcpy(kept[nkept].key, key + 8, klen - 8);
+                kept[nkept++].klen = klen - 8;
+            }
         }
         if ((rc = mdb_cursor_del(c, 0)) != 0) {
             st = lmdb_fail("issued index delete", rc);
@@ -1553,6 +1598,15 @@ mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, s
     }
     mdb_cursor_close(c);
     c = NULL;
+    for (i = 0; i < nkept; i++) {
+        dk = issuedue_key(key, kept[i].s.release_at, kept[i].key, kept[i].klen);
+        if ((st = issued_write(t, &kept[i].s, kept[i].key, kept[i].klen, 0)) != MP_OK)
+            goto out;
+        if ((rc = mdb_put(t->txn, b->issuedue, &dk, &dv, 0)) != 0) {
+            st = lmdb_fail("issued index write", rc);
+            goto out;
+        }
+    }
     st = mpb_commit(t);
     t = NULL;
     if (st != MP_OK)
@@ -1562,6 +1616,7 @@ out:
     if (c != NULL)
         mdb_cursor_close(c);
     mpb_abort(t);
+    free(kept);
     return st;
 }
 

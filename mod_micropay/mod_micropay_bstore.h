@@ -20,7 +20,7 @@
  *   counter     name -> u64 next value (scrip ids per series, cert serials, customer ids)
  *   custid      account NUL vendor -> u64 customer id (stable per pair)
  *   spent       (no longer written; older stores' entries are compacted away)
- *   redeemed    32 commitment id -> u32 last word credited | u64 keep_until
+ *   redeemed    32 commitment id -> u32 last word credited | u64 keep_until [| 32 word]
  *   cert        u64 serial -> the credit a PayWord certificate reserved (mpb_cert)
  *   certdue     index of the unreleased certificates by release time
  *   expiry      index for compaction, as in the vendor store
@@ -167,7 +167,8 @@ typedef struct {
  * transaction of its own: an outstanding record's value goes back to its
  * account's balance, then the record and its index entry are deleted. A
  * record whose value cannot go back (no such account, another currency,
- * a balance at MP_AMOUNT_MAX) stays, so that nothing is destroyed. out
+ * a balance at MP_AMOUNT_MAX) stays, so that nothing is destroyed, and is
+ * tried again a day later (it never blocks the records behind it). out
  * (may be NULL) gets one entry per record released; *n their number, 0
  * unless everything committed; *n == max means more may be due. */
 mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, size_t *n);
@@ -203,10 +204,16 @@ typedef struct {
  * appear; MP_ERR_STORE for damage. */
 mp_status mpb_audit(mpb_txn *t, mpb_audit_row *rows, size_t *n);
 
-/* Highest PayWord word credited for a commitment: *last = 0 when none. */
-mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t *last);
+/* Highest PayWord word credited for a commitment: *last = 0 when none.
+ * word (may be NULL) gets that word when the record holds it (*have_word,
+ * may be NULL, = 1): the next redemption is proven from it, so a vendor
+ * pays in hashing only for the words it adds. Records written before the
+ * word was kept hold none. */
+mp_status mpb_redeemed_get(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t *last,
+                           uint8_t *word, int *have_word);
+/* word: w_last, the proven word at last (may be NULL: none kept). */
 mp_status mpb_redeemed_put(mpb_txn *t, const uint8_t commit_id[MP_HASH_LEN], uint32_t last,
-                           uint64_t keep_until);
+                           const uint8_t *word, uint64_t keep_until);
 
 /*
  * Certificates (8.5). /certify reserves the credit limit (balance ->

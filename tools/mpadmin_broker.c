@@ -514,11 +514,13 @@ static int accounts_release(const mpa_opts *o, int argc, char **argv)
     release_sum *sums = NULL, *grown;
     size_t nsums = 0, cap = 0, n = 0, i;
     mpb *b = NULL;
-    int rc = MPA_FAIL, a;
+    int rc = MPA_FAIL, a, force = 0;
     mp_status st = MP_OK;
 
     for (a = 0; a < argc; a++) {
-        if (strcmp(argv[a], "--now") == 0 && a + 1 < argc) {
+        if (strcmp(argv[a], "--force") == 0) {
+            force = 1;
+        } else if (strcmp(argv[a], "--now") == 0 && a + 1 < argc) {
             if (mpa_parse_u64(argv[++a], (uint64_t)INT64_MAX, &now) != 0) {
                 mpa_err("accounts release: --now: Unix seconds, not '%s'", argv[a]);
                 return MPA_USAGE;
@@ -531,7 +533,15 @@ static int accounts_release(const mpa_opts *o, int argc, char **argv)
         }
     }
     if (dir == NULL) {
-        mpa_err("accounts release: BROKER_STORE [--now UNIX_TIME]");
+        mpa_err("accounts release: BROKER_STORE [--now UNIX_TIME [--force]]");
+        return MPA_USAGE;
+    }
+    /* A time to come, on a store the broker serves, would hand back credit
+     * that vendors can still redeem words against. */
+    if (now > (uint64_t)time(NULL) + 60 && !force) {
+        mpa_err("accounts release: --now %llu is later than the clock; that returns credit "
+                "vendors may still redeem against: only on a copy of a store, with --force",
+                (unsigned long long)now);
         return MPA_USAGE;
     }
     if ((out = malloc(RELEASE_BATCH * sizeof *out)) == NULL) {
@@ -615,14 +625,15 @@ const mpa_cmd mpa_broker_cmds[] = {
     { "accounts", "show", "BROKER_STORE [ID]",
       "Shows the kind, vendor, balance and reserved PayWord credit of account ID, or of\n"
       "every account. Exit 3 when ID does not exist.", accounts_show },
-    { "accounts", "release", "BROKER_STORE [--now UNIX_TIME]",
+    { "accounts", "release", "BROKER_STORE [--now UNIX_TIME [--force]]",
       "Gives back the PayWord credit that certificates reserved and vendors did not\n"
       "redeem, once no redemption can come any more (certificate expiry + the broker's\n"
       "redemption deadline at certification, e.g. 30 days): credit - redeemed moves from\n"
       "reserved to the balance, once per certificate, in write transactions of 1000\n"
       "certificates (safe while the broker runs, which also does this hourly). Prints\n"
       "what each account got back. --now judges \"past the deadline\" at UNIX_TIME\n"
-      "instead of the clock (tests). Exit 1 when the store fails; batches already\n"
-      "committed are printed first.", accounts_release },
+      "instead of the clock (tests); a time later than the clock also needs --force,\n"
+      "since on a live store it returns credit vendors may still redeem against. Exit\n"
+      "1 when the store fails; batches already committed are printed first.", accounts_release },
     { NULL, NULL, NULL, NULL, NULL }
 };

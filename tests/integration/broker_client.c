@@ -370,7 +370,8 @@ typedef struct {
 } account;
 
 static account A_ALICE = { "alice", {0} }, A_BOB = { "bob", {0} }, A_CAROL = { "carol", {0} },
-               A_NEWS = { "v-news", {0} }, A_SHOP = { "v-shop", {0} }, A_ERIN = { "erin", {0} };
+               A_NEWS = { "v-news", {0} }, A_SHOP = { "v-shop", {0} }, A_ERIN = { "erin", {0} },
+               A_FRANK = { "frank", {0} }, A_GINA = { "gina", {0} };
 
 static void load_key(account *a)
 {
@@ -1922,7 +1923,8 @@ static void t_redeem(void)
     bpost(&A_NEWS, "redeem", body, &r);
     if (EXPECT_B200(&r)) {
         EXPECT_ITEM(&r, 0, "payword", "ok", 0);
-        EXPECT_ITEM(&r, 1, "payword", "forged", 0);
+        /* one item per commitment and request: the second is not hashed */
+        EXPECT_ITEM(&r, 1, "payword", "malformed", 0);
         EXPECT_ITEM(&r, 2, "payword", "malformed", 0);
         EXPECT_ITEM(&r, 3, "payword", "wrong-vendor", 0);
         EXPECT_ITEM(&r, 4, "payword", "forged", 0);
@@ -1930,6 +1932,13 @@ static void t_redeem(void)
         EXPECT_ITEM(&r, 6, "millicent", "wrong-vendor", 0);
         EXPECT(units_of(js(&r, "credited")) == 0, "credited %s", js(&r, "credited"));
     }
+    resp_free(&r);
+    free(body);
+    /* a wrong word above the last one credited, alone in its request */
+    body = jtext(json_pack("{s:s, s:[s]}", "request_id", rid_s(), "payword", recbad));
+    bpost(&A_NEWS, "redeem", body, &r);
+    if (EXPECT_B200(&r))
+        EXPECT_ITEM(&r, 0, "payword", "forged", 0);
     resp_free(&r);
     free(body);
     /* more than 1000 items: the request fails as a whole */
@@ -2057,6 +2066,85 @@ static void t_vendor_mints(void)
     free(pay2);
     mp_mac_free(receipt);
     mp_mc_issuer_free(iss);
+}
+
+/* A vendor account makes the broker hash: PayWord items with the longest
+ * chains (10^6 words) and forged last words. The broker proves each item
+ * from the last word it credited, takes one item per commitment and
+ * request, and stops hashing at the request's budget (2,000,000 words):
+ * the third long item is not hashed ("exhausted"), and a second item of
+ * one commitment is refused unhashed. */
+static void t_redeem_budget(void)
+{
+    mp_pw_cert cert;
+    mp_signer *sg = NULL;
+    uint8_t junk[MP_HASH_LEN];
+    char *rec[3], *body;
+    pwc *w[3];
+    resp r;
+    int i;
+
+    if (!certify(&A_FRANK, "10.00 USD", 0, &cert, &sg))
+        return;
+    mp_random(junk, sizeof junk);
+    for (i = 0; i < 3; i++) {
+        w[i] = pw_new(&A_FRANK, &cert, sg, NEWS, "0.00001 USD", 1000000, 0);
+        rec[i] = pw_redeem_rec(w[i], 1000000, junk);
+    }
+    body = jtext(json_pack("{s:s, s:[s,s,s,s]}", "request_id", rid_s(), "payword", rec[0], rec[0],
+                           rec[1], rec[2]));
+    bpost(&A_NEWS, "redeem", body, &r);
+    if (EXPECT_B200(&r)) {
+        EXPECT_ITEM(&r, 0, "payword", "forged", 0);
+        EXPECT_ITEM(&r, 1, "payword", "malformed", 0);        /* the same commitment again */
+        EXPECT_ITEM(&r, 2, "payword", "forged", 0);
+        EXPECT_ITEM(&r, 3, "payword", "exhausted", 0);        /* past the budget: not hashed */
+    }
+    resp_free(&r);
+    free(body);
+    for (i = 0; i < 3; i++)
+        free(rec[i]);
+    mp_signer_free(sg);
+}
+
+/* gina (EUR) buys broker scrip and hands it to bob (USD), who exchanges
+ * it for EUR vendor scrip: records in a currency bob's balance cannot take
+ * back would sit unreleasable at the front of the lapse queue. Refused
+ * (400), and gina's scrip stays hers. */
+static void t_exchange_currency(void)
+{
+    char *id = rid(), *body = jtext(json_pack("{s:s, s:s}", "request_id", id, "amount",
+                                              "0.50 EUR"));
+    uint8_t csec[MP_HASH_LEN];
+    mp_amount price = amt("0.01 EUR");
+    mp_mc_payment p;
+    mp_scrip sc;
+    coin c;
+    char *pay, *ex;
+    resp r;
+
+    bpost(&A_GINA, "buy", body, &r);
+    if (!EXPECT_B200(&r) || !scrip_unb64(js(&r, "scrip"), &sc)
+        || unb64(js(&r, "customer_secret"), csec, sizeof csec) != MP_HASH_LEN) {
+        resp_free(&r);
+        free(body);
+        free(id);
+        return;
+    }
+    resp_free(&r);
+    memset(&c, 0, sizeof c);
+    c.s = sc;
+    memcpy(c.csec, csec, sizeof csec);
+    pay = mc_cred(&c, NULL, "POST", g_broker_host, "/mp/exchange", &price, &p);
+    ex = jtext(json_pack("{s:s, s:s, s:[s], s:s}", "request_id", rid_s(), "vendor", NEWS,
+                         "amounts", "0.01 EUR", "payment", pay));
+    bpost(&A_BOB, "exchange", ex, &r);
+    EXPECT_BFAIL(&r, 400, "malformed");
+    resp_free(&r);
+    free(pay);
+    free(ex);
+    free(body);
+    free(id);
 }
 
 /* An RSA public key (DER SubjectPublicKeyInfo) with exponent e and a real
@@ -2351,6 +2439,8 @@ static CU_TestInfo run_tests[] = {
     { "redeem: deposits, PayWord, double redemption credits 0, refusals", t_redeem },
     { "attack: the vendor mints scrip in its delegated series and deposits it", t_vendor_mints },
     { "attack: certify keys that cannot sign (small order, RSA e=1, e=3)", t_weak_keys },
+    { "attack: /redeem items that make the broker hash", t_redeem_budget },
+    { "attack: exchange scrip of another currency than the account's", t_exchange_currency },
     { "workload: two customers, two vendors, both schemes, change", t_workload },
     CU_TEST_INFO_NULL,
 };
@@ -2428,6 +2518,8 @@ int main(int argc, char **argv)
     load_key(&A_CAROL);
     load_key(&A_NEWS);
     load_key(&A_SHOP);
+    load_key(&A_FRANK);
+    load_key(&A_GINA);
     if (strcmp(argv[1], "slow-body") == 0) {
         /* erin's own: no wallet, no holdings (run_broker.sh counts her apart) */
         load_key(&A_ERIN);

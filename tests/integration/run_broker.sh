@@ -188,7 +188,7 @@ mpa "store init shop" 0 '.created == true' store init "$T/shop-store" --owner ww
 mpa "broker init" 0 '.created == true' broker init "$T/bstore" --owner www-data
 [ "$(stat -c %U "$T/bstore")" = www-data ]; check $? "broker init --owner www-data"
 
-for a in alice bob carol; do
+for a in alice bob carol frank; do
     mpa "accounts create $a (customer)" 0 ".account == \"$a\" and .kind == \"customer\" and .vendor == null and .currency == \"USD\"" \
         accounts create "$T/bstore" "$a" --customer --currency USD --secrets "$T/broker.secrets" \
         --key-out "$T/keys/$a.key"
@@ -221,16 +221,22 @@ credit alice "10.00 USD" 1000000
 credit bob "5.00 USD" 500000
 credit bob "2.50 USD" 250000
 credit carol "0.50 USD" 50000
+credit frank "10.00 USD" 1000000
 mpa "accounts show bob after two credits" 0 '.balance_units == 750000 and .reserved_units == 0' \
     accounts show "$T/bstore" bob
 mpa "accounts credit in another currency (exit 2)" 2 "" accounts credit "$T/bstore" bob "1.00 EUR"
 mpa "accounts credit of no account (exit 3)" 3 "" accounts credit "$T/bstore" nobody "1.00 USD"
 mpa "accounts show of no account (exit 3)" 3 "" accounts show "$T/bstore" nobody
-mpa "accounts show: seven accounts, money in $money_in" 0 \
-    "length == 7 and ([.[] | .balance_units] | add) == $money_in" accounts show "$T/bstore"
+mpa "accounts show: eight accounts, money in $money_in" 0 \
+    "length == 8 and ([.[] | .balance_units] | add) == $money_in" accounts show "$T/bstore"
 note "money in: $money_in units"
 mpa "accounts credit erin 0.20 USD" 0 '.credited == "0.20 USD"' accounts credit "$T/bstore" erin "0.20 USD"
 erin_in=20000
+# gina: an account in EUR, whose scrip a USD account tries to exchange
+mpa "accounts create gina (customer, EUR)" 0 '.currency == "EUR"' \
+    accounts create "$T/bstore" gina --customer --currency EUR --secrets "$T/broker.secrets" \
+    --key-out "$T/keys/gina.key"
+mpa "accounts credit gina 1.00 EUR" 0 '.credited == "1.00 EUR"' accounts credit "$T/bstore" gina "1.00 EUR"
 
 # ---- Apache ---------------------------------------------------------------------------------------
 port=$(free_port)
@@ -378,7 +384,7 @@ holding() { awk -v k="$1" '$1 == k { print $2 }' "$T/keys/holdings"; }
 # deposited, before mpadmin redeem; after it that term must be zero).
 conserve() {
     local accts bu vu und total
-    accts=$("$mpadmin" --json accounts show "$T/bstore" | jq '[.[] | select(.account != "erin") | .balance_units + .reserved_units] | add')
+    accts=$("$mpadmin" --json accounts show "$T/bstore" | jq '[.[] | select(.account != "erin" and .account != "gina") | .balance_units + .reserved_units] | add')
     bu=$(holding broker_unspent)
     vu=$(holding vendor_unspent)
     und=$(holding undeposited)
@@ -434,7 +440,7 @@ graceful() {
 # and the credits are exactly the money this script put in.
 audit() {
     mpa "broker audit ($1): balanced, credited = $((money_in + erin_in))" 0 \
-        ".balanced == true and (.currencies | length) == 1 and .currencies[0].credited_units == $((money_in + erin_in))" \
+        ".balanced == true and (.currencies | length) == 2 and ([.currencies[] | select(.currency == \"USD\")][0].credited_units == $((money_in + erin_in))) and ([.currencies[] | select(.currency == \"EUR\")][0].credited_units == 100000)" \
         broker audit "$T/bstore"
 }
 audit "after setup"
@@ -453,6 +459,7 @@ audit "after the client"
 # The broker's audit agrees with what the client holds: outstanding broker
 # scrip and vendor scrip (held unspent, or spent and not yet deposited).
 a=$("$mpadmin" --json broker audit "$T/bstore")
+a=$(jq '{currencies: [.currencies[] | select(.currency == "USD")]}' <<<"$a")
 [ "$(jq '.currencies[0].broker_scrip_units + .currencies[0].vendor_scrip_units' <<<"$a")" \
   = "$(($(holding broker_unspent) + $(holding vendor_unspent) + $(holding undeposited) + erin_scrip))" ] \
     && [ "$(jq '.currencies[0].vendor_scrip_units' <<<"$a")" = "$(($(holding vendor_unspent) + $(holding undeposited)))" ]
@@ -579,7 +586,8 @@ fi
 # all of those words were redeemed above, so what a certificate has left of
 # its reservation is credit - paid. It goes back to the balance at expiry +
 # MicropayBrokerRedeemDeadline (not set here: the default, 30 days), once.
-redeem_deadline=2592000
+# the default deadline, 30 days, plus the broker's margin of one hour
+redeem_deadline=$((2592000 + 3600))
 pwlog=$T/keys/payword
 
 # release_expect LO HI: {ACCOUNT: {"units": U, "certs": N}} over the logged
@@ -639,15 +647,17 @@ mpa "accounts release (the clock): nothing due yet" 0 \
     ".certificates == 0 and .accounts == [] and .now >= $t1 and .now <= $((t1 + 60))" \
     accounts release "$T/bstore"
 mpa "accounts release --now soon (exit 2)" 2 "" accounts release "$T/bstore" --now soon
+mpa "accounts release --now in the future without --force (exit 2)" 2 "" \
+    accounts release "$T/bstore" --now "$((first - 1))"
 mpa "accounts release --now first release time - 1: nothing" 0 \
     ".now == $((first - 1)) and .certificates == 0 and .accounts == []" \
-    accounts release "$T/bstore" --now "$((first - 1))"
+    accounts release "$T/bstore" --now "$((first - 1))" --force
 [ "$("$mpadmin" --json accounts show "$T/bstore")" = "$before" ]
 check $? "accounts release of nothing changes no account"
 mpa "accounts release --now first release time: $n_first certificate(s), credit - redeemed" 0 \
-    "$(release_is "$exp_first" "$n_first" "$first")" accounts release "$T/bstore" --now "$first"
+    "$(release_is "$exp_first" "$n_first" "$first")" accounts release "$T/bstore" --now "$first" --force
 mpa "accounts release --now +10 years: the other $n_rest, credit - redeemed per customer" 0 \
-    "$(release_is "$exp_rest" "$n_rest" "$far")" accounts release "$T/bstore" --now "$far"
+    "$(release_is "$exp_rest" "$n_rest" "$far")" accounts release "$T/bstore" --now "$far" --force
 after=$("$mpadmin" --json accounts show "$T/bstore")
 bad=$(jq -nr --argjson b "$before" --argjson a "$after" --argjson e "$exp_all" '
     if ($a | length) != ($b | length) then "\($b | length) accounts before, \($a | length) after" else
@@ -659,8 +669,8 @@ bad=$(jq -nr --argjson b "$before" --argjson a "$after" --argjson e "$exp_all" '
 [ -n "$after" ] && [ -z "$bad" ]
 check $? "accounts after release: reserved 0, balance + exactly what was released" "$bad"
 mpa "accounts release --now +10 years again: nothing (once per certificate)" 0 \
-    '.certificates == 0 and .accounts == []' accounts release "$T/bstore" --now "$far"
-o=$("$mpadmin" accounts release "$T/bstore" --now "$far" 2>&1)
+    '.certificates == 0 and .accounts == []' accounts release "$T/bstore" --now "$far" --force
+o=$("$mpadmin" accounts release "$T/bstore" --now "$far" --force 2>&1)
 [ "$o" = "nothing to release" ]; check $? "accounts release (text) again: nothing to release" "$o"
 conserve "after accounts release" 0
 audit "after accounts release"

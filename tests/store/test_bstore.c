@@ -1011,6 +1011,16 @@ static void test_ledger_upgrade(void)
     a = account(ACCT, MPB_CUSTOMER, "", 250);
     a.reserved.units = 50;
     ASSERT_OK(put_account(b, &a));
+    /* an answer stored in clear, as older versions did */
+    {
+        uint8_t h[MP_HASH_LEN];
+
+        hash_of("x", h);
+        ASSERT_OK(mpb_begin(b, 0, &t));
+        ASSERT_OK(mpb_idem_put(t, ACCT, "old", h, 200, "{\"customer_secret\": \"s\"}", 24,
+                               NOW + 100));
+        ASSERT_OK(mpb_commit(t));
+    }
     mpb_close(b);
     /* as an older version left it: no ledger tables */
     CU_ASSERT_FATAL(raw_open(&r, d, "totals", 0));
@@ -1026,6 +1036,7 @@ static void test_ledger_upgrade(void)
     mpb_abort(t);
     CU_ASSERT(n == 1 && rows[0].credited == 300 && rows[0].balanced == 1);
     mpb_close(b);
+    CU_ASSERT(raw_count(d, "idem") == 0);           /* the clear answers are gone */
 }
 
 static void test_redeemed(void)
@@ -1042,32 +1053,48 @@ static void test_redeemed(void)
     b = open_store(d, 0);
     CU_ASSERT_FATAL(b != NULL);
     ASSERT_OK(mpb_begin(b, 0, &t));
-    ASSERT_OK(mpb_redeemed_get(t, c1, &last));
+    ASSERT_OK(mpb_redeemed_get(t, c1, &last, NULL, NULL));
     CU_ASSERT(last == 0);
-    ASSERT_OK(mpb_redeemed_put(t, c1, 5, NOW + 100));
-    ASSERT_OK(mpb_redeemed_get(t, c1, &last));
+    ASSERT_OK(mpb_redeemed_put(t, c1, 5, NULL, NOW + 100));
+    ASSERT_OK(mpb_redeemed_get(t, c1, &last, NULL, NULL));
     CU_ASSERT(last == 5);
-    ASSERT_OK(mpb_redeemed_put(t, c2, 1, NOW + 100));
-    ASSERT_ST(mpb_redeemed_put(t, c1, 0, NOW), MP_ERR_ARG);
-    ASSERT_ST(mpb_redeemed_put(t, c1, MP_CHAIN_MAX + 1, NOW), MP_ERR_ARG);
-    ASSERT_ST(mpb_redeemed_put(t, NULL, 3, NOW), MP_ERR_ARG);
+    ASSERT_OK(mpb_redeemed_put(t, c2, 1, NULL, NOW + 100));
+    ASSERT_ST(mpb_redeemed_put(t, c1, 0, NULL, NOW), MP_ERR_ARG);
+    ASSERT_ST(mpb_redeemed_put(t, c1, MP_CHAIN_MAX + 1, NULL, NOW), MP_ERR_ARG);
+    ASSERT_ST(mpb_redeemed_put(t, NULL, 3, NULL, NOW), MP_ERR_ARG);
     ASSERT_OK(mpb_commit(t));
     mpb_close(b);
 
     b = open_store(d, 0);
     CU_ASSERT_FATAL(b != NULL);
     ASSERT_OK(mpb_begin(b, 0, &t));
-    ASSERT_OK(mpb_redeemed_get(t, c1, &last));
+    ASSERT_OK(mpb_redeemed_get(t, c1, &last, NULL, NULL));
     CU_ASSERT(last == 5);
     /* going back would credit the words in between again */
-    ASSERT_ST(mpb_redeemed_put(t, c1, 4, NOW + 100), MP_ERR_ARG);
-    ASSERT_OK(mpb_redeemed_put(t, c1, 5, NOW + 150));
-    ASSERT_OK(mpb_redeemed_put(t, c1, 9, NOW + 200));
-    ASSERT_OK(mpb_redeemed_get(t, c1, &last));
+    ASSERT_ST(mpb_redeemed_put(t, c1, 4, NULL, NOW + 100), MP_ERR_ARG);
+    ASSERT_OK(mpb_redeemed_put(t, c1, 5, NULL, NOW + 150));
+    ASSERT_OK(mpb_redeemed_put(t, c1, 9, NULL, NOW + 200));
+    ASSERT_OK(mpb_redeemed_get(t, c1, &last, NULL, NULL));
     CU_ASSERT(last == 9);
+    /* the proven word is kept with the record: the next redemption is
+     * proven from it, not from w0 */
+    {
+        uint8_t w[MP_HASH_LEN], got[MP_HASH_LEN];
+        int have = 9;
+
+        ASSERT_OK(mpb_redeemed_get(t, c1, &last, got, &have));
+        CU_ASSERT(have == 0);                       /* none given */
+        memset(w, 0x77, sizeof w);
+        ASSERT_OK(mpb_redeemed_put(t, c1, 11, w, NOW + 200));
+        memset(got, 0, sizeof got);
+        ASSERT_OK(mpb_redeemed_get(t, c1, &last, got, &have));
+        CU_ASSERT(last == 11 && have == 1 && memcmp(got, w, sizeof w) == 0);
+        ASSERT_OK(mpb_redeemed_get(t, c2, &last, got, &have));
+        CU_ASSERT(last == 1 && have == 0);
+    }
     ASSERT_OK(mpb_commit(t));
     ASSERT_OK(mpb_begin(b, 1, &t));
-    ASSERT_ST(mpb_redeemed_put(t, c1, 10, NOW), MP_ERR_ARG);      /* read txn */
+    ASSERT_ST(mpb_redeemed_put(t, c1, 12, NULL, NOW), MP_ERR_ARG);      /* read txn */
     mpb_abort(t);
     mpb_close(b);
     /* re-puts move the index entry instead of adding one */
@@ -1593,7 +1620,7 @@ static void test_corrupt(void)
     ASSERT_ST(mpb_idem_get(t, ACCT, "r2", h, &found, &status, &body, &len), MP_ERR_STORE);
     CU_ASSERT(body == NULL);
     ASSERT_ST(mpb_custid_get(t, ACCT, "", &v, &found), MP_ERR_STORE);
-    ASSERT_ST(mpb_redeemed_get(t, c, &last), MP_ERR_STORE);
+    ASSERT_ST(mpb_redeemed_get(t, c, &last, NULL, NULL), MP_ERR_STORE);
     mpb_abort(t);
 
     /* a write transaction that met a failure cannot commit its other writes */
@@ -1604,7 +1631,7 @@ static void test_corrupt(void)
     ASSERT_ST(mpb_commit(t), MP_ERR_STORE);
     CU_ASSERT(balance(b, ACCT) == -1);
     ASSERT_OK(mpb_begin(b, 0, &t));
-    ASSERT_ST(mpb_redeemed_put(t, c, 3, NOW), MP_ERR_STORE);
+    ASSERT_ST(mpb_redeemed_put(t, c, 3, NULL, NOW), MP_ERR_STORE);
     ASSERT_ST(mpb_commit(t), MP_ERR_STORE);
     /* argument errors and MP_ERR_SPENT wrote nothing: the transaction commits */
     ASSERT_OK(mpb_begin(b, 0, &t));
@@ -1647,9 +1674,9 @@ static void test_compact(void)
     ASSERT_OK(mpb_idem_put(t, ACCT, "new", h, 200, "a", 1, NOW + 1000));
     ASSERT_OK(mpb_idem_put(t, ACCT, "s1", h, 200, "a", 1, NOW + 100));
     ASSERT_OK(mpb_idem_put(t, ACCT, "s2", h, 200, "a", 1, NOW + 1000));
-    ASSERT_OK(mpb_redeemed_put(t, c1, 3, NOW + 100));
-    ASSERT_OK(mpb_redeemed_put(t, c1, 4, NOW + 1000));      /* kept longer now */
-    ASSERT_OK(mpb_redeemed_put(t, c2, 3, NOW + 100));
+    ASSERT_OK(mpb_redeemed_put(t, c1, 3, NULL, NOW + 100));
+    ASSERT_OK(mpb_redeemed_put(t, c1, 4, NULL, NOW + 1000));      /* kept longer now */
+    ASSERT_OK(mpb_redeemed_put(t, c2, 3, NULL, NOW + 100));
     ASSERT_OK(mpb_account_put(t, (mpb_account[]){ account(ACCT, MPB_CUSTOMER, "", 5) }));
     for (i = 0; i < 5; i++) {
         char rid[8];
@@ -1689,9 +1716,9 @@ static void test_compact(void)
     ASSERT_OK(mpb_idem_get(t, ACCT, "new", h, &found, &status, &body, &len));
     CU_ASSERT(found == 1);
     free(body);
-    ASSERT_OK(mpb_redeemed_get(t, c1, &last));
+    ASSERT_OK(mpb_redeemed_get(t, c1, &last, NULL, NULL));
     CU_ASSERT(last == 4);
-    ASSERT_OK(mpb_redeemed_get(t, c2, &last));
+    ASSERT_OK(mpb_redeemed_get(t, c2, &last, NULL, NULL));
     CU_ASSERT(last == 0);
     ASSERT_OK(mpb_idem_get(t, ACCT, "s1", h, &found, &status, &body, &len));
     CU_ASSERT(found == 0);

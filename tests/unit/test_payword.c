@@ -784,6 +784,19 @@ static void test_redeem(void)
     MP_ASSERT_OK(mp_pw_redeem_verify(h, &g_red, &trust, &value));
     CU_ASSERT_EQUAL(value.units, N * UNIT);
 
+    /* from a word proven before: only the new words are hashed, and the
+     * word must be on the chain above it */
+    MP_ASSERT_OK(mp_pw_redeem_verify_from(h, &g_red, &trust, 13, g_words[13], &value));
+    CU_ASSERT_EQUAL(value.units, N * UNIT);
+    MP_ASSERT_OK(mp_pw_redeem_verify_from(h, &g_red, &trust, N - 1, g_words[N - 1], &value));
+    MP_ASSERT_ST(mp_pw_redeem_verify_from(h, &g_red, &trust, 13, g_words[12], &value),
+                 MP_ERR_FORGED);                              /* w_prev not word 13 */
+    MP_ASSERT_ST(mp_pw_redeem_verify_from(h, &g_red, &trust, 12, g_words[13], &value),
+                 MP_ERR_FORGED);
+    MP_ASSERT_ST(mp_pw_redeem_verify_from(h, &g_red, &trust, N, g_words[N], &value),
+                 MP_ERR_ARG);                                 /* nothing new */
+    MP_ASSERT_ST(mp_pw_redeem_verify_from(h, &g_red, &trust, 13, NULL, &value), MP_ERR_ARG);
+
     set_amount(&sentinel, 1, "XXX");
     value = sentinel;
     memcpy(g_red.w_last, g_words[N - 1], MP_HASH_LEN);   /* forged w_last */
