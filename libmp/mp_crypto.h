@@ -119,7 +119,12 @@ mp_status mp_pubkey_to_pem(const mp_pubkey *pk, char *buf, size_t cap, size_t *l
  * canonical encoding of a point of prime order L (mp_edpoint_check: no
  * small-order, no mixed-order point, nothing off the curve), about a
  * millisecond. RSA: DER SubjectPublicKeyInfo of exactly the key, modulus
- * 2048..4096 bits, public exponent exactly 65537.
+ * 2048..4096 bits, public exponent exactly 65537, and OpenSSL's public key
+ * validation (EVP_PKEY_public_check, SP 800-56B partial validation): n
+ * odd, composite, not a prime power, no prime factor up to 751. A prime
+ * or small-factor n lets anyone who sees it compute d and sign. About 5
+ * ms for a 2048-bit n = pq, 25 ms at 4096 bits; a prime n, the costliest
+ * (every Miller-Rabin round), 12..20 ms and about 100 ms.
  *
  * mp_pubkey_check_fast is the cheap check, for everywhere a key is used
  * to verify: mp_verify runs it on every key it is given (so vendors at
@@ -127,8 +132,11 @@ mp_status mp_pubkey_to_pem(const mp_pubkey *pk, char *buf, size_t cap, size_t *l
  * in a cert some broker signed), and mp_pw_cert_verify runs it on the
  * user key. Ed25519: not a non-canonical y and not one of the encodings
  * of the 8 small-order points (mp_edpoint_check_fast, nanoseconds); these
- * are the keys that give forgeries for free. RSA: the same as the full
- * check (the exponent is one BIGNUM read).
+ * are the keys that give forgeries for free. RSA: the full check's DER,
+ * size and exponent rules (the exponent is one BIGNUM read), not the
+ * modulus validation: a prime or small-factor n passes here, so a key
+ * must have passed mp_pubkey_check where it entered (the broker certifies
+ * only keys that did).
  *
  * Both: MP_OK; MP_ERR_KEY for a key that cannot sign or is not a key;
  * MP_ERR_ARG for pk == NULL; MP_ERR_NOMEM or MP_ERR_CRYPTO when OpenSSL

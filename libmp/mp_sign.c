@@ -11,8 +11,9 @@
  * Key checks: every public key we rebuild passes the cheap check (the
  * small-order and non-canonical Ed25519 encodings, RSA e = 65537), so no
  * verification can use a key that lets anyone sign; the full Ed25519 order
- * check (mp_edpoint.c) is mp_pubkey_check's alone. mp_crypto.h says which
- * runs where.
+ * check (mp_edpoint.c) and OpenSSL's RSA modulus validation (no prime n,
+ * no small factor, no prime power) are mp_pubkey_check's alone.
+ * mp_crypto.h says which runs where.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -101,12 +102,45 @@ mp_status mp_pubkey_check_fast(const mp_pubkey *pk)
     return st;
 }
 
+/* OpenSSL's public-key validation of an RSA key (SP 800-56Br1 6.4.2.2
+ * partial validation, OpenSSL 3's rsa_sp800_56b_check.c): n odd, no prime
+ * factor up to 751, composite and not a prime power (enhanced
+ * Miller-Rabin), e odd and in range. Anyone who sees a prime n, or one
+ * with a small factor, computes d: such a key signs for everyone.
+ * EVP_PKEY_public_check returns 1, 0 for a bad key, < 0 when it cannot
+ * check. MP_ERR_KEY, MP_ERR_NOMEM, MP_ERR_CRYPTO. */
+static mp_status rsa_modulus_check(EVP_PKEY *p)
+{
+    EVP_PKEY_CTX *ctx = NULL;
+    mp_status st = MP_ERR_NOMEM;
+    int rc;
+
+    if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, p, NULL)) == NULL)
+        goto done;
+    rc = EVP_PKEY_public_check(ctx);
+    st = rc == 1 ? MP_OK : rc == 0 ? MP_ERR_KEY : MP_ERR_CRYPTO;
+done:
+    EVP_PKEY_CTX_free(ctx);
+    return st;
+}
+
 mp_status mp_pubkey_check(const mp_pubkey *pk)
 {
-    mp_status st;
+    EVP_PKEY *p = NULL;
+    mp_status st = MP_ERR_ARG;
 
-    if ((st = mp_pubkey_check_fast(pk)) == MP_OK && pk->alg == MP_KEY_ED25519)
+    if (pk == NULL)
+        goto done;
+    /* The cheap check first: it parses and bounds the key, so the costly
+     * checks below only see well-formed keys of the right size. */
+    if ((st = pkey_from_pub(pk, &p)) != MP_OK)
+        goto done;
+    if (pk->alg == MP_KEY_ED25519)
         st = mp_edpoint_check(pk->key);
+    else
+        st = rsa_modulus_check(p);
+done:
+    EVP_PKEY_free(p);
     return st;
 }
 
