@@ -470,7 +470,9 @@ mp_status mp_pw_payment_decode(const uint8_t *in, size_t len, mp_pw_payment *out
     mp_r_bytes(&r, commit_id, MP_HASH_LEN);
     i = mp_r_u32(&r);
     k = mp_r_u32(&r);
-    if (r.err == MP_OK && (i < 1 || k < 1 || k > i))
+    /* i above the longest chain names a word no commitment has: refused
+     * here, before any store lookup or hashing. */
+    if (r.err == MP_OK && (i < 1 || i > MP_CHAIN_MAX || k < 1 || k > i))
         mp_r_fail(&r, MP_ERR_MALFORMED);
     mp_r_bytes(&r, w, MP_HASH_LEN);
     has_commit = mp_r_u8(&r);

@@ -190,6 +190,10 @@ mp_status mp_pw_track_accept(mp_sha *h, const mp_pw_track *t, const mp_pw_paymen
         anchor = t->gaps[g].a;
         w_anchor = t->gaps[g].w_a;
     }
+    if ((uint64_t)(i - anchor) > (uint64_t)k * MP_PW_SKIP_RATIO) {
+        st = MP_ERR_FORGED;
+        goto out;
+    }
     if ((st = mp_sha_iterate(h, w, i - anchor, back)) != MP_OK)
         goto out;
     if (!hash_equal(back, w_anchor)) {

@@ -29,6 +29,11 @@
 
 #define MP_PW_GAPS_MAX    64   /* beyond this the lowest gap is forfeited */
 #define MP_PW_RECENT_MAX  32   /* accepted payments remembered for retries */
+/* A payment of k words is hashed over at most MP_PW_SKIP_RATIO * k words
+ * (its own and the gap it opens below it): the work one request makes the
+ * vendor do is bounded by what it pays. Wallets hand out intervals in
+ * order and a page's parallel fetches open far smaller gaps. */
+#define MP_PW_SKIP_RATIO  256
 /* Largest encoded tracker. */
 #define MP_PW_TRACK_MAX   (2 + 32 + 4 + 11 + 8 + 8 + 4 + 32 + 8 + 1 + MP_PW_GAPS_MAX * 40 \
                            + 1 + MP_PW_RECENT_MAX * (40 + MP_PW_TAG_LEN) + 1 + MP_NAME_MAX)
@@ -85,6 +90,7 @@ mp_status mp_request_tag(mp_sha *h, const mp_request *req, uint8_t out[MP_PW_TAG
  *   k*unit in another currency or below price         -> MP_ERR_INSUFFICIENT
  *   k*unit above price                                -> MP_ERR_PRICE
  *   interval overlaps used or forfeited words         -> MP_ERR_SPENT
+ *   i - anchor > MP_PW_SKIP_RATIO * k                 -> MP_ERR_FORGED, unhashed
  *   w does not hash to the anchor below the interval  -> MP_ERR_FORGED
  * On acceptance *retry = 0 and *next is the updated tracker (version + 1).
  * next may alias t only if the caller does not need t afterwards.

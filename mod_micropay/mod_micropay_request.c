@@ -310,6 +310,7 @@ typedef struct {
     const char      *target;
     const char      *path;       /* URL path as sent, no query: prices, ledger */
     mp_amount        price;
+    mp_amount        unit;       /* MicropayPayWordUnit in force (units 0: no PayWord) */
     uint8_t          schemes;
     uint32_t         window;     /* receipt window, 0 = none */
     uint64_t         now;
@@ -375,6 +376,17 @@ static mp_status pay_millicent(mpx_pay *x, const uint8_t *rec, size_t len)
     return MP_OK;
 }
 
+/* Words of another value than the offer's unit are not what was offered
+ * (MicropayPayWordUnit is checked against the commitment, PROTOCOL.md
+ * 7.5): price-mismatch. Another currency is left to the value check,
+ * which calls it insufficient. */
+static mp_status unit_check(const mpx_pay *x, const mp_amount *unit)
+{
+    if (memcmp(unit->cur, x->unit.cur, 3) == 0 && unit->units != x->unit.units)
+        return MP_ERR_PRICE;
+    return MP_OK;
+}
+
 static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
 {
     request_rec *r = x->r;
@@ -393,8 +405,10 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
     st = mps_pw_get(x->sc->store, p->commit_id, t);
     if (st == MP_ERR_UNKNOWN_COMMITMENT && p->has_commit) {
         /* First contact: the two signature checks happen once per
-         * commitment, outside any store transaction. */
+         * commitment, outside any store transaction; one in another unit
+         * than the offer's is not registered. */
         if ((st = mp_pw_commit_verify(&p->commit, &x->sc->pw_trust, x->sc->vendor, x->now)) != MP_OK
+            || (st = unit_check(x, &p->commit.unit)) != MP_OK
             || (st = mp_pw_track_init(&p->commit, next)) != MP_OK
             || (st = mps_pw_register(x->sc->store, &p->commit, next,
                                      p->commit.expiry > UINT64_MAX - (uint64_t)grace
@@ -408,6 +422,8 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
      * the vendor it names. */
     if (strcmp(t->vendor, x->sc->vendor) != 0)
         return MP_ERR_WRONG_VENDOR;
+    if ((st = unit_check(x, &t->unit)) != MP_OK)
+        return st;
     earn.time = x->now;
     earn.scheme = MP_SCHEME_PAYWORD;
     earn.path = x->path;
@@ -638,7 +654,9 @@ int mpx_fixups(request_rec *r)
 
     x.r = r;
     x.sc = sc;
-    x.now = (uint64_t)apr_time_sec(r->request_time);
+    /* The clock of the decision, not of the request line: headers can be
+     * trickled for as long as the server lets them, past an expiry. */
+    x.now = (uint64_t)apr_time_sec(apr_time_now());
     x.target = request_target(r);
     x.path = r->parsed_uri.path ? r->parsed_uri.path : "/";
     if (strlen(x.target) > MP_TARGET_MAX || !visible(x.target, strlen(x.target))) {
@@ -684,6 +702,7 @@ int mpx_fixups(request_rec *r)
     a.offer.price = x.price;
     a.offer.schemes = x.schemes;
     a.offer.pw_unit = unit;
+    x.unit = unit;
     if (sc->broker_url)
         apr_cpystrn(a.offer.broker_url, sc->broker_url, sizeof a.offer.broker_url);
     a.offer.receipt_window = x.window;

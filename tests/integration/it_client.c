@@ -2425,6 +2425,19 @@ static void t_pw_commitment_checks(void)
         pw_fail(w, "/paid/a.html", 5, 5, 1, NULL, 402, "insufficient");
         pw_free(w);
     }
+    /* A coarser unit than MicropayPayWordUnit (0.001 USD): two words of
+     * 0.0025 meet the 0.005 price, but they are not the words offered, and
+     * fewer, larger words are cheaper to forge ahead of: refused, and the
+     * commitment is not registered (a later payment without it is unknown). */
+    w = pw_make(VENDOR, &cert, g_user, t, t + DAY, "0.0025 USD", 100);
+    pw_fail(w, "/paid/a.html", 2, 2, 1, NULL, 402, "price-mismatch");
+    pw_fail(w, "/paid/a.html", 4, 2, 0, NULL, 402, "unknown-commitment");
+    pw_free(w);
+    /* A word far above the last one accepted for what it pays: refused as
+     * forged before any hashing (PROTOCOL.md 7.5 step 6: 256 words a word) */
+    w = pw_make(VENDOR, &cert, g_user, t, t + DAY, "0.001 USD", 2000);
+    pw_fail(w, "/paid/a.html", 5 + 256 * 5 + 1, 5, 1, NULL, 402, "forged");
+    pw_free(w);
     /* unit in another currency than the credit limit: malformed */
     w = pw_make(VENDOR, &cert, g_user, t, t + DAY, "0.001 EUR", 100);
     pw_fail(w, "/paid/a.html", 5, 5, 1, NULL, 400, "malformed");

@@ -671,6 +671,15 @@ static void test_payment_refusals(void)
     MP_ASSERT_ST(mp_pw_payment_decode(g_buf, base, &g_pay2), MP_ERR_MALFORMED);
     g_buf[41] = 5;                                         /* k = i */
     MP_ASSERT_OK(mp_pw_payment_decode(g_buf, base, &g_pay2));
+    /* i above the longest chain (10^6 = 0x000f4240): malformed at decode,
+     * before any store lookup or hashing */
+    g_buf[34] = 0x00; g_buf[35] = 0x0f; g_buf[36] = 0x42; g_buf[37] = 0x41;
+    MP_ASSERT_ST(mp_pw_payment_decode(g_buf, base, &g_pay2), MP_ERR_MALFORMED);
+    g_buf[37] = 0x40;                                      /* i = 10^6 */
+    MP_ASSERT_OK(mp_pw_payment_decode(g_buf, base, &g_pay2));
+    g_buf[34] = 0xff;                                      /* i near 2^32 */
+    MP_ASSERT_ST(mp_pw_payment_decode(g_buf, base, &g_pay2), MP_ERR_MALFORMED);
+    g_buf[34] = 0; g_buf[35] = 0; g_buf[36] = 0; g_buf[37] = 5;
     g_buf[74] = 2;
     MP_ASSERT_ST(mp_pw_payment_decode(g_buf, base, &g_pay2), MP_ERR_MALFORMED);
 

@@ -325,6 +325,21 @@ static void test_forged(void)
     p->w[31] ^= 0x80;
     refused(&t, p, &price, NOW, MP_ERR_SPENT);
     CU_ASSERT(memcmp(&t, &before, sizeof t) == 0);
+    /* A word too far above its anchor for what it pays is refused before
+     * any hashing: one request's hashing is bounded by MP_PW_SKIP_RATIO
+     * words a word paid. (A longer chain than this test's words: the
+     * bound is checked before the word is.) */
+    t.n = 100000;
+    p = payment(10 + MP_PW_SKIP_RATIO + 1, 1);
+    refused(&t, p, &price, NOW, MP_ERR_FORGED);
+    price = price_of(3);
+    p = payment(10 + 3 * MP_PW_SKIP_RATIO + 1, 3);
+    refused(&t, p, &price, NOW, MP_ERR_FORGED);
+    /* within the bound the word itself decides: genuine words pay */
+    t = before;
+    price = price_of(1);
+    p = payment(N, 1);
+    MP_ASSERT_OK(mp_pw_track_accept(sha, &t, p, t_tag0, &price, NOW, &t, &retry));
 }
 
 static void test_limits_and_price(void)
