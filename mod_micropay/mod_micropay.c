@@ -17,10 +17,17 @@
 
 static void mpx_insert_filter(request_rec *r)
 {
+    request_rec *p;
+
     /* Paid responses, error pages included, get their cache and payment
-     * headers from one filter, added wherever the response comes from. */
-    if (apr_table_get(r->notes, "micropay-paid") != NULL)
-        ap_add_output_filter(MPX_PAID_FILTER, NULL, r, r->connection);
+     * headers from one filter, added wherever the response comes from:
+     * also an internal redirect to a free page after a payment, which
+     * carries that payment's receipt and change. */
+    for (p = r; p != NULL; p = p->prev)
+        if (apr_table_get(p->notes, "micropay-paid") != NULL) {
+            ap_add_output_filter(MPX_PAID_FILTER, NULL, r, r->connection);
+            return;
+        }
 }
 
 static void mpx_register_hooks(apr_pool_t *p)

@@ -2894,6 +2894,23 @@ static void t_cgi(void)
     }
     resp_free(&r);
     free(cred);
+    /* A paid CGI redirecting internally (local Location) to a free page: the
+     * answer carries the payment's receipt, so a shared cache must not keep
+     * it either (issue 10: it lacked Cache-Control: private). */
+    s = mint(1000);
+    cred = mc_cred(&s, "GET", "/cgi-bin/paid.cgi?redirect", &P500, &p);
+    pay(&r, "GET", "/cgi-bin/paid.cgi?redirect", cred, 0);
+    EXPECT(r.status == 200 && body_has(&r, "FREE-A"), "CGI redirect: %ld %.100s", r.status,
+           r.body ? r.body : "");
+    if (r.status == 200) {
+        EXPECT(rh(&r, "Payment-Receipt") != NULL, "CGI redirect: no receipt");
+        check_paid_headers(&r);
+        tally("millicent", "/cgi-bin/paid.cgi", 500);
+        spent_record("mc", 0, "GET", "/cgi-bin/paid.cgi?redirect", cred,
+                     rh(&r, "Payment-Change"));
+    }
+    resp_free(&r);
+    free(cred);
     /* PayWord on the CGI: the payer is the commitment id */
     {
         pwc *w = pw_default(100);

@@ -132,6 +132,8 @@ write_site() {
     printf 'SSI-PAID-START\n<!--#include virtual="/paid/b.html" -->\nSSI-PAID-END\n' >"$T/htdocs/paid/ssi.shtml"
     cat >"$T/cgi-bin/paid.cgi" <<'EOF'
 #!/bin/sh
+# a local redirect: Apache serves the free page by an internal redirect
+[ "$QUERY_STRING" = redirect ] && { printf 'Location: /free/a.html\r\n\r\n'; exit 0; }
 printf 'Content-Type: text/plain\r\nCache-Control: public, max-age=60\r\n\r\n'
 echo CGI-PAID
 echo "REQUEST_METHOD=$REQUEST_METHOD"
