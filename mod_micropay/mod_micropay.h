@@ -7,6 +7,8 @@
  *   mod_micropay_config.c    per-server and per-directory configuration,
  *                            loading secrets and broker keys at startup
  *   mod_micropay_request.c   the payment path (fixups hook)
+ *   mod_micropay_price.c     the price of a request: the price table, keyed
+ *                            by the resource served, else MicropayPrice
  *   mod_micropay_response.c  402 offers, failure answers, paid-response
  *                            headers; the one place statuses become HTTP
  *
@@ -95,6 +97,18 @@ size_t mpx_store_bytes(apr_int64_t mib);     /* -1 (unset): the default */
 
 /* mod_micropay_request.c */
 int mpx_fixups(request_rec *r);
+
+/* mod_micropay_price.c: the price of r (the price table's entry for the
+ * resource r serves, else the location's MicropayPrice), the schemes that can
+ * sell it and the PayWord unit (0 units when PayWord is not offered). On any
+ * failure (no key, a store error, no price, no scheme) it has logged why
+ * (MP00040, MP00023, MP00025) and returns a status other than MP_OK and
+ * MP_ERR_STORE: the caller answers 500. Sets the note micropay-price-key. */
+mp_status mpx_price_for(request_rec *r, mpx_server_conf *sc, mpx_dir_conf *dc, mp_amount *price,
+                        uint8_t *schemes, mp_amount *unit);
+/* The price table key of the resource r serves (mod_micropay_pricekey.h),
+ * NULL with *why when it cannot be derived. */
+const char *mpx_price_key(request_rec *r, const char **why);
 
 /* Per-thread crypto objects (libmp's are not thread-safe). */
 typedef struct {

@@ -512,50 +512,6 @@ static const char *make_receipt(mpx_pay *x)
 
 /* ---- the hook ------------------------------------------------------------------------ */
 
-/* Price, schemes and unit for this request: the store's price table
- * overrides MicropayPrice, live, without parsing anything per request. */
-static mp_status price_for(request_rec *r, mpx_server_conf *sc, mpx_dir_conf *dc, mpx_pay *x,
-                           mp_amount *unit)
-{
-    mp_amount table;
-    int found = 0, schemes;
-    mp_status st;
-
-    /* The table is keyed by the path as it appears in URLs (percent-encoded,
-     * always visible ASCII), the same bytes the ledger records. */
-    st = mps_price_get(sc->store, sc->vendor, x->path, strlen(x->path), &table, &found);
-    if (st != MP_OK && st != MP_ERR_ARG)       /* ARG: a path no table entry can name */
-        return st;
-    if (found)
-        x->price = table;
-    else if (dc->price_set)
-        x->price = dc->price;
-    else {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00023: Micropay is on for %s but no "
-                      "MicropayPrice applies and the price table has no entry", r->uri);
-        return MP_ERR_ARG;
-    }
-    *unit = dc->unit_set ? dc->pw_unit : x->price;
-    schemes = dc->schemes != MP_UNSET ? dc->schemes : MPX_DEFAULT_SCHEMES;
-    if ((schemes & MP_SCHEME_PAYWORD)
-        && (memcmp(unit->cur, x->price.cur, 3) != 0 || x->price.units % unit->units != 0)) {
-        /* PayWord pays in whole words; a price the unit does not divide
-         * cannot be paid with it. */
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MP00024: PayWord not offered for %s: the "
-                      "price is not a multiple of MicropayPayWordUnit", r->uri);
-        schemes &= ~MP_SCHEME_PAYWORD;
-    }
-    if (schemes == 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00025: no payment scheme can sell %s at "
-                      "its price: check MicropaySchemes and MicropayPayWordUnit", r->uri);
-        return MP_ERR_ARG;
-    }
-    if (!(schemes & MP_SCHEME_PAYWORD))
-        mp_amount_set(unit, 0, x->price.cur);
-    x->schemes = (uint8_t)schemes;
-    return MP_OK;
-}
-
 static int copy_env(void *to, const char *key, const char *value)
 {
     apr_table_setn(to, key, value);
@@ -676,7 +632,7 @@ int mpx_fixups(request_rec *r)
     x.req.target = x.target;
     x.req.target_len = strlen(x.target);
 
-    if ((st = price_for(r, sc, dc, &x, &unit)) != MP_OK) {
+    if ((st = mpx_price_for(r, sc, dc, &x.price, &x.schemes, &unit)) != MP_OK) {
         if (st == MP_ERR_STORE)
             log_store_error(r, sc, NULL);
         a.status = st;

@@ -19,7 +19,7 @@ note() { printf '\n=== %s\n' "$*"; }
 # Adds the CUnit tallies of a build's test programs and the script tests' results.
 tally() {
     for log in "$1"/tests/unit/mp_unit.log "$1"/tests/store/mps_test.log "$1"/tests/store/mpb_test.log \
-               "$1"/tests/wallet/wp_unit.log; do
+               "$1"/tests/store/mpk_test.log "$1"/tests/wallet/wp_unit.log; do
         line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" 2>/dev/null | tail -n 1)
         if [ -n "$line" ]; then
             passed=$((passed + ${line%% passed*}))
@@ -89,6 +89,10 @@ else
     echo "FAIL: integration client does not build"; failed=$((failed + 1))
 fi
 
+# the price table against every spelling of a resource (prefork and event)
+run_suite "integration: prices by the resource served, whatever its spelling (apache2 prefork and event)" \
+    build/release/price.log bash tests/integration/run_price.sh "$top/build/release"
+
 note "integration: broker, mpadmin, conservation (apache2 event)"
 if (cd build/release && make -s tests/integration/broker_client >/dev/null 2>&1); then
     if bash tests/integration/run_broker.sh "$top/build/release" > build/release/broker.log 2>&1; then
@@ -133,7 +137,7 @@ logs="$top/build/sanitize/asan-logs"
 rm -rf "$logs"; mkdir -p "$logs"; chmod 1777 "$logs"   # children run as www-data
 if (cd build/sanitize && make -s tests/integration/it_client tests/integration/broker_client >/dev/null 2>&1); then
     # run_wallet's wallet-proxy is the sanitizer build's too: a report fails it
-    for suite in run run_broker run_wallet; do
+    for suite in run run_broker run_wallet run_price; do
         if [ $suite = run ]; then args="$top/build/sanitize $top/build/sanitize/tests/integration/it_client"
         else args="$top/build/sanitize"; fi
         # shellcheck disable=SC2086
