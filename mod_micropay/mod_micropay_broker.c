@@ -121,6 +121,8 @@ typedef struct {
     int              npw, nmc;
     rd_item         *items;                            /* npw PayWord, then nmc Millicent */
     uint64_t         hashed;                           /* /redeem: words hashed so far */
+    int              forged;                           /* /redeem: a forged item seen */
+    int              changed;                          /* /redeem: a record advanced */
     apr_hash_t      *seen;                             /* /redeem: commitment ids so far */
     uint8_t         *rec;                              /* scratch: one decoded record */
     mp_mc_payment   *pay, *again;                      /* scratch: Millicent deposits */
@@ -954,7 +956,12 @@ static void verify_payword(bx *x, mpb_txn *t, json_t *v, mp_pw_redeem *rd, rd_it
     }
     if (!have)
         prev = 0;                    /* a record from before words were kept: from w0 */
-    if (x->hashed + (rd->last - prev) > REDEEM_HASH_BUDGET) {
+    /* An honest vendor's words always verify: after a forged item the
+     * request hashes no more. (A pause per commitment across requests
+     * would let one forged item hold up the honest words of the same
+     * commitment; what a vendor account can make the broker hash is
+     * bounded per request instead.) */
+    if (x->forged || x->hashed + (rd->last - prev) > REDEEM_HASH_BUDGET) {
         item_fail(it, MP_ERR_EXHAUSTED);
         return;
     }
@@ -962,6 +969,8 @@ static void verify_payword(bx *x, mpb_txn *t, json_t *v, mp_pw_redeem *rd, rd_it
     /* Our own certificates only: the trust list holds this broker's keys. */
     if ((st = mp_pw_redeem_verify_from(x->sha, rd, &x->bc->self_trust, prev,
                                        prev > 0 ? w_prev : NULL, &value)) != MP_OK) {
+        if (st == MP_ERR_FORGED)
+            x->forged = 1;
         item_fail(it, st == MP_ERR_KEY ? MP_ERR_MALFORMED : st);
         return;
     }
@@ -1010,6 +1019,18 @@ static void verify_millicent(bx *x, json_t *o, rd_item *it)
         x->reason = x->message = NULL;      /* an item failure, not the request's */
         item_fail(it, MP_ERR_MALFORMED);
         return;
+    }
+    /* One item per scrip and request, as per commitment: repeats only add
+     * work and answer bytes. */
+    {
+        char *key = apr_psprintf(x->r->pool, "mc %s %" APR_UINT64_T_FMT, p->scrip.vendor,
+                                 (apr_uint64_t)p->scrip.id);
+
+        if (apr_hash_get(x->seen, key, APR_HASH_KEY_STRING) != NULL) {
+            item_fail(it, MP_ERR_MALFORMED);
+            return;
+        }
+        apr_hash_set(x->seen, key, APR_HASH_KEY_STRING, "");
     }
     /* Only scrip stamped in a series delegated to us is our liability: the
      * vendor's issuer here holds exactly those series (the newest and the
@@ -1183,8 +1204,10 @@ static mp_status deposit(bx *x, mpb_txn *t, const rd_item *it, mp_amount *credit
     st = mpb_issued_use(t, x->acct.vendor, it->scrip_id, x->now, &rec);
     if (st == MP_ERR_SPENT)
         return MP_OK;                        /* deposited before: ok, nothing more */
-    if (st == MP_OK)
+    if (st == MP_OK) {
         *credited = rec.value;
+        x->changed = 1;
+    }
     return st;
 }
 
@@ -1226,6 +1249,7 @@ static int apply_redeem(bx *x, mpb_txn *t, json_t **resp)
                     || (st = mpb_redeemed_put(t, it->commit_id, it->last, it->w_last,
                                               it->keep_until)) != MP_OK)
                     goto store;
+                x->changed = 1;
                 if (shortfall.units > 0) {
                     shorts++;
                     x->shortfalls = apr_psprintf(r->pool, "%s%s%s %s", x->shortfalls ?
@@ -1421,7 +1445,6 @@ static int lookup_first(bx *x)
 
 /* ---- the transaction ------------------------------------------------------------------------------ */
 
-static volatile apr_uint32_t last_compact, more_work;
 
 /* The credit of certificates past expiry + redemption deadline, which no
  * vendor can redeem any more, goes back to the customers' balances.
@@ -1460,9 +1483,11 @@ static int release_issued(bx *x, apr_time_t until)
 {
     mpb_lapse *out = apr_palloc(x->r->pool, sizeof *out * RELEASE_BATCH);
     size_t i, n = 0;
+    int more = 0;
 
     do {
-        if (mpb_issued_release(x->bc->store, now_sec(), out, RELEASE_BATCH, &n) != MP_OK) {
+        if (mpb_issued_release(x->bc->store, now_sec(), out, RELEASE_BATCH, &n, &more)
+            != MP_OK) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, x->r, "MP00124: broker store: "
                           "releasing lapsed scrip records failed: %s", mpb_errmsg());
             return 0;
@@ -1473,21 +1498,22 @@ static int release_issued(bx *x, apr_time_t until)
                               "of account %s lapsed unused: %s returned to the balance",
                               x->bc->name, out[i].kind == MPB_SCRIP_BROKER ? "broker" : "vendor",
                               out[i].account, human(x->r->pool, &out[i].returned));
-    } while (n == RELEASE_BATCH && apr_time_now() < until);
-    return n == RELEASE_BATCH;
+    } while (more && apr_time_now() < until);
+    return more;
 }
 
 /* Hourly, or again at once while the last run left work: compaction of
  * expired records, then the releases, within HOUSEKEEPING_USEC. */
 static void maybe_compact(bx *x)
 {
-    apr_uint32_t last = apr_atomic_read32(&last_compact), now = (apr_uint32_t)now_sec();
+    mpx_broker_conf *bc = x->bc;
+    apr_uint32_t last = apr_atomic_read32(&bc->last_compact), now = (apr_uint32_t)now_sec();
     apr_time_t until = apr_time_now() + HOUSEKEEPING_USEC;
     size_t removed = 0, total = 0;
     int more = 0;
 
-    if ((now - last < COMPACT_EVERY && !(apr_atomic_read32(&more_work) && now != last))
-        || apr_atomic_cas32(&last_compact, now, last) != last)
+    if ((now - last < COMPACT_EVERY && !(apr_atomic_read32(&bc->more_work) && now != last))
+        || apr_atomic_cas32(&bc->last_compact, now, last) != last)
         return;
     do {
         if (mpb_compact(x->bc->store, now_sec(), RELEASE_BATCH, &removed) != MP_OK) {
@@ -1503,7 +1529,7 @@ static void maybe_compact(bx *x)
                       "removed %lu expired records", (unsigned long)total);
     more |= release_credit(x, until);
     more |= release_issued(x, until);
-    apr_atomic_set32(&more_work, (apr_uint32_t)more);
+    apr_atomic_set32(&bc->more_work, (apr_uint32_t)more);
 }
 
 static int run(bx *x)
@@ -1560,6 +1586,18 @@ static int run(bx *x)
         json_decref(resp);
         mpb_abort(t);
         return rc;
+    }
+    /* A /redeem that advanced nothing (every item refused, or credited
+     * before) had no effect: like a refused request, its answer is not
+     * stored, so that junk items cannot fill the store with answers; a
+     * retry is decided again, to the same result. */
+    if (x->ep == EP_REDEEM && !x->changed) {
+        mpb_abort(t);
+        if (x->outcome != NULL)
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s; nothing to store (request %s)",
+                          x->outcome, x->request_id);
+        send_body(r, HTTP_OK, body, len);
+        return OK;
     }
     if ((st = seal_response(x, body, len, &sealed, &sealed_len)) != MP_OK) {
         mpb_abort(t);

@@ -62,6 +62,8 @@ typedef struct {
                                        * keys: for redemption */
     int           nvendors;
     mpx_broker_vendor vendors[MPX_BROKER_VENDORS_MAX];
+    /* per child */
+    volatile apr_uint32_t last_compact, more_work;   /* housekeeping of this store */
     /* opened in child_init */
     mpb          *store;
     const char   *store_error;

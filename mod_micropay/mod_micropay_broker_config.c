@@ -648,6 +648,15 @@ void mpx_broker_child_init(apr_pool_t *pchild, server_rec *s, mpx_broker_conf *b
         apr_pool_cleanup_register(pchild, store, close_store, apr_pool_cleanup_null);
         apr_hash_set(open, bc->store_dir, APR_HASH_KEY_STRING, store);
     }
+    /* The check at startup compares configured paths; the store itself
+     * remembers whose it is, whatever path or instance opens it. */
+    if (mpb_bind(store, bc->name, (uint64_t)(bc->redeem_deadline >= 0 ? bc->redeem_deadline
+                                                : MPX_DEFAULT_REDEEM_DEADLINE)) != MP_OK) {
+        bc->store_error = apr_pstrdup(pchild, mpb_errmsg());
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "MP00108: broker %s: store %s refused: %s; "
+                     "broker requests answer 500", bc->name, bc->store_dir, bc->store_error);
+        return;
+    }
     bc->store = store;
     bc->store_error = NULL;
 }

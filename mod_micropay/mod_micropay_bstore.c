@@ -361,6 +361,56 @@ const char *mpb_errmsg(void)
     return m != NULL ? m : "no broker store error";
 }
 
+/* ---- the broker it belongs to ---------------------------------------------------- */
+
+mp_status mpb_bind(mpb *b, const char *name, uint64_t redeem_deadline)
+{
+    static const char key[] = "broker";
+    uint8_t buf[MP_NAME_MAX + 8];
+    MDB_txn *txn = NULL;
+    MDB_val k = mpl_val(key, sizeof key - 1), v;
+    size_t n;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (b == NULL || b->rdonly || (n = text_len(name, 1, MP_NAME_MAX, name_char)) == (size_t)-1) {
+        st = bad_arg("broker binding");
+        goto out;
+    }
+    memcpy(buf, name, n);
+    mpl_put_u64(buf + n, redeem_deadline);
+    if ((st = mpl_begin(&SPEC, b->env, 0, &txn)) != MP_OK)
+        goto out;
+    rc = mdb_get(txn, b->meta, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != n + 8 || memcmp(v.mv_data, buf, n + 8) != 0) {
+            set_msg("broker store: it belongs to broker %.*s with redemption deadline %llu s; "
+                    "one store serves one broker name and deadline",
+                    v.mv_size >= 8 ? (int)(v.mv_size - 8) : 0, (const char *)v.mv_data,
+                    v.mv_size >= 8 ? (unsigned long long)mpl_get_u64((const uint8_t *)v.mv_data
+                                                                     + v.mv_size - 8) : 0ULL);
+            st = MP_ERR_ARG;
+            goto out;
+        }
+        st = MP_OK;
+        goto out;
+    }
+    if (rc != MDB_NOTFOUND) {
+        st = lmdb_fail("meta read", rc);
+        goto out;
+    }
+    v = mpl_val(buf, n + 8);
+    if ((rc = mdb_put(txn, b->meta, &k, &v, 0)) != 0) {
+        st = lmdb_fail("meta write", rc);
+        goto out;
+    }
+    st = mpl_commit(&SPEC, &txn);
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return st;
+}
+
 /* ---- transactions ---------------------------------------------------------------- */
 
 mp_status mpb_begin(mpb *b, int rdonly, mpb_txn **out)
@@ -1516,7 +1566,8 @@ static mp_status issued_release_one(mpb_txn *t, const mpb_issued *s, const uint8
     return MP_OK;
 }
 
-mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, size_t *n)
+mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, size_t *n,
+                             int *more)
 {
     mpb_txn *t = NULL;
     MDB_cursor *c = NULL;
@@ -1612,6 +1663,8 @@ mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, s
     if (st != MP_OK)
         goto out;
     *n = got;
+    if (more != NULL)
+        *more = seen == max;
 out:
     if (c != NULL)
         mdb_cursor_close(c);

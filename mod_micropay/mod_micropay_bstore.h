@@ -74,6 +74,15 @@ mp_status mpb_open(const char *dir, int rdonly, size_t map_size, mpb **out, char
 void mpb_close(mpb *b);
 const char *mpb_errmsg(void);
 
+/* Binds the store to one broker: the first call records name and the
+ * redemption deadline in the store, later calls must give the same.
+ * Customer ids, stored answers and certificate release times are the
+ * store's, so two brokers (or one renamed, or with another deadline) on
+ * one store would hand one account's secrets to another or release
+ * credit early. MP_ERR_ARG on a mismatch (mpb_errmsg says what is
+ * recorded), MP_ERR_STORE. */
+mp_status mpb_bind(mpb *b, const char *name, uint64_t redeem_deadline);
+
 /* Write transactions (rdonly = 0) take the store's single writer lock;
  * read transactions never block. Every function below works inside one. */
 mp_status mpb_begin(mpb *b, int rdonly, mpb_txn **out);
@@ -170,8 +179,10 @@ typedef struct {
  * a balance at MP_AMOUNT_MAX) stays, so that nothing is destroyed, and is
  * tried again a day later (it never blocks the records behind it). out
  * (may be NULL) gets one entry per record released; *n their number, 0
- * unless everything committed; *n == max means more may be due. */
-mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, size_t *n);
+ * unless everything committed; *more (may be NULL) = 1 when max index
+ * entries were read, so more may be due. */
+mp_status mpb_issued_release(mpb *b, uint64_t now, mpb_lapse *out, size_t max, size_t *n,
+                             int *more);
 
 /*
  * The ledger's running totals, per currency, in units.

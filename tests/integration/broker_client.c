@@ -1879,8 +1879,9 @@ static void t_redeem(void)
         EXPECT_ITEM(&r, 0, "payword", "ok", 2 * unit);
         EXPECT_ITEM(&r, 1, "payword", "ok", 2 * unit);
         EXPECT_ITEM(&r, 2, "millicent", "ok", dep->s.value.units);
-        EXPECT_ITEM(&r, 3, "millicent", "forged", 0);
-        EXPECT_ITEM(&r, 4, "millicent", "forged", 0);
+        /* the same scrip twice more in one request: malformed, unexamined */
+        EXPECT_ITEM(&r, 3, "millicent", "malformed", 0);
+        EXPECT_ITEM(&r, 4, "millicent", "malformed", 0);
         EXPECT_ITEM(&r, 5, "millicent", "forged", 0);
         EXPECT(units_of(js(&r, "credited")) == 4 * unit + dep->s.value.units, "credited %s",
                js(&r, "credited"));
@@ -1894,6 +1895,24 @@ static void t_redeem(void)
            "redeem retry: %ld, another answer", r2.status);
     resp_free(&r);
     resp_free(&r2);
+    /* The scrip alone, with its req_sig changed, and for another request:
+     * only its customer could have made req_sig, for that request */
+    {
+        const char *pays[2] = { forged, NULL };
+        const char *targets[2] = { NULL, "/paid/other.html" };
+        int k;
+
+        for (k = 0; k < 2; k++) {
+            mc = json_array();
+            json_array_append_new(mc, mc_item(dep, pays[k], targets[k]));
+            body = jtext(json_pack("{s:s, s:o}", "request_id", rid_s(), "millicent", mc));
+            bpost(&A_NEWS, "redeem", body, &r);
+            if (EXPECT_B200(&r))
+                EXPECT_ITEM(&r, 0, "millicent", "forged", 0);
+            resp_free(&r);
+            free(body);
+        }
+    }
     /* Double redemption in a new request: ok, 0.00; and the other refusals. */
     mp_random(junk, sizeof junk);
     recbad = pw_redeem_rec(g_pw_news, 4, junk);                     /* a wrong word */
@@ -2097,11 +2116,41 @@ static void t_redeem_budget(void)
     if (EXPECT_B200(&r)) {
         EXPECT_ITEM(&r, 0, "payword", "forged", 0);
         EXPECT_ITEM(&r, 1, "payword", "malformed", 0);        /* the same commitment again */
-        EXPECT_ITEM(&r, 2, "payword", "forged", 0);
-        EXPECT_ITEM(&r, 3, "payword", "exhausted", 0);        /* past the budget: not hashed */
+        /* after a forged item the request hashes no more */
+        EXPECT_ITEM(&r, 2, "payword", "exhausted", 0);
+        EXPECT_ITEM(&r, 3, "payword", "exhausted", 0);
     }
     resp_free(&r);
     free(body);
+    /* the second commitment, never hashed above, alone in its request */
+    body = jtext(json_pack("{s:s, s:[s]}", "request_id", rid_s(), "payword", rec[1]));
+    bpost(&A_NEWS, "redeem", body, &r);
+    if (EXPECT_B200(&r))
+        EXPECT_ITEM(&r, 0, "payword", "forged", 0);
+    resp_free(&r);
+    free(body);
+    /* 1000 junk items: every one refused, nothing advanced, so the answer
+     * is not stored (it would fill the store): the same request id then
+     * takes another body, where a stored answer would give 409 */
+    {
+        json_t *items = json_array();
+        char *id = rid(), *b2;
+
+        for (i = 0; i < 1000; i++)
+            json_array_append_new(items, json_string(""));
+        body = jtext(json_pack("{s:s, s:o}", "request_id", id, "payword", items));
+        bpost(&A_NEWS, "redeem", body, &r);
+        if (EXPECT_B200(&r))
+            EXPECT_ITEM(&r, 999, "payword", "malformed", 0);
+        resp_free(&r);
+        b2 = jtext(json_pack("{s:s, s:[s]}", "request_id", id, "payword", ""));
+        bpost(&A_NEWS, "redeem", b2, &r);
+        EXPECT(r.status == 200, "a junk /redeem's request id taken again: %ld (stored?)", r.status);
+        resp_free(&r);
+        free(b2);
+        free(body);
+        free(id);
+    }
     for (i = 0; i < 3; i++)
         free(rec[i]);
     mp_signer_free(sg);

@@ -674,6 +674,9 @@ o=$("$mpadmin" accounts release "$T/bstore" --now "$far" --force 2>&1)
 [ "$o" = "nothing to release" ]; check $? "accounts release (text) again: nothing to release" "$o"
 conserve "after accounts release" 0
 audit "after accounts release"
+mpa "broker compact: housekeeping to the end, while the broker runs" 0 \
+    '.removed >= 0 and .certificates_released == 0' broker compact "$T/bstore"
+audit "after broker compact"
 
 # ---- the slow body (started after setup) -------------------------------------------------------
 if wait "$slow_pid"; then

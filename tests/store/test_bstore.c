@@ -889,10 +889,10 @@ static void test_issued_release(void)
     ASSERT_OK(mpb_commit(t));
 
     /* before the margin has passed: nothing */
-    ASSERT_OK(mpb_issued_release(b, NOW + MPB_MARGIN - 1, out, 8, &n));
+    ASSERT_OK(mpb_issued_release(b, NOW + MPB_MARGIN - 1, out, 8, &n, NULL));
     CU_ASSERT(n == 0);
     CU_ASSERT(balance(b, ACCT) == 10);
-    ASSERT_OK(mpb_issued_release(b, NOW + MPB_MARGIN, out, 8, &n));
+    ASSERT_OK(mpb_issued_release(b, NOW + MPB_MARGIN, out, 8, &n, NULL));
     CU_ASSERT(n == 2);                  /* 1 returned, 2 used; 4 has nowhere to go */
     CU_ASSERT(n == 2 && out[0].returned.units + out[1].returned.units == 300);
     CU_ASSERT(balance(b, ACCT) == 310);
@@ -906,10 +906,10 @@ static void test_issued_release(void)
     ASSERT_OK(mpb_begin(b, 0, &t));
     ASSERT_ST(mpb_issued_use(t, "broker.example", 1, NOW - 1, &got), MP_ERR_FORGED);
     mpb_abort(t);
-    ASSERT_OK(mpb_issued_release(b, NOW + 50 + MPB_MARGIN, NULL, 8, &n));
+    ASSERT_OK(mpb_issued_release(b, NOW + 50 + MPB_MARGIN, NULL, 8, &n, NULL));
     CU_ASSERT(n == 1);
     CU_ASSERT(balance(b, ACCT) == 315);
-    ASSERT_ST(mpb_issued_release(b, NOW, out, 0, &n), MP_ERR_ARG);
+    ASSERT_ST(mpb_issued_release(b, NOW, out, 0, &n, NULL), MP_ERR_ARG);
     mpb_close(b);
     CU_ASSERT(raw_count(d, "issued") == 1 && raw_count(d, "issuedue") == 1);
 }
@@ -991,6 +991,34 @@ static void test_audit(void)
     ASSERT_ST(mpb_total_add(t, "", &amt), MP_ERR_ARG);
     mpb_abort(t);
     mpb_close(b);
+}
+
+/* One store, one broker: the first binding is kept, another name or
+ * deadline is refused, whatever path opened the store. */
+static void test_bind(void)
+{
+    const char *d = new_store();
+    mpb *b, *ro;
+
+    CU_ASSERT_FATAL(d != NULL);
+    b = open_store(d, 0);
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_OK(mpb_bind(b, "broker.example", 2592000));
+    ASSERT_OK(mpb_bind(b, "broker.example", 2592000));
+    ASSERT_ST(mpb_bind(b, "evil.example", 2592000), MP_ERR_ARG);
+    CU_ASSERT(strstr(mpb_errmsg(), "broker.example") != NULL);
+    ASSERT_ST(mpb_bind(b, "broker.example", 60), MP_ERR_ARG);
+    ASSERT_ST(mpb_bind(b, "a b", 60), MP_ERR_ARG);
+    mpb_close(b);
+    b = open_store(d, 0);                          /* kept across opens */
+    CU_ASSERT_FATAL(b != NULL);
+    ASSERT_ST(mpb_bind(b, "evil.example", 60), MP_ERR_ARG);
+    ASSERT_OK(mpb_bind(b, "broker.example", 2592000));
+    mpb_close(b);
+    ro = open_store(d, 1);
+    CU_ASSERT_FATAL(ro != NULL);
+    ASSERT_ST(mpb_bind(ro, "broker.example", 2592000), MP_ERR_ARG);   /* read-only */
+    mpb_close(ro);
 }
 
 /* A store made before the ledger: its first writable open starts the
@@ -1997,6 +2025,7 @@ int main(int argc, char **argv)
         { "lapsed scrip goes back", test_issued_release },
         { "the ledger and its audit", test_audit },
         { "a store from before the ledger", test_ledger_upgrade },
+        { "one store, one broker", test_bind },
         { "redeemed commitments", test_redeemed },
         { "certificate records", test_certs },
         { "releasing certificate credit", test_cert_release },
