@@ -136,6 +136,10 @@ typedef struct {
 } mpx_answer;
 
 int mpx_respond(request_rec *r, mpx_outcome outcome, mpx_answer *a);
+/* 1 when the payment recorded on paid (its note micropay-paid, set by
+ * mpx_respond) is at least price, in its currency: what a request that
+ * follows or belongs to a paid one may cost. */
+int mpx_paid_covers(request_rec *paid, const mp_amount *price);
 int mpx_handler(request_rec *r);
 apr_status_t mpx_paid_filter(ap_filter_t *f, apr_bucket_brigade *bb);
 #define MPX_HANDLER_402   "micropay-402"

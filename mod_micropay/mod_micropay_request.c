@@ -308,7 +308,7 @@ typedef struct {
     mpx_thread_crypto *tc;
     mp_request       req;
     const char      *target;
-    const char      *path;       /* URL path as sent, no query: prices, ledger */
+    const char      *path;       /* URL path as sent, no query: the earnings ledger */
     mp_amount        price;
     mp_amount        unit;       /* MicropayPayWordUnit in force (units 0: no PayWord) */
     uint8_t          schemes;
@@ -543,14 +543,9 @@ static int continued(request_rec *r, request_rec **paid_prev)
  * target of an internal redirect must not be dearer than what was bought. */
 static int covers(request_rec *r, request_rec *prev, const mp_amount *price)
 {
-    const char *v = apr_table_get(prev->notes, "micropay-paid");
-    char cur[4];
-    apr_uint64_t units;
-
-    if (v == NULL || sscanf(v, "%" APR_UINT64_T_FMT " %3[A-Z]", &units, cur) != 2
-        || memcmp(cur, price->cur, 3) != 0 || units < price->units)
+    if (!mpx_paid_covers(prev, price))
         return 0;
-    apr_table_setn(r->notes, "micropay-paid", v);
+    apr_table_setn(r->notes, "micropay-paid", apr_table_get(prev->notes, "micropay-paid"));
     apr_table_do(copy_env, r->subprocess_env, prev->subprocess_env, "MICROPAY_SCHEME",
                  "MICROPAY_UNITS", "MICROPAY_PRICE", "MICROPAY_PAYER", "MICROPAY_RESULT", NULL);
     return 1;

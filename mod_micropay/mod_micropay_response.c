@@ -27,6 +27,16 @@ APLOG_USE_MODULE(micropay);
 
 #define VARY_PAYMENT "Authorization, Payment-Authorization"
 
+int mpx_paid_covers(request_rec *paid, const mp_amount *price)
+{
+    const char *v = apr_table_get(paid->notes, "micropay-paid");
+    char cur[4];
+    apr_uint64_t units;
+
+    return v != NULL && sscanf(v, "%" APR_UINT64_T_FMT " %3[A-Z]", &units, cur) == 2
+        && memcmp(cur, price->cur, 3) == 0 && units >= price->units;
+}
+
 int mpx_respond(request_rec *r, mpx_outcome outcome, mpx_answer *a)
 {
     mpx_answer *keep;
@@ -213,13 +223,26 @@ int mpx_handler(request_rec *r)
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         /* A subrequest that runs content in a paid location (an SSI include,
-         * say) serves it only if the request it belongs to was paid. */
+         * say) serves it only if the request it belongs to paid at least
+         * its price: a cheap page must not include a dear one. */
         if (r->main != NULL && dc != NULL && dc->enabled == 1) {
+            mpx_server_conf *sc = ap_get_module_config(r->server->module_config, &micropay_module);
+            mp_amount price, unit;
+            uint8_t schemes = 0;
+
             for (m = r->main; m->main != NULL; m = m->main)
                 ;
             if (apr_table_get(m->notes, "micropay-paid") == NULL) {
                 ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00035: subrequest for paid %s "
                               "from an unpaid request; refused", r->uri);
+                return HTTP_FORBIDDEN;
+            }
+            if (sc == NULL || sc->store == NULL
+                || mpx_price_for(r, sc, (mpx_dir_conf *)dc, &price, &schemes, &unit) != MP_OK)
+                return HTTP_INTERNAL_SERVER_ERROR;
+            if (!mpx_paid_covers(m, &price)) {
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00036: subrequest for paid %s "
+                              "dearer than the request it belongs to paid; refused", r->uri);
                 return HTTP_FORBIDDEN;
             }
         }

@@ -3196,6 +3196,23 @@ static void t_ssi_subrequest(void)
     EXPECT(!body_has(&r, "PAID-B") && !body_has(&r, "SSI-PAID"), "paid SSI page without payment");
     resp_free(&r);
     mc_ok("GET", "/paid/ssi.shtml", &s, &P500, "PAID-B", 0, NULL, NULL);
+    /* A paid page of 0.005 including a page of a dearer location (0.05):
+     * the payment covers the page, not the include (issue 10: it did) */
+    {
+        mp_scrip s2 = mint(500);
+        char *rcpt = NULL;
+
+        mc_ok("GET", "/paid/ssi-dear.shtml", &s2, &P500, "SSI-DEAR-START", 0, NULL, &rcpt);
+        if (rcpt != NULL) {
+            pay(&r, "GET", "/paid/ssi-dear.shtml", rcpt, 0);
+            EXPECT(r.status == 200 && body_has(&r, "SSI-DEAR-END"), "SSI page by receipt: %ld",
+                   r.status);
+            EXPECT(!body_has(&r, "PAID-DEAR"), "a 0.005 payment included a 0.05 page: %.300s",
+                   r.body ? r.body : "");
+            resp_free(&r);
+            free(rcpt);
+        }
+    }
 }
 
 /* A PayWord commitment pays only the vendor it names, in a shared store. */

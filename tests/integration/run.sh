@@ -130,6 +130,11 @@ write_site() {
     printf 'SSI-FREE-START\n<!--#include virtual="/free/a.html" -->\n<!--#include virtual="/paid/a.html" -->\nSSI-FREE-END\n' \
         >"$T/htdocs/free/ssi.shtml"
     printf 'SSI-PAID-START\n<!--#include virtual="/paid/b.html" -->\nSSI-PAID-END\n' >"$T/htdocs/paid/ssi.shtml"
+    # a paid SSI page at 0.005 including a page of a dearer location (0.05)
+    mkdir -p "$T/htdocs/paid/dear"
+    printf '<html><body><p>PAID-DEAR</p></body></html>\n' >"$T/htdocs/paid/dear/d.html"
+    printf 'SSI-DEAR-START\n<!--#include virtual="/paid/dear/d.html" -->\nSSI-DEAR-END\n' \
+        >"$T/htdocs/paid/ssi-dear.shtml"
     cat >"$T/cgi-bin/paid.cgi" <<'EOF'
 #!/bin/sh
 # a local redirect: Apache serves the free page by an internal redirect
@@ -253,6 +258,9 @@ DocumentRoot "$T/htdocs"
     MicropaySchemes millicent
     MicropayReceiptWindow 0
 </Directory>
+<Directory "$T/htdocs/paid/dear">
+    MicropayPrice "0.05 USD"
+</Directory>
 <Directory "$T/htdocs/paid/pw">
     MicropaySchemes payword
 </Directory>
@@ -323,7 +331,7 @@ EOF
 # The 403 test of the suites (Require all denied under the paid tree), and
 # mod_include's line for the paid page a free SSI page may not include
 # (MP00035, at info, refuses that subrequest with 403).
-suite_allow='AH01630: client denied by server configuration: [^ ]*/htdocs/paid/denied/|\[include:error\].* unable to include "/paid/a\.html" in parsed file [^ ]*/htdocs/free/ssi\.shtml, subrequest returned 403$'
+suite_allow='AH01630: client denied by server configuration: [^ ]*/htdocs/paid/denied/|\[include:error\].* unable to include "/paid/a\.html" in parsed file [^ ]*/htdocs/free/ssi\.shtml, subrequest returned 403$|\[include:error\].* unable to include "/paid/dear/d\.html" in parsed file [^ ]*/htdocs/paid/ssi-dear\.shtml, subrequest returned 403$'
 # Messages the kill -9 scenario may cause (children dying, the CGI daemon restarting).
 kill_allow='AH00052|AH01239|AH01240|AH01257|cgid daemon|cgi daemon'
 # Our fail-closed line when the store is missing.
@@ -392,6 +400,12 @@ run_mpm() {
         pass "SSI include refused: MP00035 at info in error.log"
     else
         fail "SSI include refused: no [micropay:info] MP00035 line for /paid/a.html in error.log"
+    fi
+    # a dearer include from a cheaper paid page: refused, logged at info
+    if grep -qE '\[micropay:info\].* MP00036: subrequest for paid /paid/dear/d\.html dearer' "$T/error.log"; then
+        pass "SSI include of a dearer page refused: MP00036 at info in error.log"
+    else
+        fail "SSI include of a dearer page: no [micropay:info] MP00036 line in error.log"
     fi
 
     # graceful restart
