@@ -468,6 +468,11 @@ static mp_status pay_receipt(mpx_pay *x, const uint8_t *rec, size_t len)
     if ((st = mp_receipt_check(x->tc->receipt_key, rc, x->sc->vendor, x->target,
                                strlen(x->target), x->now)) != MP_OK)
         return st;
+    /* The window in force here now, not only the one stamped in: a location
+     * set to MicropayReceiptWindow 0 (or a shorter window) takes no older
+     * receipts either. */
+    if (x->window == 0 || x->now >= rc->issued + (uint64_t)x->window)
+        return MP_ERR_EXPIRED;
     /* A receipt re-reads what was bought; it does not run other methods,
      * and it does not open a resource that costs more than was paid (a
      * price raised since, or another site of the same vendor). */
@@ -490,7 +495,9 @@ static const char *make_receipt(mpx_pay *x)
     uint8_t enc[MP_WIRE_MAX];
     size_t len;
 
-    if (x->window == 0 || x->tc->receipt_key == NULL || strcmp(x->result, "receipt") == 0
+    /* A retry recovers a lost answer; a fresh receipt would stretch one
+     * payment's re-reading window for ever, one retry at a time. */
+    if (x->window == 0 || x->tc->receipt_key == NULL || strcmp(x->result, "paid") != 0
         || x->r->method_number != M_GET)
         return NULL;
     memset(&rc, 0, sizeof rc);

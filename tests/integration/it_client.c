@@ -1884,6 +1884,8 @@ static void t_mc_replay_and_retry(void)
     EXPECT(streq(rh(&r2, "Payment-Change"), change), "retry Payment-Change differs from the first");
     if (r2.status == 200)
         check_paid_headers(&r2);
+    /* a retry recovers the answer; it does not renew the receipt */
+    EXPECT(rh(&r2, "Payment-Receipt") == NULL, "a retry got a fresh receipt");
     expect_log(&r2, "millicent", NULL, cust_str(), "retry", NULL);
     resp_free(&r2);
     /* the retry through Payment-Authorization is the same retry */
@@ -2708,6 +2710,22 @@ static void t_receipts(void)
     rc = receipt_make("other.example", "/paid/b.html", t, t + 60);
     pay(&r, "GET", "/paid/b.html", rc, 0);
     expect_fail(&r, 402, "wrong-vendor");
+    resp_free(&r);
+    free(rc);
+    /* the window in force, not only the stamped one (issue 10): a receipt
+     * stamped with a long expiry is done when the location's window (600 s)
+     * has passed since it was issued ... */
+    rc = receipt_make(VENDOR, "/paid/b.html", t - 700, t + 86400);
+    pay(&r, "GET", "/paid/b.html", rc, 0);
+    expect_fail(&r, 402, "expired");
+    EXPECT(!body_has(&r, "PAID-B"), "content past the window in force");
+    resp_free(&r);
+    free(rc);
+    /* ... and MicropayReceiptWindow 0 (/paid/mc/) takes no receipt at all */
+    rc = receipt_make(VENDOR, "/paid/mc/a.html", t, t + 60);
+    pay(&r, "GET", "/paid/mc/a.html", rc, 0);
+    expect_fail(&r, 402, "expired");
+    EXPECT(!body_has(&r, "PAID-MC"), "content by receipt where the window is 0");
     resp_free(&r);
     free(rc);
     /* a receipt for the free exception's sibling does not open the CGI */
