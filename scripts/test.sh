@@ -162,8 +162,8 @@ fi
 note "fuzz targets (libFuzzer, ${MP_FUZZ_SECONDS:-20} s each)"
 if sh scripts/build.sh fuzz --enable-fuzzing CC=clang \
    && (cd build/fuzz && make -s tests/fuzz/fuzz_wire tests/fuzz/fuzz_amount tests/fuzz/fuzz_keyfile \
-       tests/fuzz/fuzz_challenge tests/fuzz/fuzz_request tests/fuzz/fuzz_config >/dev/null); then
-    for f in wire amount keyfile challenge request config; do
+       tests/fuzz/fuzz_challenge tests/fuzz/fuzz_request tests/fuzz/fuzz_config tests/fuzz/fuzz_pricekey >/dev/null); then
+    for f in wire amount keyfile challenge request config pricekey; do
         corpus=$(mktemp -d)
         cp "$top"/tests/fuzz/corpus/$f/* "$corpus"/ 2>/dev/null
         if build/fuzz/tests/fuzz/fuzz_$f -max_total_time="${MP_FUZZ_SECONDS:-20}" \
