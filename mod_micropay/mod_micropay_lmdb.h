@@ -143,6 +143,98 @@ mp_status mpl_open(const mpl_spec *sp, const char *dir, int rdonly, unsigned env
                    size_t map_size, MDB_env **env, MDB_dbi *const dbis[], int *complete,
                    char *err, size_t errlen);
 
+/* Options of mpl_open_ex; mpl_open is mpl_open_ex with all of them zero
+ * but rdonly, env_flags and map_size. */
+typedef struct {
+    int                rdonly;      /* as mpl_open */
+    unsigned           env_flags;   /* as mpl_open */
+    size_t             map_size;    /* as mpl_open; see also map_file */
+    int                map_file;    /* 1: map the data file's current size (its data when
+                                     * smaller), never growing or shrinking it: for tools
+                                     * opening a store a server maps at its own size */
+    int                check_roots; /* 1: the meta page and the root pages are read from
+                                     * the file and checked (mpl_check, MPL_CHECK_ROOTS)
+                                     * before LMDB follows a pointer in them */
+    const char *const *old_formats; /* format values of older versions this code
+                                     * cannot use: refused with old_hint */
+    size_t             nold;
+    const char        *old_hint;    /* the command that converts such a store; the
+                                     * directory is appended: "... mpadmin store upgrade" */
+    const char        *format;      /* NULL: sp->format; else the format to accept
+                                     * instead (an upgrade opening an old store) */
+} mpl_open_opts;
+
+/*
+ * mpl_open with options. *damaged (may be NULL) is set to 1 when the open
+ * failed because check_roots found the file damaged (the reason in err),
+ * 0 for any other outcome.
+ */
+mp_status mpl_open_ex(const mpl_spec *sp, const char *dir, const mpl_open_opts *o,
+                      MDB_env **env, MDB_dbi *const dbis[], int *complete, int *damaged,
+                      char *err, size_t errlen);
+
+/* ---- checksums -------------------------------------------------------------------------- */
+
+/* CRC-32C (Castagnoli), continuing crc (0 to start): what a store that
+ * wants its records checked stores with them. */
+uint32_t mpl_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* ---- checking the file ------------------------------------------------------------------- */
+
+/*
+ * mpl_check reads the pages of a store from its file, never through LMDB's
+ * pointers, and checks what LMDB relies on without checking: the meta
+ * page of the transaction, that every page reachable from it lies inside
+ * the file, has the header of what points to it (branch, leaf, overflow)
+ * and its own number, is reached once, holds nodes inside the page with
+ * keys in order and within the bounds its parent routes to it, leaves all
+ * at the tree's depth, overflow chains inside the file; that the counts in
+ * each table's record match the tree; that the free list names pages
+ * inside the file that nothing uses. A store that passes can be walked by
+ * LMDB without a wild read.
+ *
+ *   MPL_CHECK_ROOTS   the meta page, the main table (the names of the
+ *                     tables) and the root page of every table: a few reads,
+ *                     for every open
+ *   MPL_CHECK_SAMPLE  every branch page, and leaf pages spread evenly up to
+ *                     leaf_budget; their records go to rec
+ *   MPL_CHECK_FULL    every page and record (leaf_budget is ignored)
+ *
+ * Works in txn (a read transaction of env, which pins its pages); the meta
+ * page of txn must still be in the file: MP_ERR_BUSY when writers have
+ * replaced it meanwhile (begin a new transaction and call again).
+ * Problems go to dmg (table: one of sp->dbs, or "file" for LMDB's own pages
+ * and free list; key: of the record concerned, or NULL) and are counted in
+ * st->problems; MP_OK means the check ran, whatever it found. MP_ERR_STORE
+ * when it could not (reading the file failed, out of memory).
+ */
+enum { MPL_CHECK_ROOTS, MPL_CHECK_SAMPLE, MPL_CHECK_FULL };
+#define MPL_TABLES_MAX 16
+
+typedef void (*mpl_damage_fn)(void *ctx, const char *table, const MDB_val *key,
+                              const char *what);
+/* A record of table sp->dbs[t]: NULL when good, else what is wrong (a
+ * static string). */
+typedef const char *(*mpl_record_fn)(void *ctx, size_t t, const MDB_val *key,
+                                     const MDB_val *val);
+
+typedef struct {
+    uint64_t pages;              /* the file's pages in use by the transaction: last + 1 */
+    uint64_t pages_read;         /* tree and overflow pages read */
+    uint64_t pages_free;         /* pages the free list names */
+    uint64_t pages_unaccounted;  /* neither reachable nor free (complete checks only):
+                                  * space lost, not damage */
+    uint64_t records[MPL_TABLES_MAX];   /* records read, per table of sp->dbs */
+    uint64_t bad_records[MPL_TABLES_MAX]; /* of them, refused by rec */
+    uint64_t entries[MPL_TABLES_MAX];   /* records each table's header counts */
+    uint64_t problems;           /* everything reported to dmg */
+    int      complete;           /* every page and record was read */
+} mpl_check_stats;
+
+mp_status mpl_check(const mpl_spec *sp, MDB_env *env, MDB_txn *txn, int level,
+                    uint64_t leaf_budget, mpl_record_fn rec, mpl_damage_fn dmg, void *ctx,
+                    mpl_check_stats *st);
+
 /* ---- transactions and cursors ------------------------------------------------------- */
 
 /* mdb_txn_begin; *txn is NULL on failure ("<name> begin: ..."). */
@@ -190,5 +282,19 @@ typedef struct {
 mp_status mpl_compact(const mpl_spec *sp, MDB_txn *txn, MDB_dbi index, const mpl_kind *kinds,
                       size_t nkinds, size_t key_max, uint64_t now, size_t max, size_t *removed,
                       int *more);
+
+/*
+ * mpl_compact for a store whose records carry checksums: check is called
+ * with each due index entry (kind 0: the entry's key and value) and with
+ * the record it names (its kind) before anything of either is trusted;
+ * a non-zero return stops the compaction with MP_ERR_STORE, the callback
+ * having set the message (mpl_msg). check NULL is mpl_compact.
+ */
+typedef int (*mpl_compact_check_fn)(void *ctx, uint8_t kind, const MDB_val *k,
+                                    const MDB_val *v);
+mp_status mpl_compact_checked(const mpl_spec *sp, MDB_txn *txn, MDB_dbi index,
+                              const mpl_kind *kinds, size_t nkinds, size_t key_max,
+                              uint64_t now, size_t max, size_t *removed, int *more,
+                              mpl_compact_check_fn check, void *ctx);
 
 #endif

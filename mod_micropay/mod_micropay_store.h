@@ -7,12 +7,25 @@
  * never block, and copy-on-write commits, so a crash never leaves a torn
  * record. It is Debian's liblmdb.
  *
- * Durability: by default commits are not fsync'ed (MDB_NOSYNC|MDB_WRITEMAP):
- * a committed transaction is in the shared file mapping the moment commit
- * returns, so it survives the death of any process (kill -9, graceful or
- * full restarts); only an OS crash or power loss can lose the last
- * seconds, and mps_sync() (run periodically) bounds that. MPS_SYNC makes
- * every commit durable against power loss too, at ~200 us a payment.
+ * Durability: commits land in the shared file mapping (MDB_WRITEMAP) the
+ * moment commit returns, so they survive the death of any process (kill
+ * -9, graceful or full restarts). By default the data pages of a commit
+ * are flushed to disk before its meta page is written (MDB_NOMETASYNC):
+ * an operating system crash or power loss can undo the last commit (its
+ * meta page is flushed by the next one), never leave a torn store; one
+ * flush per commit (about 0.8 ms a payment on the test VM's disk;
+ * docs/mod_micropay.md has the figures). MPS_SYNC flushes the meta page
+ * too (two flushes): nothing committed is lost. MDB_NOSYNC is not
+ * offered: without the ordered flush, a crash can write a meta page
+ * naming pages that never reached the disk.
+ *
+ * Damage: every record's value carries a CRC-32C of the table, the key
+ * and the value, checked on every read; a lookup that finds nothing also
+ * checks the records either side of the key, where a record whose key was
+ * damaged still sits, so damage fails the call (MP_ERR_STORE, the message
+ * names the table) instead of making spent scrip look unspent. Compaction
+ * checks before it deletes. Every open reads the file's meta and root
+ * pages itself before LMDB follows them; mps_verify walks everything.
  *
  * What is stored (each record carries its expiry, and an expiry index lets
  * compaction delete it later):
@@ -25,8 +38,9 @@
  *   price table             vendor, path     -> amount (mpadmin writes it)
  *   id blocks               change-id counter per vendor and series
  *
- * Format 2 (spent records carry the deposit, PayWord records the redeemed
- * word); mps_open refuses a format-1 store as "wrong version".
+ * Format 3 (format 2 plus the checksums); mps_open refuses format 2 with
+ * the command that converts it (mps_upgrade, mpadmin store upgrade), and
+ * format 1 as "wrong version".
  *
  * The store is never created implicitly: a missing store must fail
  * closed, because a fresh empty store would accept replays of everything
@@ -34,7 +48,10 @@
  *
  * Thread safety: an mps handle may be used by several threads at once
  * (LMDB's MDB_NOTLS is set); it must be opened after fork (child_init),
- * never inherited across fork.
+ * never inherited across fork. A process opens a store once: opening the
+ * same directory again, however spelled (device and inode decide), gives
+ * the same handle, and each mps_open needs its mps_close. A handle adopts
+ * a map that another process grew (MDB_MAP_RESIZED).
  *
  * Plain C + LMDB + libmp: no APR, so mpadmin links it too. Errors are
  * mp_status values; MP_ERR_STORE (reason "internal", HTTP 500) covers every
@@ -50,20 +67,23 @@
 typedef struct mps mps;
 
 #define MPS_RDONLY 0x01    /* mpadmin reporting */
-#define MPS_SYNC   0x02    /* fsync every commit */
+#define MPS_SYNC   0x02    /* flush the meta page of every commit too */
 
 #define MPS_MAP_SIZE_DEFAULT (1024UL * 1024 * 1024)   /* 1 GiB of address space */
 
-/* Creates an empty store in dir (which must exist), format version 2;
+/* Creates an empty store in dir (which must exist), format version 3;
  * MP_ERR_STORE if one is already there. uid/gid (-1: unchanged) become
- * the owner of the files so the Apache user can write them. */
+ * the owner of the files so the Apache user can write them. Its file is
+ * MPS_MAP_SIZE_DEFAULT (sparse). */
 mp_status mps_create(const char *dir, long uid, long gid, char *err, size_t errlen);
 
-/* Opens an existing store. A missing, unreadable, foreign or corrupt
- * store gives MP_ERR_STORE with the reason in err. map_size: bytes of
- * address space the store may fill (0: MPS_MAP_SIZE_DEFAULT); never less
- * than its file already is, since a writer's map sets the file's size and
- * a smaller one would cut it under the other processes. */
+/* Opens an existing store. A missing, unreadable, foreign, older-format
+ * or damaged (meta or root pages) store gives MP_ERR_STORE with the
+ * reason in err. map_size: bytes of address space the store may fill;
+ * never less than its file already is, since a writer's map sets the
+ * file's size and a smaller one would cut it under the other processes.
+ * 0: the file's size, for tools: the servers' map size stays what they
+ * set (a tool's larger map would grow the file past theirs). */
 mp_status mps_open(const char *dir, unsigned flags, size_t map_size, mps **out, char *err,
                    size_t errlen);
 void mps_close(mps *s);
@@ -197,5 +217,59 @@ mp_status mps_maybe_compact(mps *s, uint64_t now, uint64_t interval, size_t *rem
 /* Counts of records, for tests and mpadmin. */
 typedef struct { size_t spent, pw, prices, ledger, expiry_index; } mps_stats;
 mp_status mps_stat(mps *s, mps_stats *out);
+
+/* ---- checking and upgrading -------------------------------------------------------- */
+
+#define MPS_NTABLES 7       /* meta, spent, pw, ledger, prices, ids, expiry */
+
+typedef struct {
+    const char *name;
+    uint64_t    records;    /* records read */
+    uint64_t    damaged;    /* of them: checksum mismatch, unparsable, no index entry */
+} mps_table_report;
+
+typedef struct {
+    mps_table_report tables[MPS_NTABLES];
+    uint64_t problems;          /* everything found, LMDB's pages included; 0: clean */
+    uint64_t pages;             /* pages of the file in use (last + 1) */
+    uint64_t pages_read;
+    uint64_t pages_free;
+    uint64_t pages_unaccounted; /* neither used nor free: lost space, not damage */
+    int      complete;          /* every page and record was read */
+} mps_report;
+
+/* A problem: its table ("file" for LMDB's pages and free list), the key
+ * of the record (NULL when none) and what is wrong. */
+typedef void (*mps_damage_cb)(void *ctx, const char *table, const uint8_t *key,
+                              size_t key_len, const char *what);
+
+/*
+ * Checks the store in dir, read-only, in one read transaction (safe while
+ * Apache runs): the pages of the file as LMDB would follow them (meta,
+ * branch, leaf and overflow pages inside the file and of their kind, keys
+ * in order and within what their parents route to them, counts, the free
+ * list), then every record's checksum and format, and that every spent
+ * record and tracker has its expiry index entry. leaf_budget 0 reads
+ * everything; else at most about that many leaf pages, spread evenly
+ * (every branch page still), and out->complete is 0 when it sampled.
+ * MP_OK when the check ran: out->problems says what it found (a store
+ * whose meta or root pages are damaged gives one problem, the reason).
+ * MP_ERR_STORE (reason in err) when it could not run: missing, foreign,
+ * older format.
+ */
+mp_status mps_verify(const char *dir, uint64_t leaf_budget, mps_damage_cb cb, void *ctx,
+                     mps_report *out, char *err, size_t errlen);
+
+/*
+ * Converts a format-2 store to format 3 in place: every record gets its
+ * checksum, in transactions of 2000 records; the format says "2-3" while
+ * it runs, which every version refuses, and a run that stopped goes on
+ * where it was. Refused (MP_ERR_BUSY) while any process has the store
+ * open; refused (MP_ERR_STORE) when a record does not parse or the pages
+ * do not hold, since checksums would bless the damage. *already = 1 for a
+ * format-3 store (nothing done); *converted counts the records.
+ */
+mp_status mps_upgrade(const char *dir, uint64_t *converted, int *already, char *err,
+                      size_t errlen);
 
 #endif

@@ -31,4 +31,26 @@ int su_write_file(const char *path, const void *buf, size_t n);
 /* Monotonic milliseconds. */
 double su_now_ms(void);
 
+/* ---- damaging files, as a disk or a stray write would --------------------- */
+
+/* Offset of the first n-byte occurrence of pat in path at or after from,
+ * within its first limit bytes; -1 when there is none. */
+long long su_find_in_file(const char *path, const void *pat, size_t n, long long from,
+                          long long limit);
+/* XORs mask into the byte of path at off; 1 on success. */
+int su_flip(const char *path, long long off, unsigned char mask);
+/* Reads or writes n bytes of path at off; 1 on success. */
+int su_pread(const char *path, void *buf, size_t n, long long off);
+int su_pwrite(const char *path, const void *buf, size_t n, long long off);
+
+/* ---- running a program ------------------------------------------------------ */
+
+/* Runs argv (argv[0] a path) with its standard output into out (cap bytes,
+ * NUL-terminated) and its standard error into err (may be NULL); its exit
+ * status, or -1 when it could not run or died of a signal. */
+int su_run(char *const argv[], char *out, size_t cap, char *err, size_t errcap);
+/* A program of the build tree (top_builddir, as make check exports it,
+ * else from the test's own path), e.g. "tools/mpadmin"; NULL when absent. */
+const char *su_built(const char *rel);
+
 #endif

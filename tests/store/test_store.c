@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <CUnit/Basic.h>
 #include <lmdb.h>
+#include "mod_micropay_lmdb.h"
 #include "mod_micropay_store.h"
 #include "store_util.h"
 
@@ -112,7 +113,42 @@ static int raw_put(raw *r, const void *k, size_t kn, const void *v, size_t vn)
     return mdb_put(r->txn, r->dbi, &key, &val, 0) == 0;
 }
 
+/* The checksum a format-3 record of table carries after its value:
+ * CRC-32C of the table's name, a NUL, the key's length (u16), the key and
+ * the value (mod_micropay_store.c). */
+static uint32_t record_crc(const char *table, const void *k, size_t kn, const void *v,
+                           size_t vn)
+{
+    uint8_t l[2] = { (uint8_t)(kn >> 8), (uint8_t)kn };
+    uint32_t c = mpl_crc32c(0, table, strlen(table) + 1);
+
+    c = mpl_crc32c(c, l, 2);
+    c = mpl_crc32c(c, k, kn);
+    return mpl_crc32c(c, v, vn);
+}
+
+/* Writes v with its checksum, as the store would: a record that is wrong
+ * inside but whole, so that the store's own checks of it are reached. */
+static int raw_put_sealed(raw *r, const char *table, const void *k, size_t kn, const void *v,
+                          size_t vn)
+{
+    static uint8_t buf[32768];
+    uint32_t c = record_crc(table, k, kn, v, vn);
+
+    if (vn + 4 > sizeof buf)
+        return 0;
+    memcpy(buf, v, vn);
+    buf[vn] = (uint8_t)(c >> 24);
+    buf[vn + 1] = (uint8_t)(c >> 16);
+    buf[vn + 2] = (uint8_t)(c >> 8);
+    buf[vn + 3] = (uint8_t)c;
+    return raw_put(r, k, kn, buf, vn + 4);
+}
+
 /* ---- fixtures ----------------------------------------------------------------- */
+
+/* mps_verify finds nothing in d, reading all of it (below). */
+static void assert_clean(const char *d);
 
 static int verbose;
 static mp_signer *broker_key, *user_key;
@@ -434,7 +470,7 @@ static void test_map_size(void)
     /* A store written without WRITEMAP is only as large as its data, so a
      * 16 MiB map is what it gets. */
     CU_ASSERT_FATAL(raw_open(&r, small, "meta"));
-    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-2", 20));
+    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-3", 20));
     for (i = 0; i < sizeof tables / sizeof tables[0]; i++)
         CU_ASSERT(mdb_dbi_open(r.txn, tables[i], MDB_CREATE, &dbi) == 0);
     CU_ASSERT_FATAL(raw_close(&r));
@@ -468,7 +504,7 @@ static void test_map_size(void)
 static void test_open_foreign(void)
 {
     static const char *const formats[] = {
-        "mod_micropay-store-1", "mod_micropay-store-3", "mod_micropay-store-", ""
+        "mod_micropay-store-1", "mod_micropay-store-4", "mod_micropay-store-", ""
     };
     char err[256];
     const char *d = su_new_dir("mps"), *st;
@@ -507,8 +543,20 @@ static void test_open_foreign(void)
     }
     CU_ASSERT_FATAL(raw_close(&r));
     ASSERT_ST(mps_open(st, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
+    /* format 2 (records without checksums) and a stopped upgrade: refused
+     * with the command that converts them */
+    for (i = 0; i < 2; i++) {
+        CU_ASSERT_FATAL(raw_open(&r, st, "meta"));
+        CU_ASSERT(raw_put(&r, "format", 6, i ? "mod_micropay-store-2-3" : "mod_micropay-store-2",
+                          i ? 22 : 20));
+        CU_ASSERT_FATAL(raw_close(&r));
+        err[0] = 0;
+        ASSERT_ST(mps_open(st, MPS_RDONLY, 0, &s, err, sizeof err), MP_ERR_STORE);
+        CU_ASSERT(strstr(err, "older format") != NULL
+                  && strstr(err, "mpadmin store upgrade") != NULL && strstr(err, st) != NULL);
+    }
     CU_ASSERT_FATAL(raw_open(&r, st, "meta"));
-    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-2", 20));
+    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-3", 20));
     CU_ASSERT_FATAL(raw_close(&r));
     s = open_store(st, 0);
     CU_ASSERT(s != NULL);
@@ -756,6 +804,7 @@ static void test_deposits(void)
     CU_ASSERT(removed == 1);
     CU_ASSERT(stats(s).spent == 0 && stats(s).expiry_index == 0);
     mps_close(s);
+    assert_clean(d);
 }
 
 static void test_spent_corrupt(void)
@@ -777,29 +826,37 @@ static void test_spent_corrupt(void)
     memcpy(key, VENDOR, sizeof VENDOR);
     for (i = 0; i < 8; i++)
         key[sizeof VENDOR + i] = (uint8_t)(id >> (56 - 8 * i));
-    for (variant = 0; variant < 5; variant++) {
+    /* Each damage is sealed with a good checksum, so that the record's own
+     * checks are what refuses it; the last variant is a flipped bit, which
+     * its checksum catches. */
+    for (variant = 0; variant < 6; variant++) {
         CU_ASSERT_FATAL(raw_open(&r, d, "spent"));
         k.mv_size = sizeof key;
         k.mv_data = key;
         CU_ASSERT_FATAL(mdb_get(r.txn, r.dbi, &k, &v) == 0 && v.mv_size <= sizeof buf);
-        n = v.mv_size;
+        n = v.mv_size - 4;
         memcpy(buf, v.mv_data, n);
         switch (variant) {
         case 0: buf[16] = 2; break;                  /* unknown flag */
         case 1: n--; break;                          /* target cut short */
         case 2: buf[n - 1] = ' '; break;             /* target byte not visible */
         case 3: buf[15] ^= 1; break;                 /* time before expiry */
-        default: n = 20; break;                      /* header cut short */
+        case 4: n = 20; break;                       /* header cut short */
+        default: buf[20] ^= 0x10; break;             /* a bit of req_sig, unsealed */
         }
-        v.mv_size = n;
-        v.mv_data = buf;
-        CU_ASSERT(mdb_put(r.txn, r.dbi, &k, &v, 0) == 0);
+        if (variant < 5) {
+            CU_ASSERT(raw_put_sealed(&r, "spent", key, sizeof key, buf, n));
+        } else {
+            memcpy(buf + n, (const uint8_t *)v.mv_data + n, 4);
+            CU_ASSERT(raw_put(&r, key, sizeof key, buf, n + 4));
+        }
         CU_ASSERT_FATAL(raw_close(&r));
         s = open_store(d, 0);
         CU_ASSERT_FATAL(s != NULL);
         memset(&l, 0, sizeof l);
         ASSERT_ST(mps_mc_list_undeposited(s, VENDOR, dep_cb, &l), MP_ERR_STORE);
-        CU_ASSERT(strstr(mps_errmsg(s), "corrupt spent record") != NULL);
+        CU_ASSERT(strstr(mps_errmsg(s), variant < 5 ? "corrupt spent record"
+                         : "damaged record in table spent") != NULL);
         ASSERT_ST(spend_req(s, VENDOR, id, NOW, NOW, &get, NULL), MP_ERR_STORE);
         ASSERT_ST(mps_mc_mark_deposited(s, VENDOR, &id, 1), MP_ERR_STORE);
         mps_close(s);
@@ -870,6 +927,7 @@ static void test_ledger(void)
     ls = ledger_total(s, "/max");
     CU_ASSERT(ls.count == 1 && ls.units == MP_AMOUNT_MAX);
     mps_close(s);
+    assert_clean(d);
 }
 
 static void test_ids(void)
@@ -909,7 +967,7 @@ static void test_ids(void)
     for (int i = 0; i < 8; i++)
         v[i] = (uint8_t)(counter >> (56 - 8 * i));
     CU_ASSERT_FATAL(raw_open(&r, d, "ids"));
-    CU_ASSERT(raw_put(&r, key, sizeof key, v, 8));
+    CU_ASSERT(raw_put_sealed(&r, "ids", key, sizeof key, v, 8));
     CU_ASSERT_FATAL(raw_close(&r));
     s = open_store(d, 0);
     CU_ASSERT_FATAL(s != NULL);
@@ -1004,11 +1062,12 @@ static void test_pw(void)
     CU_ASSERT_FATAL(raw_open(&r, d, "pw"));
     k.mv_size = MP_HASH_LEN;
     k.mv_data = commit.id;
-    CU_ASSERT(mdb_get(r.txn, r.dbi, &k, &v) == 0 && v.mv_size > commit.enc_len
-              && memcmp((uint8_t *)v.mv_data + v.mv_size - commit.enc_len, commit.enc,
+    CU_ASSERT(mdb_get(r.txn, r.dbi, &k, &v) == 0 && v.mv_size > (size_t)commit.enc_len + 4
+              && memcmp((uint8_t *)v.mv_data + v.mv_size - 4 - commit.enc_len, commit.enc,
                         commit.enc_len) == 0);
     mdb_txn_abort(r.txn);
     mdb_env_close(r.env);
+    assert_clean(d);
 }
 
 typedef struct {
@@ -1112,6 +1171,7 @@ static void test_pw_redeem(void)
     ASSERT_ST(mps_pw_mark_redeemed(s, commit.id, 9), MP_ERR_UNKNOWN_COMMITMENT);
     CU_ASSERT(pw_find(s, &l, &commit2, &i) && l.n == 1);
     mps_close(s);
+    assert_clean(d);
 }
 
 static void test_pw_corrupt(void)
@@ -1130,23 +1190,28 @@ static void test_pw_corrupt(void)
     ASSERT_OK(mps_pw_register(s, &commit, &fresh, NOW + 86400));
     ASSERT_OK(pay(&fresh, 1, 1, &next));
     mps_close(s);
-    for (variant = 0; variant < 4; variant++) {
+    /* Sealed with a good checksum (the tracker's own checks refuse it),
+     * except the last variant, a flipped bit that its checksum catches. */
+    for (variant = 0; variant < 5; variant++) {
         CU_ASSERT_FATAL(raw_open(&r, d, "pw"));
         k.mv_size = MP_HASH_LEN;
         k.mv_data = commit.id;
         CU_ASSERT_FATAL(mdb_get(r.txn, r.dbi, &k, &v) == 0 && v.mv_size <= sizeof buf);
-        n = v.mv_size;
-        memcpy(buf, v.mv_data, n);
+        n = v.mv_size - 4;
+        memcpy(buf, v.mv_data, v.mv_size);
         tlen = (size_t)buf[12] << 8 | buf[13];
         switch (variant) {
         case 0: buf[14 + 1] ^= 0xff; break;                     /* record type */
         case 1: buf[14 + tlen - 1] ^= 0x01; break;              /* last tracker byte */
         case 2: buf[12] = 0xff; break;                          /* length past the end */
-        default: n = 5; break;                                  /* cut short */
+        case 3: n = 5; break;                                   /* cut short */
+        default: buf[14 + tlen - 1] ^= 0x01; break;             /* unsealed */
         }
-        v.mv_size = n;
-        v.mv_data = buf;
-        CU_ASSERT(mdb_put(r.txn, r.dbi, &k, &v, 0) == 0);
+        if (variant < 4) {
+            CU_ASSERT(raw_put_sealed(&r, "pw", commit.id, MP_HASH_LEN, buf, n));
+        } else {
+            CU_ASSERT(raw_put(&r, commit.id, MP_HASH_LEN, buf, n + 4));
+        }
         CU_ASSERT_FATAL(raw_close(&r));
 
         s = open_store(d, 0);
@@ -1157,8 +1222,14 @@ static void test_pw_corrupt(void)
             CU_ASSERT(st == MP_ERR_STORE || (st == MP_OK && !track_equal(&got, &fresh)));
         } else {
             ASSERT_ST(mps_pw_get(s, commit.id, &got), MP_ERR_STORE);
-            CU_ASSERT(strstr(mps_errmsg(s), "corrupt tracker") != NULL);
+            CU_ASSERT(strstr(mps_errmsg(s), variant < 4 ? "corrupt tracker"
+                             : "damaged record in table pw") != NULL);
             ASSERT_ST(mps_pw_update(s, 0, &next, NULL), MP_ERR_STORE);
+            /* and a damaged tracker is never replaced by a fresh one: a
+             * whole record is known already, a damaged one fails */
+            ASSERT_ST(mps_pw_register(s, &commit, &fresh, NOW + 86400),
+                      variant < 4 ? MP_OK : MP_ERR_STORE);
+            ASSERT_ST(mps_pw_get(s, commit.id, &got), MP_ERR_STORE);
         }
         mps_close(s);
 
@@ -1287,6 +1358,7 @@ static void test_prices(void)
     CU_ASSERT(pl.n == 0);
     CU_ASSERT(stats(s).prices == 5);
     mps_close(s);
+    assert_clean(d);
 }
 
 /* ---- compaction and persistence ------------------------------------------------------ */
@@ -1350,6 +1422,7 @@ static void test_compact(void)
     CU_ASSERT(removed == 1);                              /* commit2 at NOW + 5000 */
     ASSERT_ST(spend(s, VENDOR, 5, 4, NOW + 9000, NULL, NULL), MP_ERR_SPENT);
     mps_close(s);
+    assert_clean(d);
 }
 
 static void test_persistence(void)
@@ -1394,6 +1467,7 @@ static void test_persistence(void)
         }
         mps_close(s);
     }
+    assert_clean(d);
 }
 
 /* ---- several threads on one handle ------------------------------------------------- */
@@ -1559,6 +1633,7 @@ static void test_processes(void)
     CU_ASSERT(ls.lines == 1 && ls.count == CONC_IDS && ls.units == 7 * CONC_IDS);
     CU_ASSERT(stats(s).spent == CONC_IDS);
     mps_close(s);
+    assert_clean(d);
 }
 
 /* ---- a writer killed in the middle ------------------------------------------------- */
@@ -1672,6 +1747,885 @@ static void test_crash(void)
     if (verbose)
         printf("\n  %zu acknowledged spends over %d kills, all present\n", nacks, CRASH_ROUNDS);
     mps_close(s);
+    assert_clean(d);
+}
+
+/* ---- damage: checksums, the file's pages, verify ------------------------------------ */
+
+/* What mps_verify reported. */
+typedef struct {
+    size_t n, spent, pw, expiry, file;
+    char first[256];
+} damage_log;
+
+static void damage_cb(void *ctx, const char *table, const uint8_t *key, size_t key_len,
+                      const char *what)
+{
+    damage_log *l = ctx;
+
+    (void)key;
+    (void)key_len;
+    if (l->n++ == 0)
+        snprintf(l->first, sizeof l->first, "%s: %s", table, what);
+    if (strcmp(table, "spent") == 0)
+        l->spent++;
+    else if (strcmp(table, "pw") == 0)
+        l->pw++;
+    else if (strcmp(table, "expiry") == 0)
+        l->expiry++;
+    else if (strcmp(table, "file") == 0)
+        l->file++;
+    if (verbose)
+        printf("\n    damage: %s: %s", table, what);
+}
+
+/* mps_verify of d: its problems (-1 when it could not run), the log. */
+static long long verify(const char *d, uint64_t budget, damage_log *l, mps_report *rep)
+{
+    char err[256] = "";
+    mps_report r;
+    damage_log dl;
+
+    memset(&dl, 0, sizeof dl);
+    memset(&r, 0, sizeof r);
+    if (l != NULL)
+        *l = dl;
+    if (rep != NULL)
+        *rep = r;
+    if (mps_verify(d, budget, damage_cb, &dl, &r, err, sizeof err) != MP_OK) {
+        fprintf(stderr, "\n  verify %s: %s\n", d, err);
+        return -1;
+    }
+    if (l != NULL)
+        *l = dl;
+    if (rep != NULL)
+        *rep = r;
+    return (long long)r.problems;
+}
+
+/* A store that must verify clean, completely. */
+static void assert_clean(const char *d)
+{
+    damage_log l;
+    mps_report r;
+    long long n = verify(d, 0, &l, &r);
+
+    if (n != 0)
+        fprintf(stderr, "\n  %s: %lld problems, first %s\n", d, n, l.first);
+    CU_ASSERT(n == 0 && r.complete == 1 && r.pages_read > 0);
+}
+
+/* A compacted copy of the store at from (mdb_copy -c): each record once,
+ * in the pages in use, so that a byte pattern found in the file is the
+ * record LMDB reads. NULL on failure. */
+static const char *compact_copy(const char *from)
+{
+    const char *to = su_new_dir("mps");
+    MDB_env *env = NULL;
+    int ok = to != NULL && mdb_env_create(&env) == 0;
+
+    if (ok) {
+        ok = mdb_env_set_maxdbs(env, 16) == 0
+             && mdb_env_set_mapsize(env, MPS_MAP_SIZE_DEFAULT) == 0
+             && mdb_env_open(env, from, MDB_NOTLS | MDB_RDONLY, 0600) == 0
+             && mdb_env_copy2(env, to, MDB_CP_COMPACT) == 0;
+        mdb_env_close(env);
+    }
+    return ok ? to : NULL;
+}
+
+#define SPENT_KLEN (sizeof VENDOR + 8)
+
+static void spent_key(uint8_t key[SPENT_KLEN], uint64_t id)
+{
+    int i;
+
+    memcpy(key, VENDOR, sizeof VENDOR);
+    for (i = 0; i < 8; i++)
+        key[sizeof VENDOR + i] = (uint8_t)(id >> (56 - 8 * i));
+}
+
+/* Where in d's data.mdb the leaf node of spent id keeps its key: the node
+ * header ends in its flags (0) and the key's size (little-endian), then
+ * the key; in the expiry index the same bytes follow a kind byte instead. */
+static long long spent_key_at(const char *d, uint64_t id)
+{
+    uint8_t pat[4 + SPENT_KLEN];
+    long long off;
+
+    pat[0] = 0;
+    pat[1] = 0;
+    pat[2] = (uint8_t)SPENT_KLEN;
+    pat[3] = 0;
+    spent_key(pat + 4, id);
+    off = su_find_in_file(su_file_in(d, "data.mdb"), pat, sizeof pat, 0, 64LL << 20);
+    return off < 0 ? -1 : off + 4;
+}
+
+#define DMG_N    7
+#define DMG_FILL 200
+
+/* Seven spent scrip ids with nine fillers around them; bytes all non-zero
+ * and far apart, so that no flipped bit makes one the other. */
+static uint64_t dmg_id(int i)
+{
+    return 0x1111111111110000ULL + (uint64_t)(i + 1) * 0x1000;
+}
+
+/* A store with the DMG_N spent ids and their neighbours, and fill more
+ * (DMG_FILL: enough that the spent table's root is a branch page, and
+ * damage in a leaf is read by no open). */
+static const char *spent_store_of(int fill)
+{
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mps_earning e = earning("/k", MP_SCHEME_MILLICENT, NOW, &unit7);
+    int i;
+
+    if (s == NULL)
+        return NULL;
+    for (i = 0; i < DMG_N; i++) {
+        ASSERT_OK(spend(s, VENDOR, dmg_id(i), 1, NOW + 1000, &e, NULL));
+        ASSERT_OK(spend(s, VENDOR, dmg_id(i) + 0x800, 1, NOW + 1000, &e, NULL));
+    }
+    ASSERT_OK(spend(s, VENDOR, 1, 1, NOW + 1000, &e, NULL));
+    ASSERT_OK(spend(s, VENDOR, UINT64_MAX, 1, NOW + 1000, &e, NULL));
+    for (i = 0; i < fill; i++)
+        ASSERT_OK(spend(s, VENDOR, 0x2222222222220000ULL + (uint64_t)i, 1, NOW + 1000, NULL,
+                        NULL));
+    mps_close(s);
+    return d;
+}
+
+static const char *spent_store(void)
+{
+    return spent_store_of(DMG_FILL);
+}
+
+/* The attack of the review: one bit flipped in the key of each of seven
+ * spent records, in the file. Spending them again, with another request
+ * or as a retry, must fail as damage; never be accepted (charged). */
+static void test_damaged_keys(void)
+{
+    const char *d = spent_store(), *c;
+    uint8_t key[SPENT_KLEN];
+    long long off;
+    damage_log l;
+    mps_report rep;
+    int i, j, accepted = 0, refused = 0, retry;
+    mp_status st;
+    mps *s = NULL;
+    char err[256];
+
+    CU_ASSERT_FATAL(d != NULL);
+    assert_clean(d);
+    c = compact_copy(d);
+    CU_ASSERT_FATAL(c != NULL);
+    assert_clean(c);
+    for (i = 0; i < DMG_N; i++) {
+        off = spent_key_at(c, dmg_id(i));
+        CU_ASSERT_FATAL(off >= 0);
+        /* the id's low bytes, or the vendor's name */
+        j = i % 2 ? i : (int)SPENT_KLEN - 1 - i / 2;
+        spent_key(key, dmg_id(i));
+        CU_ASSERT_FATAL(su_flip(su_file_in(c, "data.mdb"), off + j, (uint8_t)(1u << (i % 7))));
+    }
+    if (mps_open(c, 0, 64 << 20, &s, err, sizeof err) != MP_OK)
+        fprintf(stderr, "\n  %s\n", err);
+    CU_ASSERT_FATAL(s != NULL);
+    for (i = 0; i < DMG_N; i++) {
+        for (j = 1; j <= 2; j++) {          /* another request, then a retry */
+            st = spend(s, VENDOR, dmg_id(i), j == 1 ? 2 : 1, NOW + 1000, NULL, &retry);
+            if (st == MP_OK && retry == 0)
+                accepted++;
+            else if (st == MP_ERR_STORE && strstr(mps_errmsg(s), "damaged record in table spent"))
+                refused++;
+        }
+    }
+    if (accepted)
+        fprintf(stderr, "\n  %d spends of damaged spent records accepted\n", accepted);
+    CU_ASSERT(accepted == 0);
+    CU_ASSERT(refused == 2 * DMG_N);
+    mps_close(s);
+
+    /* verify names them all, in the spent table */
+    CU_ASSERT(verify(c, 0, &l, &rep) >= DMG_N);
+    CU_ASSERT(l.spent >= DMG_N && rep.tables[1].damaged >= DMG_N);
+    CU_ASSERT(rep.tables[1].name != NULL && strcmp(rep.tables[1].name, "spent") == 0);
+    CU_ASSERT(rep.tables[1].records >= 2 * DMG_N);
+}
+
+/* A flipped bit in the value of a spent record: its checksum refuses it,
+ * for a retry, a listing, a deposit mark and compaction. */
+static void test_damaged_values(void)
+{
+    static const int at[4] = { 3, 20, 60, 0 };      /* time, req_sig, payment, checksum */
+    const char *d = spent_store(), *c;
+    uint8_t key[SPENT_KLEN];
+    long long off;
+    uint64_t id;
+    size_t removed = 0, vlen;
+    damage_log l;
+    dep_list dl;
+    uint8_t hdr[2];
+    int i, retry;
+    mps *s = NULL;
+    char err[256];
+
+    CU_ASSERT_FATAL(d != NULL);
+    c = compact_copy(d);
+    CU_ASSERT_FATAL(c != NULL);
+    for (i = 0; i < 4; i++) {
+        off = spent_key_at(c, dmg_id(i));
+        CU_ASSERT_FATAL(off >= 0);
+        /* the value follows the key; its size is the node's lo half */
+        CU_ASSERT_FATAL(su_pread(su_file_in(c, "data.mdb"), hdr, 2, off - 8));
+        vlen = (size_t)hdr[0] | (size_t)hdr[1] << 8;
+        CU_ASSERT_FATAL(vlen > 64);
+        CU_ASSERT_FATAL(su_flip(su_file_in(c, "data.mdb"),
+                                off + (long long)SPENT_KLEN + (i == 3 ? (long long)vlen - 1 : at[i]),
+                                0x04));
+    }
+    spent_key(key, 0);
+    CU_ASSERT_FATAL(mps_open(c, 0, 64 << 20, &s, err, sizeof err) == MP_OK);
+    for (i = 0; i < 4; i++) {
+        ASSERT_ST(spend(s, VENDOR, dmg_id(i), 1, NOW + 1000, NULL, &retry), MP_ERR_STORE);
+        CU_ASSERT(strstr(mps_errmsg(s), "damaged record in table spent") != NULL);
+        id = dmg_id(i);
+        ASSERT_ST(mps_mc_mark_deposited(s, VENDOR, &id, 1), MP_ERR_STORE);
+    }
+    memset(&dl, 0, sizeof dl);
+    ASSERT_ST(mps_mc_list_undeposited(s, VENDOR, dep_cb, &dl), MP_ERR_STORE);
+    /* every record is due: compaction stops at the first damaged one and
+     * deletes nothing */
+    ASSERT_ST(mps_compact(s, NOW + 2000, 1000, &removed), MP_ERR_STORE);
+    CU_ASSERT(strstr(mps_errmsg(s), "compaction stopped") != NULL);
+    CU_ASSERT(stats(s).spent == 2 * DMG_N + 2 + DMG_FILL);
+    /* the background compaction says so once an interval, not per request */
+    ASSERT_ST(mps_maybe_compact(s, NOW + 2000, 300, &removed), MP_ERR_STORE);
+    ASSERT_OK(mps_maybe_compact(s, NOW + 2001, 300, &removed));
+    CU_ASSERT(removed == 0);
+    /* the undamaged ones still work */
+    ASSERT_OK(spend(s, VENDOR, dmg_id(6), 1, NOW + 1000, NULL, &retry));
+    CU_ASSERT(retry == 1);
+    mps_close(s);
+    CU_ASSERT(verify(c, 0, &l, NULL) >= 4);
+    CU_ASSERT(l.spent >= 4);
+}
+
+/* A flipped bit in the key of an expiry index entry: nothing reads it
+ * until compaction, so verify must: the record has no entry any more. */
+static void test_damaged_index(void)
+{
+    const char *d = spent_store(), *c;
+    uint8_t pat[1 + SPENT_KLEN];
+    long long off;
+    damage_log l;
+
+    CU_ASSERT_FATAL(d != NULL);
+    c = compact_copy(d);
+    CU_ASSERT_FATAL(c != NULL);
+    pat[0] = 1;                         /* KIND_SPENT, then the spent key */
+    spent_key(pat + 1, dmg_id(2));
+    off = su_find_in_file(su_file_in(c, "data.mdb"), pat, sizeof pat, 0, 64LL << 20);
+    CU_ASSERT_FATAL(off >= 0);
+    CU_ASSERT_FATAL(su_flip(su_file_in(c, "data.mdb"), off + sizeof pat - 1, 0x01));
+    CU_ASSERT(verify(c, 0, &l, NULL) >= 1);
+    CU_ASSERT(l.expiry >= 1);
+}
+
+/* Writes a branch page in place of the page at off whose node points far
+ * past the file: LMDB would follow it into unmapped memory. */
+static int forge_root(const char *path, long long pgno, size_t psize)
+{
+    uint8_t page[65536];
+
+    if (psize > sizeof page)
+        return 0;
+    memset(page, 0, psize);
+    memcpy(page, &pgno, 8);                     /* its own number */
+    page[10] = 0x01;                            /* P_BRANCH */
+    page[12] = 16 + 4;                          /* lower: two nodes */
+    page[14] = (uint8_t)((psize - 32) & 0xff);  /* upper */
+    page[15] = (uint8_t)((psize - 32) >> 8);
+    page[16] = page[14];                        /* node 0 at psize - 32 */
+    page[17] = page[15];
+    page[18] = (uint8_t)((psize - 16) & 0xff);  /* node 1 at psize - 16 */
+    page[19] = (uint8_t)((psize - 16) >> 8);
+    memset(page + psize - 32, 0x7f, 6);         /* child page 0x7f7f7f7f7f7f */
+    memset(page + psize - 16, 0x7f, 6);
+    page[psize - 16 + 6] = 1;                   /* a one-byte key */
+    page[psize - 16 + 8] = 'z';
+    return su_pwrite(path, page, psize, pgno * (long long)psize);
+}
+
+/* An overwritten page (the review: an overwritten root page crashed
+ * children): the root page of the spent table forged into a branch page
+ * pointing past the file, or zeroed, and a leaf page forged the same way.
+ * A damaged root is refused by the open; a damaged leaf by the lookups
+ * that reach it; never a crash (the child's status says), never accepted. */
+static void test_damaged_root(void)
+{
+    static uint8_t zero[65536];
+    const char *small = spent_store_of(0), *big = spent_store(), *c;
+    size_t psize = (size_t)sysconf(_SC_PAGESIZE);
+    long long off, pgno;
+    int variant, status, retry;
+    damage_log l;
+    pid_t pid;
+
+    CU_ASSERT_FATAL(small != NULL && big != NULL);
+    for (variant = 0; variant < 3; variant++) {
+        c = compact_copy(variant < 2 ? small : big);
+        CU_ASSERT_FATAL(c != NULL);
+        off = spent_key_at(c, dmg_id(0));
+        CU_ASSERT_FATAL(off > 0);
+        pgno = off / (long long)psize;
+        if (variant == 1) {
+            CU_ASSERT_FATAL(su_pwrite(su_file_in(c, "data.mdb"), zero, psize,
+                                      pgno * (long long)psize));
+        } else {
+            CU_ASSERT_FATAL(forge_root(su_file_in(c, "data.mdb"), pgno, psize));
+        }
+        fflush(NULL);
+        pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+            char err[256] = "";
+            mps *s = NULL;
+            mp_status st;
+
+            if (mps_open(c, 0, 64 << 20, &s, err, sizeof err) != MP_OK)
+                _exit(strstr(err, "is damaged") != NULL ? 0 : 2);
+            st = spend(s, VENDOR, dmg_id(0), 2, NOW + 1000, NULL, &retry);
+            _exit(st == MP_OK ? 3 : st == MP_ERR_STORE && variant == 2 ? 0 : 1);
+        }
+        CU_ASSERT(waitpid(pid, &status, 0) == pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fprintf(stderr, "\n  page damage %d: child %s %d\n", variant,
+                    WIFSIGNALED(status) ? "killed by signal" : "exited",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CU_ASSERT(verify(c, 0, &l, NULL) >= 1);
+        CU_ASSERT(l.n >= 1 && (variant == 2 ? l.spent : l.file) >= 1);
+    }
+}
+
+/* The checker itself on healthy stores of every shape: overflow records,
+ * deep trees, a free list; sampling. */
+static void test_verify_clean(void)
+{
+    static uint8_t big[MP_WIRE_MAX];
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mp_request q = req_of("GET", "news.example", "/a");
+    uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
+    mps_earning e = earning("/v", MP_SCHEME_MILLICENT, NOW, &unit7);
+    mp_pw_track t;
+    mps_report r;
+    size_t out_len, removed;
+    uint64_t id, first;
+    int retry;
+
+    CU_ASSERT_FATAL(s != NULL);
+    assert_clean(d);
+    memset(big, 'b', sizeof big);
+    for (id = 1; id <= 3000; id++) {
+        sig_for(sig, id, 1);
+        ASSERT_OK(mps_mc_spend(s, VENDOR, id, NOW + id, NOW + id, sig, big,
+                               id % 10 ? 20 : sizeof big, &q, NULL, 0, &e, &retry, out,
+                               &out_len));
+    }
+    ASSERT_OK(mp_pw_track_init(&commit, &t));
+    ASSERT_OK(mps_pw_register(s, &commit, &t, NOW + 100));
+    ASSERT_OK(mps_price_set(s, VENDOR, "/v/", &unit7));
+    ASSERT_OK(mps_reserve_ids(s, VENDOR, 1, 10, &first));
+    ASSERT_OK(mps_maybe_compact(s, NOW, 60, &removed));
+    mps_close(s);
+    assert_clean(d);
+    CU_ASSERT(verify(d, 0, NULL, &r) == 0);
+    CU_ASSERT(r.tables[1].records == 3000 && r.tables[2].records == 1 && r.tables[4].records == 1
+              && r.tables[6].records == 3001 && r.tables[3].records == 1);
+    /* half of it compacted: a free list, pages reused */
+    s = open_store(d, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(mps_compact(s, NOW + 1500, 100000, &removed));
+    CU_ASSERT(removed == 1500 + 1);
+    for (id = 5001; id <= 5500; id++)
+        ASSERT_OK(spend(s, VENDOR, id, 1, NOW + 9000, NULL, NULL));
+    /* checked while a handle has it open, as Apache would */
+    assert_clean(d);
+    mps_close(s);
+    assert_clean(d);
+    CU_ASSERT(verify(d, 0, NULL, &r) == 0 && r.pages_free > 0);
+    /* sampling reads fewer leaves and says so */
+    CU_ASSERT(verify(d, 4, NULL, &r) == 0 && r.complete == 0);
+    CU_ASSERT(r.tables[1].records < 2000);
+}
+
+static void test_crc32c(void)
+{
+    /* the check value of CRC-32C (RFC 3720, B.4) */
+    CU_ASSERT(mpl_crc32c(0, "123456789", 9) == 0xE3069283U);
+    CU_ASSERT(mpl_crc32c(mpl_crc32c(0, "1234", 4), "56789", 5) == 0xE3069283U);
+    CU_ASSERT(mpl_crc32c(0, "", 0) == 0);
+}
+
+/* ---- the map, the handle, stale readers --------------------------------------------- */
+
+/* One process maps the store small, another grows it past that map and
+ * fills it: the first adopts the larger map (it answered MDB_MAP_RESIZED
+ * to every call until a restart before). */
+static void test_map_adopt(void)
+{
+    static uint8_t big[MP_WIRE_MAX];
+    const size_t mib = (size_t)1 << 20;
+    const char *d = new_store();
+    mp_request q = req_of("GET", "news.example", "/a");
+    uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
+    size_t out_len;
+    int status, retry;
+    char err[256];
+    pid_t pid;
+    mps *s = NULL;
+
+    CU_ASSERT_FATAL(d != NULL);
+    /* the data of a new store lies in its first pages */
+    CU_ASSERT_FATAL(truncate(su_file_in(d, "data.mdb"), (off_t)mib) == 0);
+    ASSERT_OK(mps_open(d, 0, 2 * mib, &s, err, sizeof err));
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(spend(s, VENDOR, 1, 1, NOW, NULL, NULL));
+    fflush(NULL);
+    pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        mps *b = NULL;
+        uint64_t id;
+
+        memset(big, 'g', sizeof big);
+        if (mps_open(d, 0, 64 * mib, &b, err, sizeof err) != MP_OK)
+            _exit(10);
+        for (id = 100; id < 700; id++) {
+            sig_for(sig, id, 1);
+            if (mps_mc_spend(b, VENDOR, id, NOW, NOW, sig, big, sizeof big, &q, NULL, 0, NULL,
+                             &retry, out, &out_len) != MP_OK)
+                _exit(11);
+        }
+        mps_close(b);
+        _exit(0);
+    }
+    CU_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* past our 2 MiB now: the next call adopts the map */
+    if (spend(s, VENDOR, 2, 1, NOW, NULL, NULL) != MP_OK)
+        fprintf(stderr, "\n  after another process grew the map: %s\n", mps_errmsg(s));
+    ASSERT_OK(spend(s, VENDOR, 3, 1, NOW, NULL, NULL));
+    ASSERT_ST(spend(s, VENDOR, 699, 2, NOW, NULL, NULL), MP_ERR_SPENT);
+    CU_ASSERT(stats(s).spent == 3 + 600);
+    mps_close(s);
+}
+
+/* A tool (map size 0, as mpadmin opens) never changes the map a server
+ * set: the file stays at the server's size. */
+static void test_tool_map(void)
+{
+    const size_t mib = (size_t)1 << 20;
+    const char *d = new_store(), *mpadmin = su_built("tools/mpadmin");
+    char err[256], out[4096];
+    struct stat sb;
+    size_t removed;
+    mps *s = NULL, *t = NULL;
+    int status;
+    pid_t pid;
+
+    CU_ASSERT_FATAL(d != NULL);
+    CU_ASSERT_FATAL(truncate(su_file_in(d, "data.mdb"), (off_t)mib) == 0);
+    ASSERT_OK(mps_open(d, 0, 16 * mib, &s, err, sizeof err));     /* "Apache" */
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(spend(s, VENDOR, 1, 1, NOW, NULL, NULL));
+    CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 16 * mib);
+    fflush(NULL);
+    pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        if (mps_open(d, 0, 0, &t, err, sizeof err) != MP_OK
+            || mps_compact(t, NOW + 10, 100, &removed) != MP_OK || removed != 1)
+            _exit(1);
+        mps_close(t);
+        _exit(0);
+    }
+    CU_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 16 * mib);
+    if (mpadmin != NULL) {
+        char *const argv[] = { (char *)mpadmin, "store", "compact", (char *)d, NULL };
+
+        CU_ASSERT(su_run(argv, out, sizeof out, NULL, 0) == 0);
+        CU_ASSERT(stat(su_file_in(d, "data.mdb"), &sb) == 0 && (size_t)sb.st_size == 16 * mib);
+    } else {
+        fprintf(stderr, "\n  tools/mpadmin not built: its part skipped\n");
+    }
+    ASSERT_OK(spend(s, VENDOR, 2, 1, NOW, NULL, NULL));
+    mps_close(s);
+}
+
+/* The same directory spelled two ways is one environment (LMDB forbids
+ * opening one twice in a process: closing either copy would drop the
+ * other's locks). */
+static void test_same_dir_twice(void)
+{
+    const char *d = new_store();
+    char other[512], link[512], err[256];
+    mps *a = NULL, *b = NULL, *c = NULL, *r = NULL;
+    int retry;
+
+    CU_ASSERT_FATAL(d != NULL);
+    snprintf(other, sizeof other, "/tmp/../tmp/%s//./", d + 5);
+    snprintf(link, sizeof link, "%s-link", d);
+    CU_ASSERT_FATAL(symlink(d, link) == 0);
+    ASSERT_OK(mps_open(d, 0, 0, &a, err, sizeof err));
+    ASSERT_OK(mps_open(other, 0, 0, &b, err, sizeof err));
+    ASSERT_OK(mps_open(link, MPS_SYNC, 0, &c, err, sizeof err));
+    ASSERT_OK(mps_open(d, MPS_RDONLY, 0, &r, err, sizeof err));
+    CU_ASSERT(a != NULL && a == b && b == c && c == r);
+    ASSERT_OK(spend(a, VENDOR, 1, 1, NOW, NULL, NULL));
+    mps_close(a);
+    ASSERT_OK(spend(b, VENDOR, 1, 1, NOW, NULL, &retry));      /* still open */
+    CU_ASSERT(retry == 1);
+    mps_close(b);
+    mps_close(c);
+    mps_close(r);
+    unlink(link);
+    /* read-only first: a writer cannot share it */
+    ASSERT_OK(mps_open(d, MPS_RDONLY, 0, &r, err, sizeof err));
+    ASSERT_ST(mps_open(other, 0, 0, &a, err, sizeof err), MP_ERR_STORE);
+    CU_ASSERT(strstr(err, "read-only") != NULL);
+    mps_close(r);
+    a = open_store(other, 0);
+    CU_ASSERT(a != NULL);
+    mps_close(a);
+}
+
+static int count_line(const char *msg, void *ctx)
+{
+    (void)msg;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* Reader slots of d held by processes (counted in a child: LMDB must not
+ * open d twice in this process). */
+static int readers_of(const char *d)
+{
+    int p[2], status, n = -1;
+    pid_t pid;
+
+    if (pipe(p) != 0)
+        return -1;
+    fflush(NULL);
+    if ((pid = fork()) == 0) {
+        MDB_env *env;
+        int lines = 0;
+
+        close(p[0]);
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxreaders(env, 1024) != 0
+            || mdb_env_set_mapsize(env, MPS_MAP_SIZE_DEFAULT) != 0
+            || mdb_env_open(env, d, MDB_NOTLS | MDB_RDONLY, 0600) != 0
+            || mdb_reader_list(env, count_line, &lines) != 0)
+            _exit(1);
+        lines--;                        /* the header line */
+        _exit(write(p[1], &lines, sizeof lines) == (ssize_t)sizeof lines ? 0 : 1);
+    }
+    close(p[1]);
+    if (pid > 0 && read(p[0], &n, sizeof n) != (ssize_t)sizeof n)
+        n = -1;
+    close(p[0]);
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    return n;
+}
+
+/* A process killed inside a read transaction keeps its reader slot (and
+ * every page freed after it) until someone clears it: the periodic
+ * compaction does, not only a child's start. */
+static void test_stale_readers(void)
+{
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    int p[2], status;
+    size_t removed;
+    char c;
+    pid_t pid;
+
+    CU_ASSERT_FATAL(s != NULL && pipe(p) == 0);
+    ASSERT_OK(mps_maybe_compact(s, NOW, 300, &removed));
+    fflush(NULL);
+    pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        MDB_env *env;
+        MDB_txn *txn;
+
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxreaders(env, 1024) != 0
+            || mdb_env_set_mapsize(env, MPS_MAP_SIZE_DEFAULT) != 0
+            || mdb_env_open(env, d, MDB_NOTLS | MDB_RDONLY, 0600) != 0
+            || mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+            _exit(1);
+        if (write(p[1], "r", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    CU_ASSERT(read(p[0], &c, 1) == 1);
+    close(p[0]);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    CU_ASSERT(readers_of(d) == 1);
+    /* not due yet: nothing runs */
+    ASSERT_OK(mps_maybe_compact(s, NOW + 10, 300, &removed));
+    CU_ASSERT(readers_of(d) == 1);
+    ASSERT_OK(mps_maybe_compact(s, NOW + 300, 300, &removed));
+    CU_ASSERT(readers_of(d) == 0);
+    mps_close(s);
+}
+
+/* ---- format 2 and its upgrade ---------------------------------------------------------- */
+
+/* Rewrites the format-3 store d as format 2 would have it: every value
+ * without its checksum, the format "mod_micropay-store-2". */
+static int to_format_2(const char *d)
+{
+    static const char *const tables[] = { "spent", "pw", "ledger", "prices", "ids", "expiry",
+                                          "meta" };
+    static uint8_t kbuf[512], vbuf[32768];
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t i;
+    raw r;
+    int rc, ok = 1;
+
+    for (i = 0; i < sizeof tables / sizeof tables[0] && ok; i++) {
+        if (!raw_open_db(&r, d, tables[i], 0))
+            return 0;
+        if (mdb_cursor_open(r.txn, r.dbi, &cur) != 0)
+            return 0;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && ok;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size == 6 && memcmp(k.mv_data, "format", 6) == 0)
+                continue;
+            memcpy(kbuf, k.mv_data, k.mv_size);
+            memcpy(vbuf, v.mv_data, v.mv_size - 4);
+            k.mv_data = kbuf;
+            v.mv_data = vbuf;
+            v.mv_size -= 4;
+            ok = mdb_cursor_put(cur, &k, &v, MDB_CURRENT) == 0;
+        }
+        mdb_cursor_close(cur);
+        if (i == 6)
+            ok = ok && raw_put(&r, "format", 6, "mod_micropay-store-2", 20);
+        ok = raw_close(&r) && ok;
+    }
+    return ok;
+}
+
+static void test_upgrade(void)
+{
+    const char *d = spent_store(), *half;
+    char err[512] = "";
+    uint64_t n = 0, n2 = 0;
+    int already = -1, p[2], status, retry;
+    mp_pw_track t, got;
+    mps *s = NULL;
+    pid_t pid;
+    char c;
+
+    CU_ASSERT_FATAL(d != NULL);
+    s = open_store(d, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(mp_pw_track_init(&commit, &t));
+    ASSERT_OK(mps_pw_register(s, &commit, &t, NOW + 100));
+    ASSERT_OK(mps_price_set(s, VENDOR, "/u/", &unit7));
+    mps_close(s);
+    half = compact_copy(d);
+    CU_ASSERT_FATAL(half != NULL && to_format_2(d) && to_format_2(half));
+
+    /* refused, with the command */
+    ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
+    CU_ASSERT(strstr(err, "mpadmin store upgrade") != NULL);
+    /* refused while another process has it open */
+    CU_ASSERT_FATAL(pipe(p) == 0);
+    fflush(NULL);
+    pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        MDB_env *env;
+
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
+            || mdb_env_set_mapsize(env, MPS_MAP_SIZE_DEFAULT) != 0
+            || mdb_env_open(env, d, MDB_NOTLS, 0600) != 0 || write(p[1], "o", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    CU_ASSERT(read(p[0], &c, 1) == 1);
+    close(p[0]);
+    ASSERT_ST(mps_upgrade(d, &n, &already, err, sizeof err), MP_ERR_BUSY);
+    CU_ASSERT(strstr(err, "stop Apache") != NULL);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+
+    ASSERT_OK(mps_upgrade(d, &n, &already, err, sizeof err));
+    /* spent records and their index entries, a tracker and its entry, a
+     * ledger line, a price */
+    CU_ASSERT(already == 0 && n == (2 * DMG_N + 2 + DMG_FILL) * 2 + 2 + 1 + 1);
+    assert_clean(d);
+    s = open_store(d, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_ST(spend(s, VENDOR, dmg_id(3), 2, NOW + 1000, NULL, NULL), MP_ERR_SPENT);
+    ASSERT_OK(spend(s, VENDOR, dmg_id(3), 1, NOW + 1000, NULL, &retry));
+    CU_ASSERT(retry == 1);
+    ASSERT_OK(mps_pw_get(s, commit.id, &got));
+    CU_ASSERT(price_of(s, VENDOR, "/u/x") == 7);
+    mps_close(s);
+    ASSERT_OK(mps_upgrade(d, &n2, &already, err, sizeof err));
+    CU_ASSERT(already == 1 && n2 == 0);
+
+    /* an upgrade that stopped half way goes on where it was: the first
+     * spent records converted, the position after the third */
+    {
+        uint8_t key[SPENT_KLEN], pos[1 + SPENT_KLEN];
+        MDB_cursor *cur;
+        MDB_val k, v;
+        static uint8_t kb[512], vb[32768];
+        int i;
+        raw r;
+
+        CU_ASSERT_FATAL(raw_open_db(&r, half, "spent", 0));
+        CU_ASSERT_FATAL(mdb_cursor_open(r.txn, r.dbi, &cur) == 0);
+        for (i = 0, mdb_cursor_get(cur, &k, &v, MDB_FIRST); i < 3; i++,
+             mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            memcpy(kb, k.mv_data, k.mv_size);
+            memcpy(vb, v.mv_data, v.mv_size);
+            CU_ASSERT(raw_put_sealed(&r, "spent", kb, k.mv_size, vb, v.mv_size));
+            memcpy(key, kb, k.mv_size);
+        }
+        mdb_cursor_close(cur);
+        CU_ASSERT_FATAL(raw_close(&r));
+        CU_ASSERT_FATAL(raw_open_db(&r, half, "meta", 0));
+        pos[0] = 1;
+        memcpy(pos + 1, key, SPENT_KLEN);
+        CU_ASSERT(raw_put(&r, "upgrade", 7, pos, sizeof pos));
+        CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-2-3", 22));
+        CU_ASSERT_FATAL(raw_close(&r));
+    }
+    if (mps_upgrade(half, &n2, &already, err, sizeof err) != MP_OK)
+        fprintf(stderr, "\n  resumed upgrade: %s\n", err);
+    if (already != 0 || n2 != n - 3)
+        fprintf(stderr, "\n  resumed: already %d, %llu of %llu\n", already, (unsigned long long)n2, (unsigned long long)n);
+    CU_ASSERT(already == 0 && n2 == n - 3);
+    assert_clean(half);
+
+    /* a format-2 store with a damaged record is not blessed with checksums */
+    d = spent_store();
+    CU_ASSERT_FATAL(d != NULL && to_format_2(d));
+    {
+        raw r;
+        uint8_t key[SPENT_KLEN];
+
+        spent_key(key, dmg_id(1));
+        CU_ASSERT_FATAL(raw_open_db(&r, d, "spent", 0));
+        CU_ASSERT(raw_put(&r, key, sizeof key, "short", 5));
+        CU_ASSERT_FATAL(raw_close(&r));
+    }
+    ASSERT_ST(mps_upgrade(d, &n, &already, err, sizeof err), MP_ERR_STORE);
+    CU_ASSERT(strstr(err, "not upgraded") != NULL && strstr(err, "spent") != NULL);
+}
+
+/* ---- mpadmin store verify and upgrade -------------------------------------------------- */
+
+static void test_mpadmin_verify(void)
+{
+    const char *mpadmin = su_built("tools/mpadmin"), *d, *c;
+    static char out[65536], err[4096];
+    long long off;
+
+    if (mpadmin == NULL) {
+        fprintf(stderr, "\n  tools/mpadmin not built: skipped\n");
+        return;
+    }
+    d = spent_store();
+    CU_ASSERT_FATAL(d != NULL);
+    {
+        char *const argv[] = { (char *)mpadmin, "store", "verify", (char *)d, NULL };
+        char *const argj[] = { (char *)mpadmin, "--json", "store", "verify", (char *)d, NULL };
+
+        CU_ASSERT(su_run(argv, out, sizeof out, err, sizeof err) == 0);
+        CU_ASSERT(strstr(out, "clean") != NULL && strstr(out, "spent") != NULL);
+        CU_ASSERT(su_run(argj, out, sizeof out, err, sizeof err) == 0);
+        CU_ASSERT(strstr(out, "\"ok\": true") != NULL && strstr(out, "\"complete\": true") != NULL);
+    }
+    c = compact_copy(d);
+    CU_ASSERT_FATAL(c != NULL);
+    off = spent_key_at(c, dmg_id(4));
+    CU_ASSERT_FATAL(off > 0 && su_flip(su_file_in(c, "data.mdb"), off + SPENT_KLEN - 1, 0x02));
+    {
+        char *const argv[] = { (char *)mpadmin, "store", "verify", (char *)c, NULL };
+        char *const argj[] = { (char *)mpadmin, "--json", "store", "verify", (char *)c, NULL };
+
+        CU_ASSERT(su_run(argv, out, sizeof out, err, sizeof err) == 1);
+        CU_ASSERT(strstr(out, "DAMAGED") != NULL && strstr(out, "spent") != NULL
+                  && strstr(out, "checksum mismatch") != NULL);
+        CU_ASSERT(su_run(argj, out, sizeof out, err, sizeof err) == 1);
+        CU_ASSERT(strstr(out, "\"ok\": false") != NULL && strstr(out, "\"table\": \"spent\"") != NULL);
+        if (verbose)
+            printf("\n%s", out);
+    }
+    /* upgrade: a format-2 store converted, then verified */
+    CU_ASSERT_FATAL(to_format_2(d));
+    {
+        char *const up[] = { (char *)mpadmin, "store", "upgrade", (char *)d, NULL };
+        char *const argv[] = { (char *)mpadmin, "store", "verify", (char *)d, NULL };
+
+        CU_ASSERT(su_run(argv, out, sizeof out, err, sizeof err) == 1);
+        CU_ASSERT(strstr(err, "mpadmin store upgrade") != NULL);
+        CU_ASSERT(su_run(up, out, sizeof out, err, sizeof err) == 0);
+        CU_ASSERT(strstr(out, "upgraded") != NULL);
+        CU_ASSERT(su_run(argv, out, sizeof out, err, sizeof err) == 0);
+        CU_ASSERT(su_run(up, out, sizeof out, err, sizeof err) == 0);
+        CU_ASSERT(strstr(out, "already") != NULL);
+    }
+}
+
+/* ---- durability ------------------------------------------------------------------------- */
+
+/* What a payment costs in each mode (printed with -v; docs/mod_micropay.md
+ * has the figures of a run), and that both modes keep what they said. */
+static void test_durability(void)
+{
+    const char *d = new_store();
+    unsigned mode;
+    uint64_t id;
+    double t0, us[2];
+    mps *s;
+
+    CU_ASSERT_FATAL(d != NULL);
+    for (mode = 0; mode < 2; mode++) {
+        s = open_store(d, mode ? MPS_SYNC : 0);
+        CU_ASSERT_FATAL(s != NULL);
+        t0 = su_now_ms();
+        for (id = 1; id <= 200; id++)
+            ASSERT_OK(spend(s, VENDOR, mode * 1000 + id, 1, NOW, NULL, NULL));
+        us[mode] = (su_now_ms() - t0) * 1000 / 200;
+        mps_close(s);
+    }
+    if (verbose)
+        printf("\n  a spend: %.0f us (data flushed before the meta page), %.0f us "
+               "(MPS_SYNC, meta page flushed too)\n", us[0], us[1]);
+    s = open_store(d, MPS_RDONLY);
+    CU_ASSERT_FATAL(s != NULL);
+    CU_ASSERT(stats(s).spent == 400);
+    mps_close(s);
+    assert_clean(d);
 }
 
 /* ---- main ------------------------------------------------------------------------- */
@@ -1699,6 +2653,19 @@ int main(int argc, char **argv)
         { "threads on one handle", test_threads },
         { "processes spending the same scrip", test_processes },
         { "writer killed with SIGKILL", test_crash },
+        { "CRC-32C", test_crc32c },
+        { "verify: healthy stores of every shape", test_verify_clean },
+        { "damage: a bit flipped in the keys of spent records", test_damaged_keys },
+        { "damage: a bit flipped in the values of spent records", test_damaged_values },
+        { "damage: a bit flipped in an expiry index key", test_damaged_index },
+        { "damage: an overwritten root page", test_damaged_root },
+        { "map: another process grows it", test_map_adopt },
+        { "map: a tool keeps the server's size", test_tool_map },
+        { "one directory spelled three ways", test_same_dir_twice },
+        { "stale readers cleared by the compaction timer", test_stale_readers },
+        { "format 2: refused, upgraded, resumed", test_upgrade },
+        { "mpadmin store verify and upgrade", test_mpadmin_verify },
+        { "durability: the cost of a spend", test_durability },
     };
     CU_pSuite suite;
     unsigned failures;
