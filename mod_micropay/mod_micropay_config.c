@@ -335,7 +335,7 @@ const command_rec mpx_directives[] = {
     AP_INIT_TAKE1("MicropayStore", set_path, NULL, RSRC_CONF,
         "Directory of the vendor's payment store (create it with mpadmin store init)"),
     AP_INIT_FLAG("MicropayStoreSync", set_store_sync, NULL, RSRC_CONF,
-        "On: fsync every payment (survives power loss, ~200 us each); Off (default): survives process crashes"),
+        "On: also flush the meta page of every payment (nothing committed is lost on power loss); Off (default): data flushed, an OS crash can undo the last payment"),
     AP_INIT_TAKE1("MicropayStoreSize", set_store_size, NULL, RSRC_CONF,
         "Most the payment store may hold, in MiB (16 to 1048576, default 1024)"),
     AP_INIT_TAKE2("MicropayTrustBroker", set_trust, NULL, RSRC_CONF,
@@ -634,8 +634,19 @@ void mpx_child_init(apr_pool_t *pchild, server_rec *s)
             mpx_broker_child_init(pchild, s, sc->broker);
         if (sc->vendor == NULL || sc->store_dir == NULL)
             continue;
-        apr_thread_mutex_create(&sc->ids_lock, APR_THREAD_MUTEX_DEFAULT, pchild);
         sc->ids_next = sc->ids_end = 0;
+        /* Change ids come from blocks handed out under this lock: without
+         * it no payment can get change, so the store stays closed. */
+        if (apr_thread_mutex_create(&sc->ids_lock, APR_THREAD_MUTEX_DEFAULT, pchild)
+            != APR_SUCCESS) {
+            sc->ids_lock = NULL;
+            sc->store = NULL;
+            sc->store_error = "cannot create a mutex";
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "MP00010: payment store %s unavailable: "
+                         "cannot create a mutex; paid locations of %s answer 500", sc->store_dir,
+                         sc->vendor);
+            continue;
+        }
         /* Failed the check of post_config (MP00013 said so): fail closed. */
         if (sc->store_error != NULL) {
             sc->store = NULL;
