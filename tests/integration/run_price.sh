@@ -18,10 +18,11 @@
 # and must be stored as the keys the module looks up; mpadmin refuses paths
 # that cannot be keys. A second port runs AllowEncodedSlashes NoDecode and
 # MergeSlashes Off.
-# A lookup that fails gives 500 with MP00040, never the directory's price:
-# a corrupt table entry (written with mdb_load into the store of a third
-# port, so that the other ports' store stays sound) and a file whose key is
-# longer than the table can look up.
+# A lookup that fails gives 500, never the directory's price: a corrupt
+# table entry (written with mdb_load into the store of a third port, so that
+# the other ports' store stays sound; the startup check of the store finds
+# it and keeps the store closed, MP00013/MP00021) and a file whose key is
+# longer than the table can look up (MP00040).
 #
 # BUILD_DIR defaults to ../../build/release (module, tools/mpadmin). Env:
 # MP_IT_MPMS ("prefork event"), MP_IT_KEEP=1 keeps the temp dirs, APACHE2.
@@ -422,10 +423,13 @@ run_mpm() {
     status "$p3" /bad/echo.cgi 500 "corrupt table entry"
     status "$p3" /bad/echo.cgi/%20 500 "corrupt table entry, path info"
     status "$p1" /api/d/echo.cgi 500 "a file whose key is longer than the table can look up"
-    if grep -qE '\[micropay:error\].*MP00040: .*/bad/echo\.cgi' "$T/error.log"; then
-        pass "corrupt entry: MP00040 in error.log ($(grep -E 'MP00040: .*/bad/' "$T/error.log" | head -1 | sed 's/.*MP00040/MP00040/' | cut -c1-150))"
+    # A store with a damaged record fails the startup check as a whole
+    # (MP00013) and stays closed: its paid requests answer 500 (MP00021).
+    if grep -qE '\[micropay:error\].*MP00013: payment store [^ ]*/badstore failed its startup check' "$T/error.log" \
+       && grep -qE '\[micropay:error\].*MP00021: payment store [^ ]*/badstore unavailable .*/bad/echo\.cgi' "$T/error.log"; then
+        pass "corrupt entry: the store is closed at start (MP00013) and its paid requests refused (MP00021)"
     else
-        fail "corrupt entry: no [micropay:error] MP00040 line for /bad/echo.cgi in error.log"
+        fail "corrupt entry: no [micropay:error] MP00013 and MP00021 lines for the damaged store in error.log"
     fi
     if grep -qE '\[micropay:error\].*MP00040: .*/api/d/echo\.cgi' "$T/error.log"; then
         pass "long key: MP00040 in error.log ($(grep -E 'MP00040: .*/api/d/' "$T/error.log" | head -1 | sed 's/.*MP00040/MP00040/' | cut -c1-150))"
@@ -435,9 +439,9 @@ run_mpm() {
 
     if stop_apache; then pass "stop (TERM)"; else fail "stop (TERM) took longer than 15 s"; fi
     local bad
-    bad=$(bad_log_lines '\[micropay:error\].*MP00040: ')
+    bad=$(bad_log_lines '\[micropay:error\].*MP00040: |\[micropay:error\].*MP000(13|21): payment store [^ ]*/badstore ')
     if [ -z "$bad" ]; then
-        pass "error.log: no warn/error lines but the expected MP00040"
+        pass "error.log: no warn/error lines but the expected MP00040, MP00013 and MP00021"
     else
         fail "error.log: unexpected lines:"
         echo "$bad" | head -20 | sed 's/^/       /'
