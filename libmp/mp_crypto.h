@@ -121,8 +121,8 @@ mp_status mp_pubkey_to_pem(const mp_pubkey *pk, char *buf, size_t cap, size_t *l
  * millisecond. RSA: DER SubjectPublicKeyInfo of exactly the key, modulus
  * 2048..4096 bits, public exponent exactly 65537, and OpenSSL's public key
  * validation (EVP_PKEY_public_check, SP 800-56B partial validation): n
- * odd, composite, not a prime power, no prime factor up to 751. A prime
- * or small-factor n lets anyone who sees it compute d and sign. About 5
+ * odd, composite, not a prime power, and (our trial division) no prime
+ * factor below 2^16, every time. A prime or small-factor n lets anyone who sees it compute d and sign. About 5
  * ms for a 2048-bit n = pq, 25 ms at 4096 bits; a prime n, the costliest
  * (every Miller-Rabin round), 12..20 ms and about 100 ms.
  *

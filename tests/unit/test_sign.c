@@ -140,12 +140,12 @@ done:
  * OpenSSL sets a generated prime's top two bits, so every product below
  * has exactly 2048 bits (asserted).
  */
-enum { PR_P1024, PR_Q1024, PR_P2048, PR_Q2046, PR_Q2038, PR_N };
+enum { PR_P1024, PR_Q1024, PR_P2048, PR_Q2046, PR_Q2038, PR_Q2032, PR_Q2016, PR_N };
 static BIGNUM *g_prime[PR_N];
 
 static const BIGNUM *prime(int which)
 {
-    static const int bits[PR_N] = { 1024, 1024, 2048, 2046, 2038 };
+    static const int bits[PR_N] = { 1024, 1024, 2048, 2046, 2038, 2032, 2016 };
     BN_CTX *ctx;
     BIGNUM *p;
 
@@ -185,6 +185,8 @@ static int free_primes(void)
  *   3q     3q, q a 2046-bit prime             phi = 2(q - 1)
  *   751q   751q, q a 2038-bit prime           phi = 750(q - 1)
  *   757q   757q, the same q                   phi = 756(q - 1)
+ *   65521q 65521q, q a 2032-bit prime         phi = 65520(q - 1)
+ *   4294967291q  that prime times a 2016-bit q (the largest 32-bit prime)
  */
 static int rsa_shaped(const char *shape, mp_pubkey *out, EVP_PKEY **priv)
 {
@@ -212,6 +214,12 @@ static int rsa_shaped(const char *shape, mp_pubkey *out, EVP_PKEY **priv)
     } else if (strcmp(shape, "751q") == 0 || strcmp(shape, "757q") == 0) {
         small = strtoul(shape, NULL, 10);
         CU_ASSERT_FATAL(BN_copy(t, prime(PR_Q2038)) != NULL);
+    } else if (strcmp(shape, "65521q") == 0) {
+        small = 65521;
+        CU_ASSERT_FATAL(BN_copy(t, prime(PR_Q2032)) != NULL);
+    } else if (strcmp(shape, "4294967291q") == 0) {
+        small = 4294967291UL;
+        CU_ASSERT_FATAL(BN_copy(t, prime(PR_Q2016)) != NULL);
     } else {
         goto done;
     }
@@ -324,8 +332,8 @@ static void test_vector_file(void)
     CU_ASSERT(n_ed_refused >= 30);
     CU_ASSERT(n_mixed >= 10);
     CU_ASSERT(n_rsa >= 6);
-    CU_ASSERT(n_mod >= 6);
-    CU_ASSERT(n_mod_refused >= 4);
+    CU_ASSERT(n_mod >= 8);
+    CU_ASSERT(n_mod_refused >= 6);
 }
 
 /* All 8 small-order points, each with and without the sign bit and (for
