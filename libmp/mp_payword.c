@@ -184,6 +184,10 @@ mp_status mp_pw_cert_decode(const uint8_t *in, size_t len, mp_pw_cert *out)
     }
     c.expiry = mp_r_u64(&r);
     mp_r_amount(&r, &c.credit_limit);
+    /* Decode checks are what the record alone shows (PROTOCOL 3.2): a
+     * zero expiry or credit limit is malformed, not a 402 of verification. */
+    if (r.err == MP_OK && (c.expiry == 0 || c.credit_limit.units == 0))
+        mp_r_fail(&r, MP_ERR_MALFORMED);
     c.serial = mp_r_u64(&r);
     c.signed_len = (uint16_t)r.off;
     r_sig(&r, c.sig, &c.sig_len);
@@ -301,6 +305,27 @@ out:
     return st;
 }
 
+/* What the commitment record alone decides (PROTOCOL 3.2: decode checks,
+ * so 400): it may not outlive the cert whose credit backs it, nor end
+ * before it starts, and its words are in the credit's currency and worth
+ * no more than the credit. Shared by decode and verify, which also sees
+ * structs made by mp_pw_commit_sign. MP_ERR_MALFORMED, MP_ERR_CURRENCY,
+ * MP_ERR_CREDIT (all "malformed"). */
+static mp_status commit_fields_check(const mp_pw_commit *c)
+{
+    mp_amount total;
+    int cmp = 0;
+
+    if (c->expiry > c->cert.expiry || c->date >= c->expiry)
+        return MP_ERR_MALFORMED;
+    if (strcmp(c->unit.cur, c->cert.credit_limit.cur) != 0)
+        return MP_ERR_CURRENCY;
+    if (mp_amount_mul(&c->unit, c->n, &total) != MP_OK
+        || mp_amount_cmp(&total, &c->cert.credit_limit, &cmp) != MP_OK || cmp > 0)
+        return MP_ERR_CREDIT;
+    return MP_OK;
+}
+
 mp_status mp_pw_commit_decode(const uint8_t *in, size_t len, mp_pw_commit *out)
 {
     mp_pw_commit c;
@@ -335,7 +360,12 @@ mp_status mp_pw_commit_decode(const uint8_t *in, size_t len, mp_pw_commit *out)
         mp_r_fail(&r, MP_ERR_MALFORMED);
     c.signed_len = (uint16_t)r.off;
     r_sig(&r, c.sig, &c.sig_len);
-    if ((st = mp_r_end(&r)) != MP_OK)
+    /* The cert names the user key's algorithm, so the record alone shows a
+     * signature of the wrong size for it (PROTOCOL 3.4): malformed. */
+    if (r.err == MP_OK && c.cert.user_key.alg == PW_ALG_ED25519
+        && c.sig_len != MP_ED25519_SIG_LEN)
+        mp_r_fail(&r, MP_ERR_MALFORMED);
+    if ((st = mp_r_end(&r)) != MP_OK || (st = commit_fields_check(&c)) != MP_OK)
         goto out;
     if ((st = mp_sha256(in, len, c.id)) != MP_OK)
         goto out;
@@ -362,13 +392,13 @@ mp_status mp_pw_commit_encode(const mp_pw_commit *c, uint8_t *buf, size_t cap, s
 static mp_status commit_check(const mp_pw_commit *c, const mp_pw_trust *trust,
                               const char *vendor, uint64_t now)
 {
-    mp_amount total;
-    int cmp = 0;
     mp_status st = MP_ERR_ARG;
 
     if (c == NULL || trust == NULL
         || !signed_shape_valid(c->sig_len, c->signed_len, c->enc_len, MP_PW_COMMIT_MAX)
         || c->n < 1 || c->n > MP_CHAIN_MAX)
+        goto out;
+    if ((st = commit_fields_check(c)) != MP_OK)
         goto out;
     if (vendor != NULL && strncmp(c->vendor, vendor, sizeof c->vendor) != 0) {
         st = MP_ERR_WRONG_VENDOR;
@@ -376,23 +406,9 @@ static mp_status commit_check(const mp_pw_commit *c, const mp_pw_trust *trust,
     }
     if ((st = mp_pw_cert_verify(&c->cert, trust, now)) != MP_OK)
         goto out;
-    /* A commitment may not outlive the credit that backs it. */
-    if (c->expiry > c->cert.expiry || c->date >= c->expiry) {
-        st = MP_ERR_MALFORMED;
-        goto out;
-    }
     /* Written as date - SKEW so that now + SKEW cannot wrap. */
     if ((c->date > MP_PW_SKEW && c->date - MP_PW_SKEW > now) || now >= c->expiry) {
         st = MP_ERR_EXPIRED;
-        goto out;
-    }
-    if (strcmp(c->unit.cur, c->cert.credit_limit.cur) != 0) {
-        st = MP_ERR_CURRENCY;
-        goto out;
-    }
-    if (mp_amount_mul(&c->unit, c->n, &total) != MP_OK
-        || mp_amount_cmp(&total, &c->cert.credit_limit, &cmp) != MP_OK || cmp > 0) {
-        st = MP_ERR_CREDIT;
         goto out;
     }
     st = mp_verify(&c->cert.user_key, c->enc, c->signed_len, c->sig, c->sig_len);

@@ -90,13 +90,14 @@ mp_status mp_pw_commit_decode(const uint8_t *in, size_t len, mp_pw_commit *out);
 mp_status mp_pw_commit_encode(const mp_pw_commit *c, uint8_t *buf, size_t cap, size_t *len);
 
 /*
- * Vendor's first-contact check, in this order: vendor name
- * (MP_ERR_WRONG_VENDOR); the cert (mp_pw_cert_verify at now); the
- * commitment's expiry not after the cert's and date < expiry
- * (MP_ERR_MALFORMED); date <= now + MP_PW_SKEW and now < expiry
- * (MP_ERR_EXPIRED); unit currency equal to the credit limit's
- * (MP_ERR_CURRENCY) and n * unit <= credit limit (MP_ERR_CREDIT); the
- * user's signature (MP_ERR_FORGED).
+ * Vendor's first-contact check, in this order: what the record alone
+ * decides, which decode checked already (expiry not after the cert's and
+ * date < expiry: MP_ERR_MALFORMED; unit currency equal to the credit
+ * limit's: MP_ERR_CURRENCY; n * unit <= credit limit: MP_ERR_CREDIT; all
+ * "malformed"), again for structs made by mp_pw_commit_sign; vendor name
+ * (MP_ERR_WRONG_VENDOR); the cert (mp_pw_cert_verify at now); date <= now
+ * + MP_PW_SKEW and now < expiry (MP_ERR_EXPIRED); the user's signature
+ * (MP_ERR_FORGED).
  */
 #define MP_PW_SKEW 300
 mp_status mp_pw_commit_verify(const mp_pw_commit *c, const mp_pw_trust *trust,

@@ -66,7 +66,7 @@ static const char *const reasons[MP_STATUS_COUNT] = {
     [MP_ERR_PRICE]             = "price-mismatch",
     [MP_ERR_UNKNOWN_COMMITMENT]= "unknown-commitment",
     [MP_ERR_EXHAUSTED]         = "exhausted",
-    [MP_ERR_CREDIT]            = "insufficient",
+    [MP_ERR_CREDIT]            = "malformed",
     [MP_ERR_STORE]             = "internal",
     [MP_ERR_BUSY]              = "internal",
 };

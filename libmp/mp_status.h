@@ -47,7 +47,7 @@ typedef enum {
     MP_ERR_PRICE,          /* payment agreed to another price than asked ("price-mismatch") */
     MP_ERR_UNKNOWN_COMMITMENT, /* PayWord commitment not known ("unknown-commitment") */
     MP_ERR_EXHAUSTED,      /* PayWord chain has no words left ("exhausted") */
-    MP_ERR_CREDIT,         /* commitment worth more than the certificate's credit limit ("insufficient") */
+    MP_ERR_CREDIT,         /* commitment worth more than its certificate's credit limit ("malformed": the record alone shows it) */
 
     /* errors of the callers' stores (mod_micropay, broker): reason "internal" */
     MP_ERR_STORE,          /* the store is missing, unreadable, corrupt or failed */

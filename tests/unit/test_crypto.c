@@ -986,7 +986,7 @@ static void test_status_texts(void)
         { MP_ERR_PRICE, "price-mismatch" },
         { MP_ERR_UNKNOWN_COMMITMENT, "unknown-commitment" },
         { MP_ERR_EXHAUSTED, "exhausted" },
-        { MP_ERR_CREDIT, "insufficient" },
+        { MP_ERR_CREDIT, "malformed" },
         { MP_ERR_STORE, "internal" },
         { MP_ERR_BUSY, "internal" },
     };

@@ -13,6 +13,7 @@ int main(int argc, char **argv)
         register_millicent_tests, register_payword_tests, register_chain_tests,
         register_offer_tests, register_vector_tests, register_mutation_tests,
         register_pwtrack_tests, register_keyfile_tests, register_seal_tests,
+        register_reject_tests,
     };
     unsigned failures;
     size_t i;

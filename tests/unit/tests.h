@@ -26,6 +26,7 @@ int register_mutation_tests(void);
 int register_pwtrack_tests(void);
 int register_keyfile_tests(void);
 int register_seal_tests(void);
+int register_reject_tests(void);
 
 /* Asserts that expression e returns status s, printing both names when
  * it does not. */
