@@ -1165,7 +1165,7 @@ mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
     MDB_val v;
     uint64_t now, keep, old_keep = 0;
     size_t tlen, old_tlen = 0, clen;
-    int rc, fresh = 0;
+    int rc, fresh = 0, again = 0;
     mp_status st = MP_ERR_ARG;
 
     if (s == NULL || next == NULL || (decide != NULL && retry == NULL)
@@ -1175,8 +1175,6 @@ mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
         goto out;
     }
     id = next->commit_id;
-    if (retry != NULL)
-        *retry = 0;
     if (earn != NULL && (st = ledger_key(earn, lkey)) != MP_OK)
         goto out;
     /* Two trackers (about 4 KiB each): off the stack of a server thread. */
@@ -1212,9 +1210,9 @@ mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
             goto out;
         }
         /* Decided at this transaction's clock, on the tracker as stored. */
-        if ((st = decide(ctx, cur, now, mine, retry)) != MP_OK)
+        if ((st = decide(ctx, cur, now, mine, &again)) != MP_OK)
             goto out;
-        if (*retry) {
+        if (again) {
             st = MP_OK;         /* nothing to write: the abort below ends it */
             goto out;
         }
@@ -1271,6 +1269,8 @@ mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
 out:
     end(s, &txn);
     free(cur);
+    if (st == MP_OK && retry != NULL)
+        *retry = again;
     return st;
 }
 
