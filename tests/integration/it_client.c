@@ -2892,8 +2892,9 @@ static void t_conc_same_word(void)
  * exactly once; none gets a 500 for losing races to the others. Each pays
  * 50 words (/paid/dear, 0.05 USD) near the top of what it may hash
  * (MP_PW_SKIP_RATIO words per word paid), so while one hashes outside the
- * lock the others keep changing the tracker under it: the last ones used
- * to lose 16 races in a row and answer 500. */
+ * lock the others change the tracker under it, and some lose races and
+ * are decided under the lock (the old code gave up with a 500 after 16
+ * lost races; on a 2-core machine this test sees at most 3 in a row). */
 static void t_conc_pw_one_commitment(void)
 {
     enum { N = 48, ROUNDS = 2, K = 50 };   /* not in spent.txt: the replays pay 5 words */
