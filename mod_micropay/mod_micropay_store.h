@@ -167,7 +167,7 @@ mp_status mps_mc_list_undeposited(mps *s, const char *vendor, mps_deposit_cb cb,
 
 /* Marks the spends ids[0..n-1] of vendor as deposited, in one write
  * transaction: they leave mps_mc_list_undeposited and compaction may drop
- * them at the scrip's expiry. Idempotent: ids already deposited, or no
+ * them at the scrip's expiry + MPS_MARGIN. Idempotent: ids already deposited, or no
  * longer stored, are skipped. */
 mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids, size_t n);
 
@@ -203,7 +203,7 @@ mp_status mps_pw_get(mps *s, const uint8_t commit_id[MP_HASH_LEN], mp_pw_track *
  *               the transaction, it fills *out and *retry as
  *               mp_pw_track_accept does; an error is returned as is, and a
  *               retry writes nothing (MP_OK, *retry = 1)
- *   retry       may be NULL when decide is NULL; else set
+ *   retry       may be NULL when decide is NULL; set on success
  * The payment is refused (MP_ERR_EXPIRED, nothing written) when the clock
  * read in the transaction has reached the commitment's expiry.
  */
