@@ -343,7 +343,7 @@ const command_rec mpx_directives[] = {
     AP_INIT_TAKE1("MicropayBrokerURL", set_broker_url, NULL, RSRC_CONF,
         "The broker URL offered to customers, e.g. https://broker.example/mp/"),
     AP_INIT_TAKE1("MicropayPayWordGrace", set_pw_grace, NULL, RSRC_CONF,
-        "Seconds payment records are kept after they expire so that they can be redeemed at the broker (default 2592000)"),
+        "Seconds payment records are kept after they expire so that they can be redeemed at the broker (default 2592000; spent records stay at least 3600 s past expiry whatever the value)"),
     AP_INIT_FLAG("Micropay", set_enabled, NULL, ACCESS_CONF,
         "On: requests here must be paid; Off: free (also inside a paid tree)"),
     AP_INIT_TAKE1("MicropayPrice", set_price, NULL, ACCESS_CONF,

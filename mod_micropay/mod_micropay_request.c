@@ -387,15 +387,40 @@ static mp_status unit_check(const mpx_pay *x, const mp_amount *unit)
     return MP_OK;
 }
 
+/* Races lost to other payments with the same commitment before the
+ * decision moves under the store's write lock. Optimistic attempts hash
+ * outside the lock, so that one busy commitment does not stall every
+ * other payment; the last attempt hashes under it (at most
+ * MP_PW_SKIP_RATIO words a paid word), so a good payment is never refused
+ * for contention. */
+#define MPX_PW_OPTIMISTIC 4
+
+typedef struct {
+    mpx_pay             *x;
+    const mp_pw_payment *p;
+    const uint8_t       *tag;
+} pw_decision;
+
+static mp_status pw_decide(void *ctx, const mp_pw_track *cur, uint64_t now, mp_pw_track *out,
+                           int *retry)
+{
+    pw_decision *d = ctx;
+
+    return mp_pw_track_accept(d->x->tc->sha, cur, d->p, d->tag, &d->x->price, now, out, retry);
+}
+
 static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
 {
     request_rec *r = x->r;
     mp_pw_payment *p = apr_palloc(r->pool, sizeof *p);
     mp_pw_track *t = apr_palloc(r->pool, sizeof *t), *next = apr_palloc(r->pool, sizeof *next);
     apr_int64_t grace = x->sc->pw_grace >= 0 ? x->sc->pw_grace : MPX_DEFAULT_PW_GRACE;
+    const mp_pw_commit *first = NULL;
     uint8_t tag[MP_PW_TAG_LEN];
+    pw_decision d;
     mps_earning earn;
-    int retry = 0, attempt;
+    uint64_t keep_until;
+    int retry = 0, attempt, locked;
     mp_status st;
 
     if ((st = mp_pw_payment_decode(rec, len, p)) != MP_OK)
@@ -404,19 +429,17 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
         return MP_ERR_PRICE;
     st = mps_pw_get(x->sc->store, p->commit_id, t);
     if (st == MP_ERR_UNKNOWN_COMMITMENT && p->has_commit) {
-        /* First contact: the two signature checks happen once per
-         * commitment, outside any store transaction; one in another unit
-         * than the offer's is not registered. */
+        /* First contact: the two signature checks run outside any store
+         * transaction; the commitment is stored only in the transaction
+         * of a payment that is accepted with it, so unpaid traffic leaves
+         * no state. One in another unit than the offer's is not used. */
         if ((st = mp_pw_commit_verify(&p->commit, &x->sc->pw_trust, x->sc->vendor, x->now)) != MP_OK
             || (st = unit_check(x, &p->commit.unit)) != MP_OK
-            || (st = mp_pw_track_init(&p->commit, next)) != MP_OK
-            || (st = mps_pw_register(x->sc->store, &p->commit, next,
-                                     p->commit.expiry > UINT64_MAX - (uint64_t)grace
-                                         ? UINT64_MAX : p->commit.expiry + (uint64_t)grace)) != MP_OK)
+            || (st = mp_pw_track_init(&p->commit, t)) != MP_OK)
             return st;
-        st = mps_pw_get(x->sc->store, p->commit_id, t);
+        first = &p->commit;
     }
-    if (st != MP_OK)
+    if (st != MP_OK && first == NULL)
         return st;
     /* Vendors sharing a store share its trackers: a commitment pays only
      * the vendor it names. */
@@ -431,15 +454,21 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
     earn.amount = x->price;
     if ((st = mp_request_tag(x->tc->sha, &x->req, tag)) != MP_OK)
         return st;
+    keep_until = t->expiry > UINT64_MAX - (uint64_t)grace ? UINT64_MAX : t->expiry + (uint64_t)grace;
+    d.x = x;
+    d.p = p;
+    d.tag = tag;
     /* Optimistic: hash outside the store's write lock, write back only if
      * nobody changed the tracker meanwhile, else decide again. */
-    for (attempt = 0; attempt < 16; attempt++) {
+    for (attempt = 1;; attempt++) {
         if ((st = mp_pw_track_accept(x->tc->sha, t, p, tag, &x->price, x->now, next, &retry)) != MP_OK)
             return st;
         if (retry)
             break;
-        st = mps_pw_update(x->sc->store, t->version, next, &earn);
-        if (st != MP_ERR_BUSY)
+        locked = attempt >= MPX_PW_OPTIMISTIC;
+        st = mps_pw_update(x->sc->store, first, keep_until, t->version, next,
+                           locked ? pw_decide : NULL, &d, &earn, &retry);
+        if (st != MP_ERR_BUSY || locked)
             break;
         if ((st = mps_pw_get(x->sc->store, p->commit_id, t)) != MP_OK)
             return st;

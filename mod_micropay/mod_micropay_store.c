@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 #include "mod_micropay_lmdb.h"
 #include "mod_micropay_store.h"
@@ -720,6 +721,37 @@ mp_status mps_sync(mps *s)
     return MP_OK;
 }
 
+/* ---- the clock of a decision --------------------------------------------------- */
+
+static const uint64_t *volatile test_clock;
+
+void mps_test_clock(const uint64_t *now)
+{
+    test_clock = now;
+}
+
+/* Read inside the write transaction that records a payment: a decision is
+ * taken at the moment it is written, under the lock every other decision
+ * on the same record waits for. */
+static uint64_t clock_now(void)
+{
+    const uint64_t *t = test_clock;
+    time_t now;
+
+    if (t != NULL)
+        return *t;
+    now = time(NULL);
+    return now < 0 ? 0 : (uint64_t)now;
+}
+
+/* The earliest a record that makes a payment spent may go. */
+static uint64_t kept_until(uint64_t expiry, uint64_t keep_until)
+{
+    uint64_t least = expiry > UINT64_MAX - MPS_MARGIN ? UINT64_MAX : expiry + MPS_MARGIN;
+
+    return keep_until < least ? least : keep_until;
+}
+
 /* ---- Millicent ----------------------------------------------------------------- */
 
 /* A spent record split into its fields (pointers into the value). */
@@ -861,8 +893,7 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
     }
     mpl_put_u64(key + klen, scrip_id);
     klen += 8;
-    if (keep_until < expiry)
-        keep_until = expiry;
+    keep_until = kept_until(expiry, keep_until);
     if (earn != NULL && (st = ledger_key(earn, lkey)) != MP_OK)
         goto out;
     if ((st = begin(s, 0, &txn)) != MP_OK)
@@ -884,6 +915,11 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
         *retry = 1;
         st = MP_OK;
         goto out;               /* a retry writes nothing: the abort below ends it */
+    }
+    if (clock_now() >= expiry) {
+        set_msg("store: scrip expired before its spend was written");
+        st = MP_ERR_EXPIRED;
+        goto out;
     }
     /* Reserved in place: the record is written straight into the map. */
     k = mpl_val(key, klen);
@@ -964,6 +1000,7 @@ mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids,
     spent_rec sr;
     MDB_txn *txn = NULL;
     MDB_val v;
+    uint64_t gone;
     size_t klen, i, len;
     int rc;
     mp_status st = MP_ERR_ARG;
@@ -995,18 +1032,20 @@ mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids,
             continue;
         /* Copied out before the put: a value read in a write transaction
          * may live in a page the put rewrites. The record now goes at the
-         * scrip's expiry; the index entry at keep_until no longer matches
-         * its time and is dropped by compaction without touching it. */
+         * scrip's expiry + MPS_MARGIN; the index entry at keep_until no
+         * longer matches its time and is dropped by compaction without
+         * touching it. */
         len = v.mv_size;
         memcpy(rec, v.mv_data, len);
-        mpl_put_u64(rec, sr.expiry);
+        gone = kept_until(sr.expiry, 0);
+        mpl_put_u64(rec, gone);
         rec[16] = sr.flags | SPENT_DEPOSITED;
         if ((rc = put_rec(s, txn, T_SPENT, key, klen + 8, rec, len, 0)) != 0) {
             st = lmdb_fail("spent write", rc);
             goto out;
         }
-        if (sr.time != sr.expiry
-            && (st = expiry_add(s, txn, sr.expiry, KIND_SPENT, key, klen + 8)) != MP_OK)
+        if (sr.time != gone
+            && (st = expiry_add(s, txn, gone, KIND_SPENT, key, klen + 8)) != MP_OK)
             goto out;
     }
     st = commit(s, &txn);
@@ -1113,108 +1152,125 @@ out:
     return st;
 }
 
-mp_status mps_pw_register(mps *s, const mp_pw_commit *c, const mp_pw_track *fresh,
-                          uint64_t keep_until)
-{
-    uint8_t rec[PW_HDR + MP_PW_TRACK_MAX + MP_PW_COMMIT_MAX];
-    MDB_txn *txn = NULL;
-    MDB_val v;
-    size_t tlen;
-    int rc;
-    mp_status st = MP_ERR_ARG;
-
-    if (s == NULL || c == NULL || fresh == NULL || c->enc_len == 0
-        || c->enc_len > MP_PW_COMMIT_MAX
-        || memcmp(fresh->commit_id, c->id, MP_HASH_LEN) != 0) {
-        st = bad_arg("commitment registration");
-        goto out;
-    }
-    if ((st = mp_pw_track_encode(fresh, rec + PW_HDR, MP_PW_TRACK_MAX, &tlen)) != MP_OK) {
-        set_msg("store: tracker does not encode: %s", mp_strerror(st));
-        goto out;
-    }
-    mpl_put_u64(rec, keep_until);
-    mpl_put_u32(rec + 8, 0);                /* nothing redeemed yet */
-    mpl_put_u16(rec + 12, (uint16_t)tlen);
-    memcpy(rec + PW_HDR + tlen, c->enc, c->enc_len);
-    if ((st = begin(s, 0, &txn)) != MP_OK)
-        goto out;
-    if ((rc = get_rec(s, txn, T_PW, c->id, MP_HASH_LEN, &v, &st)) < 0)
-        goto out;
-    if (rc == 0) {
-        st = MP_OK;             /* known already: its tracker must not be reset */
-        goto out;
-    }
-    rc = put_rec(s, txn, T_PW, c->id, MP_HASH_LEN, rec, PW_HDR + tlen + c->enc_len,
-                 MDB_NOOVERWRITE);
-    if (rc != 0) {
-        st = lmdb_fail("tracker write", rc);
-        goto out;
-    }
-    if ((st = expiry_add(s, txn, keep_until, KIND_PW, c->id, MP_HASH_LEN)) != MP_OK)
-        goto out;
-    st = commit(s, &txn);
-out:
-    end(s, &txn);
-    return st;
-}
-
-mp_status mps_pw_update(mps *s, uint64_t expect_version, const mp_pw_track *next,
-                        const mps_earning *earn)
+mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
+                        uint64_t expect_version, const mp_pw_track *next,
+                        mps_pw_decide_fn decide, void *ctx, const mps_earning *earn,
+                        int *retry)
 {
     uint8_t rec[PW_HDR + MP_PW_TRACK_MAX + MP_PW_COMMIT_MAX], lkey[LEDGER_KEY_LEN];
-    const uint8_t *p;
-    mp_pw_track cur;
+    const uint8_t *id, *p, *crec;
+    mp_pw_track *cur = NULL, *mine = NULL;
+    const mp_pw_track *nx = next;
     MDB_txn *txn = NULL;
     MDB_val v;
-    size_t tlen, old_tlen, clen;
-    int rc;
+    uint64_t now, keep, old_keep = 0;
+    size_t tlen, old_tlen = 0, clen;
+    int rc, fresh = 0, again = 0;
     mp_status st = MP_ERR_ARG;
 
-    /* A version that does not move would let a stale writer overwrite a
-     * newer tracker unnoticed. */
-    if (s == NULL || next == NULL || next->version <= expect_version) {
+    if (s == NULL || next == NULL || (decide != NULL && retry == NULL)
+        || (first != NULL && (first->enc_len == 0 || first->enc_len > MP_PW_COMMIT_MAX
+                              || memcmp(first->id, next->commit_id, MP_HASH_LEN) != 0))) {
         st = bad_arg("tracker update");
         goto out;
     }
+    id = next->commit_id;
     if (earn != NULL && (st = ledger_key(earn, lkey)) != MP_OK)
         goto out;
-    if ((st = mp_pw_track_encode(next, rec + PW_HDR, MP_PW_TRACK_MAX, &tlen)) != MP_OK) {
+    /* Two trackers (about 4 KiB each): off the stack of a server thread. */
+    if ((cur = malloc(2 * sizeof *cur)) == NULL) {
+        set_msg("store: out of memory");
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    mine = cur + 1;
+    if ((st = begin(s, 0, &txn)) != MP_OK)
+        goto out;
+    now = clock_now();
+    /* Damage must not read as "unknown": that would register afresh. */
+    if ((rc = get_rec(s, txn, T_PW, id, MP_HASH_LEN, &v, &st)) < 0)
+        goto out;
+    if (rc == REC_ABSENT) {
+        if (first == NULL) {
+            st = MP_ERR_UNKNOWN_COMMITMENT;
+            goto out;
+        }
+        if ((st = mp_pw_track_init(first, cur)) != MP_OK) {
+            set_msg("store: commitment gives no tracker: %s", mp_strerror(st));
+            goto out;
+        }
+        fresh = 1;
+    } else if ((st = pw_parse(&v, id, cur, &old_tlen)) != MP_OK) {
+        goto out;
+    }
+    if (cur->version != expect_version) {
+        if (decide == NULL) {
+            set_msg("store: tracker changed concurrently");
+            st = MP_ERR_BUSY;
+            goto out;
+        }
+        /* Decided at this transaction's clock, on the tracker as stored. */
+        if ((st = decide(ctx, cur, now, mine, &again)) != MP_OK)
+            goto out;
+        if (again) {
+            st = MP_OK;         /* nothing to write: the abort below ends it */
+            goto out;
+        }
+        nx = mine;
+    }
+    /* A version that does not move would let a stale writer overwrite a
+     * newer tracker unnoticed. */
+    if (nx->version <= cur->version || memcmp(nx->commit_id, id, MP_HASH_LEN) != 0) {
+        st = bad_arg("tracker update");
+        goto out;
+    }
+    /* The decision outside the lock was taken at an earlier clock. */
+    if (now >= cur->expiry) {
+        set_msg("store: commitment expired before its payment was written");
+        st = MP_ERR_EXPIRED;
+        goto out;
+    }
+    if ((st = mp_pw_track_encode(nx, rec + PW_HDR, MP_PW_TRACK_MAX, &tlen)) != MP_OK) {
         set_msg("store: tracker does not encode: %s", mp_strerror(st));
         goto out;
     }
-    if ((st = begin(s, 0, &txn)) != MP_OK)
-        goto out;
-    if ((rc = get_rec(s, txn, T_PW, next->commit_id, MP_HASH_LEN, &v, &st)) < 0)
-        goto out;
-    if (rc == REC_ABSENT) {
-        st = MP_ERR_UNKNOWN_COMMITMENT;
-        goto out;
+    if (fresh) {
+        keep = kept_until(cur->expiry, keep_until);
+        mpl_put_u64(rec, keep);
+        mpl_put_u32(rec + 8, 0);            /* nothing redeemed yet */
+        crec = first->enc;
+        clen = first->enc_len;
+    } else {
+        /* Copied out before the put: a value read in a write transaction
+         * may live in a page the put rewrites. keep_until and the redeemed
+         * word stay, but a tracker stored before MPS_MARGIN existed is
+         * kept that long from now on. */
+        p = v.mv_data;
+        old_keep = mpl_get_u64(p);
+        keep = kept_until(cur->expiry, old_keep);
+        memcpy(rec, p, 12);
+        mpl_put_u64(rec, keep);
+        crec = p + PW_HDR + old_tlen;
+        clen = v.mv_size - PW_HDR - old_tlen;
     }
-    if ((st = pw_parse(&v, next->commit_id, &cur, &old_tlen)) != MP_OK)
-        goto out;
-    if (cur.version != expect_version) {
-        set_msg("store: tracker changed concurrently");
-        st = MP_ERR_BUSY;
-        goto out;
-    }
-    /* Copied out before the put: a value read in a write transaction may
-     * live in a page the put rewrites. */
-    p = v.mv_data;
-    clen = v.mv_size - PW_HDR - old_tlen;
-    memcpy(rec, p, 12);                 /* keep_until and the redeemed word stay */
     mpl_put_u16(rec + 12, (uint16_t)tlen);
-    memcpy(rec + PW_HDR + tlen, p + PW_HDR + old_tlen, clen);
-    if ((rc = put_rec(s, txn, T_PW, next->commit_id, MP_HASH_LEN, rec, PW_HDR + tlen + clen,
-                      0)) != 0) {
+    memmove(rec + PW_HDR + tlen, crec, clen);
+    if ((rc = put_rec(s, txn, T_PW, id, MP_HASH_LEN, rec, PW_HDR + tlen + clen,
+                      fresh ? MDB_NOOVERWRITE : 0)) != 0) {
         st = lmdb_fail("tracker write", rc);
         goto out;
     }
+    if ((fresh || keep != old_keep)
+        && (st = expiry_add(s, txn, keep, KIND_PW, id, MP_HASH_LEN)) != MP_OK)
+        goto out;
     if (earn != NULL && (st = ledger_add(s, txn, lkey, earn)) != MP_OK)
         goto out;
     st = commit(s, &txn);
 out:
     end(s, &txn);
+    free(cur);
+    if (st == MP_OK && retry != NULL)
+        *retry = again;
     return st;
 }
 

@@ -27,6 +27,14 @@
  * checks before it deletes. Every open reads the file's meta and root
  * pages itself before LMDB follows them; mps_verify walks everything.
  *
+ * Time: a payment is decided at the clock read inside the write
+ * transaction that records it, never at an earlier one (a request whose
+ * body is slow would otherwise be decided at a time long gone): scrip or
+ * a commitment whose expiry has passed by then is refused (MP_ERR_EXPIRED).
+ * What makes a payment spent (a spent mark, a PayWord tracker) is kept at
+ * least until its expiry + MPS_MARGIN, whatever the redemption grace says;
+ * the grace only lengthens that.
+ *
  * What is stored (each record carries its expiry, and an expiry index lets
  * compaction delete it later):
  *   spent Millicent scrip   vendor, scrip id -> expiry, req_sig, reply, and for the
@@ -71,6 +79,18 @@ typedef struct mps mps;
 
 #define MPS_MAP_SIZE_DEFAULT (1024UL * 1024 * 1024)   /* 1 GiB of address space */
 
+/* Seconds a spent mark or a PayWord tracker outlives its expiry: covers
+ * requests still being read when the mark would go, clock steps between
+ * processes and the spec's clock skew, many times over (the broker's
+ * MPB_MARGIN is the same). docs/PROTOCOL.md 6.3 and 7.5. */
+#define MPS_MARGIN (3600)
+
+/* Test-only: every handle of this process reads *now instead of the
+ * system clock for the decisions above while now is not NULL (the tests'
+ * fake clock); NULL restores the system clock. mod_micropay and mpadmin
+ * never call it. */
+void mps_test_clock(const uint64_t *now);
+
 /* Creates an empty store in dir (which must exist), format version 3;
  * MP_ERR_STORE if one is already there. uid/gid (-1: unchanged) become
  * the owner of the files so the Apache user can write them. Its file is
@@ -109,12 +129,14 @@ typedef struct {
  * encoded reply (so a retry gets the same change), what the vendor needs
  * to deposit the scrip at its broker later (docs/PROTOCOL.md 8.6), and
  * the earning, all in one write transaction.
- *   expiry        the scrip's expiry: the record answers retries and
- *                 refuses double spending at least until then
+ *   expiry        the scrip's expiry: a new spend is refused
+ *                 (MP_ERR_EXPIRED) when the clock read in the write
+ *                 transaction has reached it; the record answers retries
+ *                 and refuses double spending until expiry + MPS_MARGIN
  *   keep_until    while the spend is not deposited, compaction keeps it
  *                 until this time (expiry + the redemption grace; a value
- *                 below expiry counts as expiry); once deposited
- *                 (mps_mc_mark_deposited) it goes at expiry
+ *                 below expiry + MPS_MARGIN counts as that); once deposited
+ *                 (mps_mc_mark_deposited) it goes at expiry + MPS_MARGIN
  *   payment       the encoded mc_payment record as received, 1..MP_WIRE_MAX bytes
  *   req           the request the payment was made for: method 1..MP_METHOD_MAX,
  *                 host 0..MP_HOST_MAX, target 1..MP_TARGET_MAX bytes of visible
@@ -124,6 +146,7 @@ typedef struct {
  *   spent with the same req_sig -> MP_OK, *retry = 1, stored reply copied
  *                                  into reply_out (nothing recorded again)
  *   spent with another req_sig  -> MP_ERR_SPENT
+ *   not spent, expired by now   -> MP_ERR_EXPIRED (nothing recorded)
  *   store failure               -> MP_ERR_STORE
  * reply_out has room for MP_WIRE_MAX bytes; *reply_out_len is set on retry.
  */
@@ -144,7 +167,7 @@ mp_status mps_mc_list_undeposited(mps *s, const char *vendor, mps_deposit_cb cb,
 
 /* Marks the spends ids[0..n-1] of vendor as deposited, in one write
  * transaction: they leave mps_mc_list_undeposited and compaction may drop
- * them at the scrip's expiry. Idempotent: ids already deposited, or no
+ * them at the scrip's expiry + MPS_MARGIN. Idempotent: ids already deposited, or no
  * longer stored, are skipped. */
 mp_status mps_mc_mark_deposited(mps *s, const char *vendor, const uint64_t *ids, size_t n);
 
@@ -158,17 +181,38 @@ mp_status mps_reserve_ids(mps *s, const char *vendor, uint16_t series, uint32_t 
 /* The tracker of a commitment: MP_ERR_UNKNOWN_COMMITMENT when absent. */
 mp_status mps_pw_get(mps *s, const uint8_t commit_id[MP_HASH_LEN], mp_pw_track *out);
 
-/* Registers a verified commitment with a fresh tracker; a no-op (MP_OK)
- * when it is already known. Keeps the commitment record for redemption. */
-mp_status mps_pw_register(mps *s, const mp_pw_commit *c, const mp_pw_track *fresh,
-                          uint64_t keep_until);
-
-/* Replaces the tracker if the stored one still has version
- * expect_version: MP_ERR_SPENT is never returned here; a changed version
- * gives MP_ERR_BUSY (the caller re-reads and re-decides). The earning is
- * recorded in the same transaction. */
-mp_status mps_pw_update(mps *s, uint64_t expect_version, const mp_pw_track *next,
-                        const mps_earning *earn);
+/*
+ * Records an accepted PayWord payment: the tracker next replaces the
+ * stored one, with the earning, in one write transaction, when the stored
+ * tracker still has version expect_version; else MP_ERR_BUSY (the caller
+ * re-reads and decides again, or passes decide). MP_ERR_SPENT is never
+ * returned here for a stale version.
+ *   first       NULL, or the verified commitment the payment carried: when
+ *               its id is not stored yet, this transaction registers it
+ *               (tracker, commitment record, kept until keep_until, below
+ *               expiry + MPS_MARGIN counting as that) with its first
+ *               payment, and expect_version is the fresh tracker's
+ *               (mp_pw_track_init). A commitment is stored only with a
+ *               payment that was accepted: a failed one leaves nothing.
+ *               NULL and unknown: MP_ERR_UNKNOWN_COMMITMENT.
+ *   next        the tracker after the payment (its commit_id names the
+ *               commitment), decided against version expect_version
+ *   decide      NULL, or decides under the store's write lock when the
+ *               stored version is not expect_version:
+ *               called with the stored (or fresh) tracker and the clock of
+ *               the transaction, it fills *out and *retry as
+ *               mp_pw_track_accept does; an error is returned as is, and a
+ *               retry writes nothing (MP_OK, *retry = 1)
+ *   retry       may be NULL when decide is NULL; set on success
+ * The payment is refused (MP_ERR_EXPIRED, nothing written) when the clock
+ * read in the transaction has reached the commitment's expiry.
+ */
+typedef mp_status (*mps_pw_decide_fn)(void *ctx, const mp_pw_track *cur, uint64_t now,
+                                      mp_pw_track *out, int *retry);
+mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
+                        uint64_t expect_version, const mp_pw_track *next,
+                        mps_pw_decide_fn decide, void *ctx, const mps_earning *earn,
+                        int *retry);
 
 /* Calls cb for every PayWord tracker: the commitment record as registered,
  * the highest accepted word l and w_l (what a redeem record claims) and
@@ -205,9 +249,9 @@ typedef int (*mps_ledger_cb)(void *ctx, uint32_t day, uint8_t scheme, const char
 mp_status mps_ledger_list(mps *s, mps_ledger_cb cb, void *ctx);
 
 /* Deletes up to max records whose time has come: spent scrip at its
- * keep_until, or at its expiry once deposited; PayWord trackers and their
- * commitments at keep_until (which leaves time to redeem them). *removed
- * gets the count. */
+ * keep_until, or at its expiry + MPS_MARGIN once deposited; PayWord
+ * trackers and their commitments at keep_until (which leaves time to
+ * redeem them). *removed gets the count. */
 mp_status mps_compact(mps *s, uint64_t now, size_t max, size_t *removed);
 
 /* Runs mps_compact when the last compaction (recorded in the store) is

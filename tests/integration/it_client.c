@@ -2368,6 +2368,51 @@ static void t_pw_out_of_order(void)
     pw_fail(g_pw, "/paid/a.html", 75, 5, 0, (const uint8_t *)"abcdefghijklmnopqrstuvwxyz012345", 402, "already-spent");
 }
 
+static mps *store_open(unsigned flags);
+
+/* Issue 10, finding 4, as the attack: payments that fail, each carrying a
+ * fresh valid commitment, used to leave their commitments in the store
+ * (1.6 MB in 1.1 s from one certificate). A commitment is stored only with
+ * a payment that is accepted: unpaid traffic leaves nothing. */
+static void t_pw_unpaid_no_state(void)
+{
+    enum { N = 30 };
+    mps *st = store_open(MPS_RDONLY);
+    mps_stats before, after;
+    uint8_t junk[MP_HASH_LEN];
+    int i, n402 = 0;
+
+    if (st == NULL)
+        return;
+    memset(&before, 0, sizeof before);
+    memset(&after, 0, sizeof after);
+    EXPECT(mps_stat(st, &before) == MP_OK, "mps_stat before");
+    derive("not a chain word", junk);
+    for (i = 0; i < N; i++) {
+        pwc *w = pw_default(100);
+        /* forged words, too few words, too many words */
+        char *cred = i % 3 == 0 ? pw_cred_w(w, 5, 5, 1, junk)
+                   : i % 3 == 1 ? pw_cred(w, 4, 4, 1) : pw_cred(w, 6, 6, 1);
+        resp r;
+
+        pay(&r, "GET", "/paid/a.html?unpaid", cred, 0);
+        if (r.status == 402)
+            n402++;
+        else
+            fprintf(stderr, "\n    unpaid #%d: %ld %s\n", i, r.status, rh(&r, "Payment-Error"));
+        resp_free(&r);
+        free(cred);
+        pw_free(w);
+    }
+    EXPECT(mps_stat(st, &after) == MP_OK, "mps_stat after");
+    fprintf(stderr, "\n    %d failed first payments: trackers %zu -> %zu, index %zu -> %zu\n", N,
+            before.pw, after.pw, before.expiry_index, after.expiry_index);
+    EXPECT(n402 == N, "%d of %d failed first payments answered 402", n402, N);
+    EXPECT(after.pw == before.pw && after.expiry_index == before.expiry_index,
+           "failed payments left state: %zu -> %zu trackers", before.pw, after.pw);
+    mps_close(st);
+}
+
 static void t_pw_commitment_checks(void)
 {
     uint64_t t = now_s();
@@ -2840,6 +2885,74 @@ static void t_conc_same_word(void)
     }
     free(cred);
     pw_free(w);
+}
+
+/* Issue 10, finding 8: many payments at once with one commitment, on
+ * disjoint intervals, each on its own connection: every one is accepted
+ * exactly once; none gets a 500 for losing races to the others. Each pays
+ * 50 words (/paid/dear, 0.05 USD) near the top of what it may hash
+ * (MP_PW_SKIP_RATIO words per word paid), so while one hashes outside the
+ * lock the others change the tracker under it, and some lose races and
+ * are decided under the lock (the old code gave up with a 500 after 16
+ * lost races; on a 2-core machine this test sees at most 3 in a row). */
+static void t_conc_pw_one_commitment(void)
+{
+    enum { N = 48, ROUNDS = 2, K = 50 };   /* not in spent.txt: the replays pay 5 words */
+    reqspec q[N];
+    resp r[N];
+    char *cred[N];
+    char tg[N][64];
+    resp r0;
+    int i, round, ok = 0, other = 0;
+
+    for (round = 0; round < ROUNDS; round++) {
+        mp_pw_cert cert;
+        uint64_t t = now_s();
+        pwc *w;
+        char *c0;
+
+        /* 12,850 words of 0.001 USD: a certificate with room for them */
+        cert_make(&cert, BROKER, g_broker, g_user, t + 30 * DAY, "20 USD");
+        w = pw_make(VENDOR, &cert, g_user, t, t + DAY, "0.001 USD", K + MP_PW_SKIP_RATIO * K);
+        c0 = pw_cred(w, K, K, 1);
+        /* the commitment registered with words 1..K */
+        pay(&r0, "GET", "/paid/dear/d.html?one-setup", c0, 0);
+        EXPECT(r0.status == 200, "first payment: %ld %s", r0.status, rh(&r0, "Payment-Error"));
+        if (r0.status == 200) {
+            tally("payword", "/paid/dear/d.html?one-setup", 5000);
+            expect_log(&r0, "payword", "5000", w->idhex, "paid", "0.05 USD");
+        }
+        resp_free(&r0);
+        free(c0);
+        memset(q, 0, sizeof q);
+        for (i = 0; i < N; i++) {
+            /* (i - K, i] from the top down: each hashes about 256 K words */
+            cred[i] = pw_cred(w, (uint32_t)(K + MP_PW_SKIP_RATIO * K - i * K), K, 0);
+            snprintf(tg[i], sizeof tg[i], "/paid/dear/d.html?one=%d-%d", round, i);
+            q[i].method = "GET";
+            q[i].target = tg[i];
+            q[i].hdr[0] = auth_hdr(cred[i]);
+            q[i].fresh_conn = 1;
+        }
+        run_batch(q, r, N, N);
+        for (i = 0; i < N; i++) {
+            if (r[i].status == 200 && streq(log_result(&r[i]), "paid") && body_has(&r[i], "PAID-DEAR")) {
+                ok++;
+                tally("payword", tg[i], 5000);
+                expect_log(&r[i], "payword", "5000", w->idhex, "paid", "0.05 USD");
+            } else {
+                other++;
+                fprintf(stderr, "\n    one commitment, round %d #%d: %ld %s\n", round, i, r[i].status,
+                        rh(&r[i], "Payment-Error"));
+            }
+            resp_free(&r[i]);
+            free((char *)q[i].hdr[0]);
+            free(cred[i]);
+        }
+        pw_free(w);
+    }
+    EXPECT(ok == N * ROUNDS && other == 0, "%d concurrent payments with one commitment (x%d): %d paid, %d other",
+           N, ROUNDS, ok, other);
 }
 
 /* Many independent payments at once: every one accepted exactly once. */
@@ -3756,6 +3869,7 @@ static CU_TestInfo payword_tests[] = {
     { "out of order: sequential and concurrent; exhausted, wrong k, forged word", t_pw_out_of_order },
     { "commitment checks: untrusted broker, forged, expired, credit", t_pw_commitment_checks },
     { "65 gaps: forfeit and 64 remembered payments", t_pw_gaps_and_memory },
+    { "failed first payments leave no state", t_pw_unpaid_no_state },
     CU_TEST_INFO_NULL,
 };
 static CU_TestInfo receipt_tests[] = {
@@ -3767,6 +3881,7 @@ static CU_TestInfo conc_tests[] = {
     { "same scrip in 16 concurrent requests", t_conc_same_scrip },
     { "same PayWord word in 8 concurrent requests", t_conc_same_word },
     { "48 independent payments on 8 connections", t_conc_many },
+    { "48 concurrent payments with one commitment, 2 rounds", t_conc_pw_one_commitment },
     CU_TEST_INFO_NULL,
 };
 static CU_TestInfo gw_tests[] = {
