@@ -84,7 +84,7 @@ static int compute(void)
     mp_chain *ch = NULL;
     mp_pubkey pk;
     mp_amount price = amt("0.002 USD"), value = amt("0.01 USD");
-    mp_request req = { "GET", 3, "news.example", 12, "/a/b.html", 9 };
+    mp_request req = { "GET", 3, "news.example", 12, "/a/b.html", 9, NULL };
     size_t len;
     int bad = 1;
 
@@ -303,7 +303,7 @@ static int compute(void)
      * binds POST, the broker's authority (port included) and the target. */
     {
         static const char host[] = "broker.example:8443", target[] = "/mp/exchange";
-        mp_request xreq = { "POST", 4, host, sizeof host - 1, target, sizeof target - 1 };
+        mp_request xreq = { "POST", 4, host, sizeof host - 1, target, sizeof target - 1, NULL };
         mp_amount xvalue = amt("0.25 USD"), xprice = amt("0.10 USD");
         uint8_t bs[32], bm[32], bcs[32];
         mp_mc_issuer *bi = NULL;
