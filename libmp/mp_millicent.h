@@ -62,6 +62,10 @@ typedef struct {
     const char *method;  size_t method_len;
     const char *host;    size_t host_len;
     const char *target;  size_t target_len;
+    /* SHA-256 of the request body as received (the vendor computes it; a
+     * request without a body has the digest of the empty string). NULL is
+     * the empty body. Bound into the PayWord request tag, not into req_sig. */
+    const uint8_t *body_digest;
 } mp_request;
 
 typedef struct {

@@ -355,7 +355,13 @@ out:
 mp_status mp_request_tag(mp_sha *h, const mp_request *req, uint8_t out[MP_PW_TAG_LEN])
 {
     static const char label[15] = { 'M','P','1',' ','r','e','q','u','e','s','t','-','t','a','g' };
-    uint8_t buf[sizeof label + 1 + MP_METHOD_MAX + 1 + MP_HOST_MAX + 2 + MP_TARGET_MAX];
+    /* SHA-256 of the empty string: a request without a body. */
+    static const uint8_t empty[MP_HASH_LEN] = {
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+        0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55
+    };
+    uint8_t buf[sizeof label + 1 + MP_METHOD_MAX + 1 + MP_HOST_MAX + 2 + MP_TARGET_MAX
+                + MP_HASH_LEN];
     uint8_t digest[MP_HASH_LEN];
     size_t n = 0;
     mp_status st = MP_ERR_ARG;
@@ -378,6 +384,8 @@ mp_status mp_request_tag(mp_sha *h, const mp_request *req, uint8_t out[MP_PW_TAG
     buf[n++] = (uint8_t)req->target_len;
     memcpy(buf + n, req->target, req->target_len);
     n += req->target_len;
+    memcpy(buf + n, req->body_digest != NULL ? req->body_digest : empty, MP_HASH_LEN);
+    n += MP_HASH_LEN;
     if ((st = mp_sha_digest(h, buf, n, digest)) != MP_OK)
         goto out;
     memcpy(out, digest, MP_PW_TAG_LEN);

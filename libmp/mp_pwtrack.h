@@ -73,9 +73,11 @@ typedef struct {
 mp_status mp_pw_track_init(const mp_pw_commit *c, mp_pw_track *out);
 
 /* The tag of a request: the first MP_PW_TAG_LEN bytes of SHA-256 over
- * "MP1 request-tag" || str8 method || str8 host || str16 target. A retry
- * of a PayWord payment is recognised only for the same request, so that
- * re-sending a word cannot buy a different resource. */
+ * "MP1 request-tag" || str8 method || str8 host || str16 target
+ * || bytes32 body_digest (req->body_digest, NULL: the empty body). A retry
+ * of a PayWord payment is recognised only for the same request, body
+ * included, so that re-sending a word cannot buy a different resource or
+ * a different POST. */
 mp_status mp_request_tag(mp_sha *h, const mp_request *req, uint8_t out[MP_PW_TAG_LEN]);
 
 /*

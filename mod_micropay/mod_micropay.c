@@ -44,6 +44,7 @@ static void mpx_register_hooks(apr_pool_t *p)
     ap_hook_insert_filter(mpx_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(mpx_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MPX_PAID_FILTER, mpx_paid_filter, NULL, AP_FTYPE_CONTENT_SET);
+    ap_register_input_filter(MPX_KEPT_BODY_FILTER, mpx_kept_body_filter, NULL, AP_FTYPE_RESOURCE);
 }
 
 AP_DECLARE_MODULE(micropay) = {

@@ -7,6 +7,9 @@
  *   mod_micropay_config.c    per-server and per-directory configuration,
  *                            loading secrets and broker keys at startup
  *   mod_micropay_request.c   the payment path (fixups hook)
+ *   mod_micropay_body.c      the body of a paid request: read before the
+ *                            decision (a payment is bound to it), replayed
+ *                            to the handler by an input filter
  *   mod_micropay_price.c     the price of a request: the price table, keyed
  *                            by the resource served, else MicropayPrice
  *   mod_micropay_response.c  402 offers, failure answers, paid-response
@@ -40,6 +43,7 @@ typedef struct {
     const char *broker_url;      /* MicropayBrokerURL */
     apr_array_header_t *trust;   /* MicropayTrustBroker: mpx_trust_conf */
     apr_int64_t pw_grace;        /* MicropayPayWordGrace seconds, -1 unset */
+    apr_int64_t max_body;        /* MicropayMaxBody bytes, -1 unset */
     mpx_broker_conf *broker;     /* MicropayBroker*: this server is a broker */
 
     /* Filled at post_config (parent, as root) and after fork (child). */
@@ -68,12 +72,16 @@ typedef struct {
     mp_amount   pw_unit;         /* MicropayPayWordUnit */
     apr_int64_t receipt_window;  /* MicropayReceiptWindow, -1 unset */
     apr_int64_t offer_lifetime;  /* MicropayOfferLifetime, -1 unset */
+    apr_int64_t retry_window;    /* MicropayRetryWindow, -1 unset */
 } mpx_dir_conf;
 
 /* Defaults applied when a field is unset all the way up. */
 #define MPX_DEFAULT_SCHEMES        (MP_SCHEME_MILLICENT | MP_SCHEME_PAYWORD)
 #define MPX_DEFAULT_RECEIPT_WINDOW 600
 #define MPX_DEFAULT_OFFER_LIFETIME 300
+#define MPX_DEFAULT_RETRY_WINDOW   60
+#define MPX_DEFAULT_MAX_BODY       (1024 * 1024)
+#define MPX_MAX_BODY_MAX           (64 * 1024 * 1024)
 #define MPX_DEFAULT_PW_GRACE       (30 * 86400)
 #define MPX_DEFAULT_STORE_SIZE     1024          /* MiB, both stores */
 #define MPX_STORE_SIZE_MIN         16
@@ -97,6 +105,17 @@ size_t mpx_store_bytes(apr_int64_t mib);     /* -1 (unset): the default */
 
 /* mod_micropay_request.c */
 int mpx_fixups(request_rec *r);
+
+/* mod_micropay_body.c: reads r's whole body (none: no Content-Length
+ * above 0 and no Transfer-Encoding) into the request pool, at most max
+ * bytes, sets digest to its SHA-256 (of the empty string without a body)
+ * and adds the input filter that gives the same bytes to the handler.
+ * OK, or the HTTP status to answer: 413 over max (before reading, when
+ * Content-Length says so), 400 or 408 when reading fails. */
+int mpx_body_take(request_rec *r, apr_off_t max, uint8_t digest[MP_HASH_LEN]);
+apr_status_t mpx_kept_body_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                                  apr_read_type_e block, apr_off_t readbytes);
+#define MPX_KEPT_BODY_FILTER "MICROPAY_KEPT_BODY"
 
 /* mod_micropay_price.c: the price of r (the price table's entry for the
  * resource r serves, else the location's MicropayPrice), the schemes that can

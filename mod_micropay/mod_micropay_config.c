@@ -31,6 +31,7 @@ void *mpx_create_server_conf(apr_pool_t *p, server_rec *s)
     sc->store_sync = MP_UNSET;
     sc->store_size = -1;
     sc->pw_grace = -1;
+    sc->max_body = -1;
     sc->trust = apr_array_make(p, 2, sizeof(mpx_trust_conf));
     sc->broker = mpx_broker_create(p);
     return sc;
@@ -50,6 +51,7 @@ void *mpx_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->broker_url = add->broker_url ? add->broker_url : base->broker_url;
     sc->trust = add->trust->nelts > 0 ? add->trust : base->trust;
     sc->pw_grace = add->pw_grace >= 0 ? add->pw_grace : base->pw_grace;
+    sc->max_body = add->max_body >= 0 ? add->max_body : base->max_body;
     sc->broker = mpx_broker_merge(p, base->broker, add->broker);
     return sc;
 }
@@ -63,6 +65,7 @@ void *mpx_create_dir_conf(apr_pool_t *p, char *dir)
     dc->schemes = MP_UNSET;
     dc->receipt_window = -1;
     dc->offer_lifetime = -1;
+    dc->retry_window = -1;
     return dc;
 }
 
@@ -81,6 +84,7 @@ void *mpx_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->pw_unit = add->unit_set ? add->pw_unit : base->pw_unit;
     dc->receipt_window = add->receipt_window >= 0 ? add->receipt_window : base->receipt_window;
     dc->offer_lifetime = add->offer_lifetime >= 0 ? add->offer_lifetime : base->offer_lifetime;
+    dc->retry_window = add->retry_window >= 0 ? add->retry_window : base->retry_window;
     return dc;
 }
 
@@ -258,6 +262,17 @@ static const char *set_pw_grace(cmd_parms *cmd, void *dummy, const char *arg)
     return parse_seconds(cmd, arg, 0, 10LL * 365 * 86400, &server_conf(cmd)->pw_grace);
 }
 
+static const char *set_max_body(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+
+    (void)dummy;
+    if (err)
+        return err;
+    return mpx_parse_int(cmd, arg, 0, MPX_MAX_BODY_MAX, "a number of bytes",
+                         &server_conf(cmd)->max_body);
+}
+
 static const char *set_enabled(cmd_parms *cmd, void *dcv, int on)
 {
     (void)cmd;
@@ -324,6 +339,9 @@ static const char *set_window(cmd_parms *cmd, void *dcv, const char *arg)
 
     if (strcmp(cmd->cmd->name, "MicropayReceiptWindow") == 0)
         return parse_seconds(cmd, arg, 0, 7 * 86400, &dc->receipt_window);
+    /* The store keeps retry records for MPS_RETRY_KEEP: no longer window. */
+    if (strcmp(cmd->cmd->name, "MicropayRetryWindow") == 0)
+        return parse_seconds(cmd, arg, 0, MPS_RETRY_WINDOW_MAX, &dc->retry_window);
     return parse_seconds(cmd, arg, 10, 86400, &dc->offer_lifetime);
 }
 
@@ -356,6 +374,10 @@ const command_rec mpx_directives[] = {
         "Seconds a paid resource can be fetched again with its receipt; 0 disables receipts (default 600)"),
     AP_INIT_TAKE1("MicropayOfferLifetime", set_window, NULL, ACCESS_CONF,
         "Seconds a 402 offer's price is guaranteed (default 300)"),
+    AP_INIT_TAKE1("MicropayRetryWindow", set_window, NULL, ACCESS_CONF,
+        "Seconds after a payment during which the identical request (method, host, target, body) with the same payment is served again to recover a lost answer (0 to 3600, default 60; 0: no retries)"),
+    AP_INIT_TAKE1("MicropayMaxBody", set_max_body, NULL, RSRC_CONF,
+        "Most bytes of request body a paid request may carry: the body is read and bound to the payment before it is decided (0 to 67108864, default 1048576; more: 413)"),
     MPX_BROKER_DIRECTIVES,
     { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };

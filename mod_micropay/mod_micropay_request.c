@@ -313,6 +313,8 @@ typedef struct {
     mp_amount        unit;       /* MicropayPayWordUnit in force (units 0: no PayWord) */
     uint8_t          schemes;
     uint32_t         window;     /* receipt window, 0 = none */
+    uint32_t         retry_window; /* MicropayRetryWindow in force, 0 = no retries */
+    uint8_t          body_digest[MP_HASH_LEN];
     uint64_t         now;
     /* results */
     const char      *scheme_name;
@@ -335,11 +337,24 @@ static mp_status pay_millicent(mpx_pay *x, const uint8_t *rec, size_t len)
     apr_int64_t grace = x->sc->pw_grace >= 0 ? x->sc->pw_grace : MPX_DEFAULT_PW_GRACE;
     uint64_t change_id, keep_until;
     mps_earning earn;
+    mps_retry rt;
     int retry = 0;
     mp_status st;
 
     if ((st = mp_mc_payment_decode(rec, len, p)) != MP_OK)
         return st;
+    rt.now = x->now;
+    rt.window = x->retry_window;
+    rt.body_digest = x->body_digest;
+    /* The retry test comes first: a retry recovers the answer of a payment
+     * accepted when it was made, with its change, whatever the price, the
+     * schemes or the clock say now. Any other use of a spent id falls
+     * through to the checks, and the spend refuses it. */
+    if ((st = mps_mc_find(x->sc->store, x->sc->vendor, p->scrip.id, rec, len, &x->req, &rt,
+                          &retry, stored, &stored_len)) != MP_OK && st != MP_ERR_SPENT)
+        return st;
+    if (st == MP_OK && retry)
+        goto done;
     if (!(x->schemes & MP_SCHEME_MILLICENT))
         return MP_ERR_PRICE;
     if ((st = next_change_id(x->sc, &change_id)) != MP_OK)
@@ -361,10 +376,11 @@ static mp_status pay_millicent(mpx_pay *x, const uint8_t *rec, size_t len)
     keep_until = p->scrip.expiry > UINT64_MAX - (uint64_t)grace ? UINT64_MAX
                                                                 : p->scrip.expiry + (uint64_t)grace;
     st = mps_mc_spend(x->sc->store, x->sc->vendor, p->scrip.id, p->scrip.expiry, keep_until,
-                      p->req_sig, rec, len, &x->req, enc, enc_len, &earn, &retry, stored,
+                      p->req_sig, rec, len, &x->req, enc, enc_len, &earn, &rt, &retry, stored,
                       &stored_len);
     if (st != MP_OK)
         return st;
+done:
     /* A retry gets the change it was given the first time, not new change. */
     x->change_b64 = retry ? b64(r->pool, stored, stored_len) : b64(r->pool, enc, enc_len);
     x->scheme_name = "millicent";
@@ -419,15 +435,32 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
     uint8_t tag[MP_PW_TAG_LEN];
     pw_decision d;
     mps_earning earn;
+    mps_pw_paid paid;
     uint64_t keep_until;
     int retry = 0, attempt, locked;
     mp_status st;
 
     if ((st = mp_pw_payment_decode(rec, len, p)) != MP_OK)
         return st;
+    if ((st = mp_request_tag(x->tc->sha, &x->req, tag)) != MP_OK)
+        return st;
+    /* The retry test comes first (before the scheme, unit, expiry and
+     * price checks), from the store's retry records, which keep every
+     * payment of the retry window: a retry recovers the answer of a
+     * payment accepted when it was made. The commitment must still be
+     * this vendor's. */
+    st = mps_pw_get(x->sc->store, p->commit_id, t);
+    if (st == MP_OK) {
+        if (strcmp(t->vendor, x->sc->vendor) != 0)
+            return MP_ERR_WRONG_VENDOR;
+        if ((st = mps_pw_retry_find(x->sc->store, p->commit_id, p->i, p->k, p->w, tag, x->now,
+                                    x->retry_window, &retry)) != MP_OK)
+            return st;
+        if (retry)
+            goto done;
+    }
     if (!(x->schemes & MP_SCHEME_PAYWORD))
         return MP_ERR_PRICE;
-    st = mps_pw_get(x->sc->store, p->commit_id, t);
     if (st == MP_ERR_UNKNOWN_COMMITMENT && p->has_commit) {
         /* First contact: the two signature checks run outside any store
          * transaction; the commitment is stored only in the transaction
@@ -452,12 +485,15 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
     earn.path = x->path;
     earn.path_len = strlen(x->path);
     earn.amount = x->price;
-    if ((st = mp_request_tag(x->tc->sha, &x->req, tag)) != MP_OK)
-        return st;
     keep_until = t->expiry > UINT64_MAX - (uint64_t)grace ? UINT64_MAX : t->expiry + (uint64_t)grace;
     d.x = x;
     d.p = p;
     d.tag = tag;
+    paid.i = p->i;
+    paid.k = p->k;
+    paid.w = p->w;
+    paid.tag = tag;
+    paid.accepted_at = x->now;
     /* Optimistic: hash outside the store's write lock, write back only if
      * nobody changed the tracker meanwhile, else decide again. */
     for (attempt = 1;; attempt++) {
@@ -467,7 +503,7 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
             break;
         locked = attempt >= MPX_PW_OPTIMISTIC;
         st = mps_pw_update(x->sc->store, first, keep_until, t->version, next,
-                           locked ? pw_decide : NULL, &d, &earn, &retry);
+                           locked ? pw_decide : NULL, &d, &earn, &paid, &retry);
         if (st != MP_ERR_BUSY || locked)
             break;
         if ((st = mps_pw_get(x->sc->store, p->commit_id, t)) != MP_OK)
@@ -475,6 +511,17 @@ static mp_status pay_payword(mpx_pay *x, const uint8_t *rec, size_t len)
     }
     if (st != MP_OK)
         return st;
+    /* The tracker's own memory of recent payments is no authority: the
+     * retry records decide, read again since an identical request may
+     * have been accepted meanwhile. */
+    if (retry) {
+        if ((st = mps_pw_retry_find(x->sc->store, p->commit_id, p->i, p->k, p->w, tag,
+                                    x->now, x->retry_window, &retry)) != MP_OK)
+            return st;
+        if (!retry)
+            return MP_ERR_SPENT;
+    }
+done:
     x->scheme_name = "payword";
     x->payer = hex32(r->pool, p->commit_id);
     x->result = retry ? "retry" : "paid";
@@ -702,6 +749,20 @@ int mpx_fixups(request_rec *r)
 
     st = MP_ERR_MALFORMED;
     if (!bad) {
+        /* A payment is bound to the request's body: read it whole (kept
+         * for the handler) before deciding, and decide with the clock of
+         * after the read, when a slow body has crossed expiries. Nothing
+         * is read for a request without a credential. */
+        int hs = mpx_body_take(r, sc->max_body >= 0 ? (apr_off_t)sc->max_body
+                                                    : (apr_off_t)MPX_DEFAULT_MAX_BODY,
+                               x.body_digest);
+
+        if (hs != OK)
+            return hs;
+        x.req.body_digest = x.body_digest;
+        x.retry_window = (uint32_t)(dc->retry_window >= 0 ? dc->retry_window
+                                                          : MPX_DEFAULT_RETRY_WINDOW);
+        x.now = (uint64_t)apr_time_sec(apr_time_now());
         rec = apr_palloc(r->pool, MP_WIRE_MAX);
         st = mp_b64url_decode(cred, cred_len, rec, MP_WIRE_MAX, &rec_len);
         if (st == MP_ERR_BUFFER)

@@ -4,14 +4,22 @@
  *
  * Records (integers big-endian, so keys sort by number; every value but
  * the format ends in the record's checksum, see "checksums" below):
- *   meta    "format" -> "mod_micropay-store-3"; "last_compact" -> u64
+ *   meta    "format" -> "mod_micropay-store-4"; "last_compact" -> u64
  *   spent   vendor NUL u64 id       -> u64 time | u64 expiry | u8 flags | 32 req_sig
  *                                      | u16 reply_len | reply
  *                                      | u16 payment_len | payment
  *                                      | u8 method_len | method | u8 host_len | host
  *                                      | u16 target_len | target
+ *                                      [| u64 accepted_at | 32 body_digest]
  *           time is when compaction may drop the record: keep_until while
- *           undeposited, expiry once flags has SPENT_DEPOSITED
+ *           undeposited, expiry once flags has SPENT_DEPOSITED; the bracketed
+ *           part is there when flags has SPENT_RETRYABLE (every spend of
+ *           format 4; a spend of format 3 has no accepted time and is never
+ *           answered as a retry)
+ *   retry   32 commitment id | u32 i -> u64 time | u64 accepted_at | u32 k | 32 w_i
+ *                                      | 16 request tag
+ *           one accepted PayWord payment, for retries of it; time is when
+ *           compaction drops it (accepted_at + MPS_RETRY_KEEP)
  *   pw      32 commitment id        -> u64 keep_until | u32 redeemed | u16 track_len
  *                                      | track | commitment
  *   ledger  u32 day | u8 scheme | 3 currency | 16 SHA-256(path) prefix
@@ -39,18 +47,26 @@
 #include "mod_micropay_lmdb.h"
 #include "mod_micropay_store.h"
 
-#define FORMAT          "mod_micropay-store-3"
+#define FORMAT          "mod_micropay-store-4"
+#define FORMAT_3        "mod_micropay-store-3"
 #define FORMAT_2        "mod_micropay-store-2"
 #define FORMAT_UPGRADE  "mod_micropay-store-2-3"   /* mps_upgrade under way */
-#define NDBS            7
+#define NDBS            8
+#define NDBS_V3         7                          /* format 3 had no retry table */
 #define KIND_SPENT      1
 #define KIND_PW         2
+#define KIND_RETRY      3
 #define CRC_LEN         4
 #define SPENT_HDR       (8 + 8 + 1 + MP_HASH_LEN)
 #define SPENT_DEPOSITED 0x01
-/* The largest spent record: header, reply, payment, method, host, target. */
+#define SPENT_RETRYABLE 0x02
+#define SPENT_RETRY_LEN (8 + MP_HASH_LEN)
+/* The largest spent record: header, reply, payment, method, host, target,
+ * accepted time and body digest. */
 #define SPENT_REC_MAX   (SPENT_HDR + 2 + MP_WIRE_MAX + 2 + MP_WIRE_MAX + 1 + MP_METHOD_MAX \
-                         + 1 + MP_HOST_MAX + 2 + MP_TARGET_MAX)
+                         + 1 + MP_HOST_MAX + 2 + MP_TARGET_MAX + SPENT_RETRY_LEN)
+#define RETRY_KEY_LEN   (MP_HASH_LEN + 4)
+#define RETRY_VAL_LEN   (8 + 8 + 4 + MP_HASH_LEN + MP_PW_TAG_LEN)
 #define SPENT_KEY_MAX   (MP_NAME_MAX + 1 + 8)
 #define PW_HDR          (8 + 4 + 2)
 #define PW_REC_MAX      (PW_HDR + MP_PW_TRACK_MAX + MP_PW_COMMIT_MAX)
@@ -69,11 +85,11 @@
 #define UPGRADE_VAL_MAX MAX2(MAX2(SPENT_REC_MAX, PW_REC_MAX), LEDGER_HDR + MP_TARGET_MAX)
 
 /* The tables, in the order of db_names. */
-enum { T_META, T_SPENT, T_PW, T_LEDGER, T_PRICES, T_IDS, T_EXPIRY };
+enum { T_META, T_SPENT, T_PW, T_LEDGER, T_PRICES, T_IDS, T_EXPIRY, T_RETRY };
 
 struct mps {
     MDB_env         *env;
-    MDB_dbi          meta, spent, pw, ledger, prices, ids, expiry;
+    MDB_dbi          meta, spent, pw, ledger, prices, ids, expiry, retry;
     int              rdonly;
     size_t           maxkey;
     /* Every transaction holds it shared; adopting a map another process
@@ -92,15 +108,15 @@ struct mps {
 };
 
 static const char *const db_names[NDBS] = {
-    "meta", "spent", "pw", "ledger", "prices", "ids", "expiry"
+    "meta", "spent", "pw", "ledger", "prices", "ids", "expiry", "retry"
 };
 
 static const mpl_spec SPEC = {
     MPL_SLOT_VENDOR, "store", "mod_micropay store", "create it with mpadmin store init",
-    FORMAT, db_names, NDBS, NDBS, NULL
+    FORMAT, db_names, NDBS, NDBS_V3, "the retry table"
 };
 
-static const char *const old_formats[] = { FORMAT_2, FORMAT_UPGRADE };
+static const char *const old_formats[] = { FORMAT_3, FORMAT_2, FORMAT_UPGRADE };
 
 /* The shared messages, under this store's name. */
 #define set_msg(...)        mpl_msg(&SPEC, __VA_ARGS__)
@@ -117,6 +133,7 @@ static MDB_dbi dbi_of(const mps *s, unsigned t)
     case T_LEDGER: return s->ledger;
     case T_PRICES: return s->prices;
     case T_IDS:    return s->ids;
+    case T_RETRY:  return s->retry;
     default:       return s->expiry;
     }
 }
@@ -576,7 +593,8 @@ static mp_status open_handle(const char *dir, unsigned flags, size_t map_size, c
                    || stat(lock, &sb) == 0;
     {
         MDB_dbi *const dbis[NDBS] = {
-            &s->meta, &s->spent, &s->pw, &s->ledger, &s->prices, &s->ids, &s->expiry
+            &s->meta, &s->spent, &s->pw, &s->ledger, &s->prices, &s->ids, &s->expiry,
+            &s->retry
         };
 
         st = mpl_open_ex(&SPEC, dir, &o, &s->env, dbis, NULL, dmg, err, errlen);
@@ -758,6 +776,8 @@ static uint64_t kept_until(uint64_t expiry, uint64_t keep_until)
 typedef struct {
     uint64_t       time, expiry;
     uint8_t        flags;
+    uint64_t       accepted_at;     /* with SPENT_RETRYABLE only */
+    const uint8_t *body_digest;     /* with SPENT_RETRYABLE only, else NULL */
     const uint8_t *req_sig;
     const uint8_t *reply, *payment, *method, *host, *target;
     size_t         reply_len, payment_len, method_len, host_len, target_len;
@@ -803,13 +823,23 @@ static mp_status spent_parse(const MDB_val *v, spent_rec *r)
     r->expiry = mpl_get_u64(p + 8);
     r->flags = p[16];
     r->req_sig = p + 17;
-    if ((r->flags & ~SPENT_DEPOSITED) != 0 || r->time < r->expiry
+    r->accepted_at = 0;
+    r->body_digest = NULL;
+    if ((r->flags & ~(SPENT_DEPOSITED | SPENT_RETRYABLE)) != 0 || r->time < r->expiry
         || !spent_field(p, n, &off, 2, MP_WIRE_MAX, &r->reply, &r->reply_len)
         || !spent_field(p, n, &off, 2, MP_WIRE_MAX, &r->payment, &r->payment_len)
         || !spent_field(p, n, &off, 1, MP_METHOD_MAX, &r->method, &r->method_len)
         || !spent_field(p, n, &off, 1, MP_HOST_MAX, &r->host, &r->host_len)
-        || !spent_field(p, n, &off, 2, MP_TARGET_MAX, &r->target, &r->target_len)
-        || off != n || r->payment_len == 0 || r->method_len == 0 || r->target_len == 0
+        || !spent_field(p, n, &off, 2, MP_TARGET_MAX, &r->target, &r->target_len))
+        return corrupt("spent record");
+    if (r->flags & SPENT_RETRYABLE) {
+        if (n - off < SPENT_RETRY_LEN)
+            return corrupt("spent record");
+        r->accepted_at = mpl_get_u64(p + off);
+        r->body_digest = p + off + 8;
+        off += SPENT_RETRY_LEN;
+    }
+    if (off != n || r->payment_len == 0 || r->method_len == 0 || r->target_len == 0
         || !visible_ascii(r->method, r->method_len) || !visible_ascii(r->host, r->host_len)
         || !visible_ascii(r->target, r->target_len))
         return corrupt("spent record");
@@ -830,19 +860,19 @@ static int request_valid(const mp_request *q)
 static size_t spent_size(size_t reply_len, size_t payment_len, const mp_request *q)
 {
     return SPENT_HDR + 2 + reply_len + 2 + payment_len + 1 + q->method_len + 1 + q->host_len
-        + 2 + q->target_len;
+        + 2 + q->target_len + SPENT_RETRY_LEN;
 }
 
 static void spent_write(uint8_t *rec, uint64_t time, uint64_t expiry,
                         const uint8_t req_sig[MP_HASH_LEN], const uint8_t *reply,
                         size_t reply_len, const uint8_t *payment, size_t payment_len,
-                        const mp_request *q)
+                        const mp_request *q, const mps_retry *rt)
 {
     size_t o = 0;
 
     mpl_put_u64(rec, time);
     mpl_put_u64(rec + 8, expiry);
-    rec[16] = 0;
+    rec[16] = SPENT_RETRYABLE;
     memcpy(rec + 17, req_sig, MP_HASH_LEN);
     o = SPENT_HDR;
     mpl_put_u16(rec + o, (uint16_t)reply_len);
@@ -864,13 +894,44 @@ static void spent_write(uint8_t *rec, uint64_t time, uint64_t expiry,
     mpl_put_u16(rec + o, (uint16_t)q->target_len);
     o += 2;
     memcpy(rec + o, q->target, q->target_len);
+    o += q->target_len;
+    mpl_put_u64(rec + o, rt->now);
+    memcpy(rec + o + 8, rt->body_digest, MP_HASH_LEN);
+}
+
+/* 1 when field a[0..an) equals b[0..bn) (b may be NULL when bn is 0). */
+static int field_eq(const uint8_t *a, size_t an, const char *b, size_t bn)
+{
+    return an == bn && (bn == 0 || memcmp(a, b, bn) == 0);
+}
+
+/*
+ * 1 when the payment that spent sr is being sent again for the same
+ * request within the retry window in force now: the byte-identical
+ * mc_payment record, the same method, host and target (the record alone
+ * proves nothing about the request it comes with: req_sig is checked only
+ * on the first spend), the same body, before accepted_at + window. A
+ * spend without an accepted time (format 3) never is: fail closed.
+ */
+static int spent_is_retry(const spent_rec *sr, const uint8_t *payment, size_t payment_len,
+                          const mp_request *req, const mps_retry *rt)
+{
+    if (!(sr->flags & SPENT_RETRYABLE) || rt->window == 0 || rt->now < sr->accepted_at
+        || rt->now - sr->accepted_at >= (uint64_t)rt->window
+        || !field_eq(sr->method, sr->method_len, req->method, req->method_len)
+        || !field_eq(sr->host, sr->host_len, req->host, req->host_len)
+        || !field_eq(sr->target, sr->target_len, req->target, req->target_len))
+        return 0;
+    return mp_ct_equal(sr->payment, sr->payment_len, payment, payment_len)
+        && mp_ct_equal(sr->body_digest, MP_HASH_LEN, rt->body_digest, MP_HASH_LEN);
 }
 
 mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t expiry,
                        uint64_t keep_until, const uint8_t req_sig[MP_HASH_LEN],
                        const uint8_t *payment, size_t payment_len, const mp_request *req,
                        const uint8_t *reply, size_t reply_len, const mps_earning *earn,
-                       int *retry, uint8_t *reply_out, size_t *reply_out_len)
+                       const mps_retry *rt, int *retry, uint8_t *reply_out,
+                       size_t *reply_out_len)
 {
     uint8_t key[SPENT_KEY_MAX], lkey[LEDGER_KEY_LEN];
     spent_rec sr;
@@ -882,8 +943,9 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
 
     if (s == NULL || req_sig == NULL || (reply == NULL && reply_len != 0)
         || reply_len > MP_WIRE_MAX || payment == NULL || payment_len == 0
-        || payment_len > MP_WIRE_MAX || !request_valid(req) || retry == NULL
-        || reply_out == NULL || reply_out_len == NULL) {
+        || payment_len > MP_WIRE_MAX || !request_valid(req) || rt == NULL
+        || rt->body_digest == NULL || retry == NULL || reply_out == NULL
+        || reply_out_len == NULL) {
         st = bad_arg("spend arguments");
         goto out;
     }
@@ -905,7 +967,9 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
     if (rc == 0) {
         if ((st = spent_parse(&v, &sr)) != MP_OK)
             goto out;
-        if (!mp_ct_equal(sr.req_sig, MP_HASH_LEN, req_sig, MP_HASH_LEN)) {
+        /* Two identical requests that raced past mps_mc_find: the loser
+         * is a retry of the winner under the same rule. */
+        if (!spent_is_retry(&sr, payment, payment_len, req, rt)) {
             st = MP_ERR_SPENT;
             goto out;
         }
@@ -930,7 +994,7 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
         goto out;
     }
     spent_write(v.mv_data, keep_until, expiry, req_sig, reply, reply_len, payment, payment_len,
-                req);
+                req, rt);
     mpl_put_u32((uint8_t *)v.mv_data + v.mv_size - CRC_LEN,
                 rec_crc(T_SPENT, key, klen, v.mv_data, v.mv_size - CRC_LEN));
     if ((st = expiry_add(s, txn, keep_until, KIND_SPENT, key, klen)) != MP_OK
@@ -939,6 +1003,55 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
     if ((st = commit(s, &txn)) != MP_OK)
         goto out;
     *retry = 0;
+    st = MP_OK;
+out:
+    end(s, &txn);
+    return st;
+}
+
+mp_status mps_mc_find(mps *s, const char *vendor, uint64_t scrip_id, const uint8_t *payment,
+                      size_t payment_len, const mp_request *req, const mps_retry *rt,
+                      int *retry, uint8_t *reply_out, size_t *reply_out_len)
+{
+    uint8_t key[SPENT_KEY_MAX];
+    spent_rec sr;
+    MDB_txn *txn = NULL;
+    MDB_val v;
+    size_t klen;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || payment == NULL || payment_len == 0 || payment_len > MP_WIRE_MAX
+        || !request_valid(req) || rt == NULL || rt->body_digest == NULL || retry == NULL
+        || reply_out == NULL || reply_out_len == NULL) {
+        st = bad_arg("spent lookup arguments");
+        goto out;
+    }
+    if ((klen = vendor_prefix(vendor, key)) == 0) {
+        st = bad_arg("vendor");
+        goto out;
+    }
+    mpl_put_u64(key + klen, scrip_id);
+    klen += 8;
+    if ((st = begin(s, MDB_RDONLY, &txn)) != MP_OK)
+        goto out;
+    if ((rc = get_rec(s, txn, T_SPENT, key, klen, &v, &st)) < 0)
+        goto out;
+    if (rc == REC_ABSENT) {
+        *retry = 0;
+        st = MP_OK;
+        goto out;
+    }
+    if ((st = spent_parse(&v, &sr)) != MP_OK)
+        goto out;
+    if (!spent_is_retry(&sr, payment, payment_len, req, rt)) {
+        st = MP_ERR_SPENT;
+        goto out;
+    }
+    if (sr.reply_len)
+        memcpy(reply_out, sr.reply, sr.reply_len);
+    *reply_out_len = sr.reply_len;
+    *retry = 1;
     st = MP_OK;
 out:
     end(s, &txn);
@@ -1152,10 +1265,88 @@ out:
     return st;
 }
 
+/* The retry record of one accepted payment, with its expiry index entry. */
+static mp_status retry_put(mps *s, MDB_txn *txn, const uint8_t commit_id[MP_HASH_LEN],
+                           const mps_pw_paid *pd)
+{
+    uint8_t key[RETRY_KEY_LEN], val[RETRY_VAL_LEN];
+    uint64_t drop = pd->accepted_at > UINT64_MAX - MPS_RETRY_KEEP ? UINT64_MAX
+                                                                  : pd->accepted_at + MPS_RETRY_KEEP;
+    int rc;
+
+    memcpy(key, commit_id, MP_HASH_LEN);
+    mpl_put_u32(key + MP_HASH_LEN, pd->i);
+    mpl_put_u64(val, drop);
+    mpl_put_u64(val + 8, pd->accepted_at);
+    mpl_put_u32(val + 16, pd->k);
+    memcpy(val + 20, pd->w, MP_HASH_LEN);
+    memcpy(val + 20 + MP_HASH_LEN, pd->tag, MP_PW_TAG_LEN);
+    /* A word is accepted once, so (commitment, i) is new: an existing
+     * record means the tracker and the records disagree. */
+    if ((rc = put_rec(s, txn, T_RETRY, key, RETRY_KEY_LEN, val, RETRY_VAL_LEN,
+                      MDB_NOOVERWRITE)) != 0)
+        return rc == MDB_KEYEXIST ? corrupt("retry record of a word accepted twice")
+                                  : lmdb_fail("retry write", rc);
+    return expiry_add(s, txn, drop, KIND_RETRY, key, RETRY_KEY_LEN);
+}
+
+mp_status mps_pw_retry_find(mps *s, const uint8_t commit_id[MP_HASH_LEN], uint32_t i,
+                            uint32_t k, const uint8_t w[MP_HASH_LEN],
+                            const uint8_t tag[MP_PW_TAG_LEN], uint64_t now, uint32_t window,
+                            int *retry)
+{
+    uint8_t key[RETRY_KEY_LEN];
+    const uint8_t *p;
+    MDB_txn *txn = NULL;
+    MDB_val v;
+    uint64_t at;
+    int rc;
+    mp_status st = MP_ERR_ARG;
+
+    if (s == NULL || commit_id == NULL || w == NULL || tag == NULL || retry == NULL) {
+        st = bad_arg("retry lookup");
+        goto out;
+    }
+    memcpy(key, commit_id, MP_HASH_LEN);
+    mpl_put_u32(key + MP_HASH_LEN, i);
+    if ((st = begin(s, MDB_RDONLY, &txn)) != MP_OK)
+        goto out;
+    /* Damage must not answer "no record" either: the payment would then be
+     * decided by the tracker, which may still remember it. */
+    if ((rc = get_rec(s, txn, T_RETRY, key, RETRY_KEY_LEN, &v, &st)) < 0)
+        goto out;
+    if (rc == REC_ABSENT) {
+        *retry = 0;
+        st = MP_OK;
+        goto out;
+    }
+    if (v.mv_size != RETRY_VAL_LEN) {
+        st = corrupt("retry record");
+        goto out;
+    }
+    p = v.mv_data;
+    at = mpl_get_u64(p + 8);
+    /* Word i was accepted: only the same payment for the same request,
+     * within the window in force now, is its retry; anything else with
+     * that word overlaps an accepted interval. */
+    if (window == 0 || now < at || now - at >= (uint64_t)window
+        || mpl_get_u32(p + 16) != k
+        || !mp_ct_equal(p + 20, MP_HASH_LEN, w, MP_HASH_LEN)
+        || !mp_ct_equal(p + 20 + MP_HASH_LEN, MP_PW_TAG_LEN, tag, MP_PW_TAG_LEN)) {
+        st = MP_ERR_SPENT;
+        goto out;
+    }
+    *retry = 1;
+    st = MP_OK;
+out:
+    end(s, &txn);
+    return st;
+}
+
 mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
                         uint64_t expect_version, const mp_pw_track *next,
                         mps_pw_decide_fn decide, void *ctx, const mps_earning *earn,
-                        int *retry)
+                        const mps_pw_paid *paid, int *retry)
 {
     uint8_t rec[PW_HDR + MP_PW_TRACK_MAX + MP_PW_COMMIT_MAX], lkey[LEDGER_KEY_LEN];
     const uint8_t *id, *p, *crec;
@@ -1264,6 +1455,8 @@ mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
         && (st = expiry_add(s, txn, keep, KIND_PW, id, MP_HASH_LEN)) != MP_OK)
         goto out;
     if (earn != NULL && (st = ledger_add(s, txn, lkey, earn)) != MP_OK)
+        goto out;
+    if (paid != NULL && (st = retry_put(s, txn, next->commit_id, paid)) != MP_OK)
         goto out;
     st = commit(s, &txn);
 out:
@@ -1587,7 +1780,8 @@ out:
  * drop a spent record early, and its scrip would be accepted again. */
 static int compact_check(void *ctx, uint8_t kind, const MDB_val *k, const MDB_val *v)
 {
-    unsigned t = kind == 0 ? T_EXPIRY : kind == KIND_SPENT ? T_SPENT : T_PW;
+    unsigned t = kind == 0 ? T_EXPIRY : kind == KIND_SPENT ? T_SPENT
+                 : kind == KIND_PW ? T_PW : T_RETRY;
 
     (void)ctx;
     if (sealed_ok(t, k, v))
@@ -1602,11 +1796,11 @@ static int compact_check(void *ctx, uint8_t kind, const MDB_val *k, const MDB_va
 static mp_status compact_txn(mps *s, MDB_txn *txn, uint64_t now, size_t max,
                              size_t *removed, int *more)
 {
-    const mpl_kind kinds[] = {          /* KIND_SPENT, KIND_PW: the time leads both */
-        { s->spent, 0 }, { s->pw, 0 }
+    const mpl_kind kinds[] = {          /* KIND_SPENT, KIND_PW, KIND_RETRY: the time leads */
+        { s->spent, 0 }, { s->pw, 0 }, { s->retry, 0 }
     };
 
-    return mpl_compact_checked(&SPEC, txn, s->expiry, kinds, 2, EXPIRY_KEY_MAX, now, max,
+    return mpl_compact_checked(&SPEC, txn, s->expiry, kinds, 3, EXPIRY_KEY_MAX, now, max,
                                removed, more, compact_check, NULL);
 }
 
@@ -1723,8 +1917,8 @@ mp_status mps_stat(mps *s, mps_stats *out)
     MDB_txn *txn = NULL;
     MDB_stat ms;
     mps_stats r;
-    MDB_dbi dbis[5];
-    size_t *dst[5], i;
+    MDB_dbi dbis[6];
+    size_t *dst[6], i;
     int rc = 0;
     mp_status st = MP_ERR_ARG;
 
@@ -1737,9 +1931,10 @@ mp_status mps_stat(mps *s, mps_stats *out)
     dbis[2] = s->prices; dst[2] = &r.prices;
     dbis[3] = s->ledger; dst[3] = &r.ledger;
     dbis[4] = s->expiry; dst[4] = &r.expiry_index;
+    dbis[5] = s->retry;  dst[5] = &r.retry;
     if ((st = begin(s, MDB_RDONLY, &txn)) != MP_OK)
         goto out;
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 6; i++) {
         if ((rc = mdb_stat(txn, dbis[i], &ms)) != 0) {
             st = lmdb_fail("stat", rc);
             goto out;
@@ -1837,6 +2032,14 @@ static const char *record_problem(unsigned t, const MDB_val *k, const MDB_val *v
             || !price_path_valid((const char *)kp + n + 1, k->mv_size - n - 1))
             return "price key is not vendor NUL path";
         return amount_decode(&v, &a) == MP_OK ? NULL : "price does not parse";
+    case T_RETRY:
+        if (k->mv_size != RETRY_KEY_LEN || mpl_get_u32(kp + MP_HASH_LEN) == 0)
+            return "retry key is not a commitment id and a word index";
+        if (v.mv_size != RETRY_VAL_LEN || mpl_get_u32(p + 16) == 0
+            || mpl_get_u32(p + 16) > mpl_get_u32(kp + MP_HASH_LEN)
+            || mpl_get_u64(p) < mpl_get_u64(p + 8))
+            return "retry record does not parse";
+        return NULL;
     case T_IDS:
         if (vendor_key(k, 2) == 0)
             return "id counter key is not vendor NUL series";
@@ -1850,6 +2053,9 @@ static const char *record_problem(unsigned t, const MDB_val *k, const MDB_val *v
             return k->mv_size - 9 >= 10 ? NULL : "expiry index entry names no spent key";
         if (kp[8] == KIND_PW)
             return k->mv_size - 9 == MP_HASH_LEN ? NULL : "expiry index entry names no tracker";
+        if (kp[8] == KIND_RETRY)
+            return k->mv_size - 9 == RETRY_KEY_LEN ? NULL
+                                                   : "expiry index entry names no retry record";
         return "expiry index entry of an unknown kind";
     }
 }
@@ -1881,14 +2087,15 @@ static void verify_dmg(void *ctx, const char *table, const MDB_val *key, const c
  * passed, in the same transaction. */
 static mp_status check_index(mps *s, MDB_txn *txn, vctx *vc, mps_report *out)
 {
-    static const unsigned tables[2] = { T_SPENT, T_PW };
+    static const unsigned tables[3] = { T_SPENT, T_PW, T_RETRY };
+    static const uint8_t kinds[3] = { KIND_SPENT, KIND_PW, KIND_RETRY };
     uint8_t ekey[MPL_KEY_MAX];
     MDB_cursor *c = NULL;
     MDB_val k, v, ek, ev;
     size_t i;
     int rc;
 
-    for (i = 0; i < 2; i++) {
+    for (i = 0; i < 3; i++) {
         if ((rc = mdb_cursor_open(txn, dbi_of(s, tables[i]), &c)) != 0)
             return lmdb_fail("verify", rc);
         for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
@@ -1897,7 +2104,7 @@ static mp_status check_index(mps *s, MDB_txn *txn, vctx *vc, mps_report *out)
                 || k.mv_size > MPL_KEY_MAX - 9)
                 continue;       /* reported by the walk */
             ek = mpl_val(ekey, mpl_expiry_key(ekey, mpl_get_u64(v.mv_data),
-                                              i == 0 ? KIND_SPENT : KIND_PW, k.mv_data,
+                                              kinds[i], k.mv_data,
                                               k.mv_size));
             if ((rc = mdb_get(txn, s->expiry, &ek, &ev)) == 0)
                 continue;
@@ -2137,6 +2344,49 @@ out:
     return st;
 }
 
+/* Format 3 to 4, on a writable handle of a format-3 store (the retry
+ * table is there now): the pages and every record are checked as
+ * mps_verify checks them, then the format changes in one commit. */
+static mp_status upgrade_3(mps *s, const char *dir, uint64_t *converted, char *err,
+                           size_t errlen)
+{
+    mpl_check_stats cs;
+    MDB_txn *txn = NULL;
+    vctx vc;
+    size_t t;
+    mp_status st;
+
+    memset(&vc, 0, sizeof vc);
+    vc.sealed = 1;
+    if ((st = check_pages(s, MPL_CHECK_FULL, 0, &vc, &cs, &txn)) != MP_OK) {
+        mpl_err(err, errlen, "%s", mps_errmsg(s));
+        goto out;
+    }
+    end(s, &txn);
+    if (cs.problems != 0) {
+        mpl_err(err, errlen, "store %s is damaged (%llu problems; the first: %s): not upgraded; "
+                "restore it from a backup", dir, (unsigned long long)cs.problems, vc.first);
+        st = MP_ERR_STORE;
+        goto out;
+    }
+    if ((st = begin(s, 0, &txn)) != MP_OK
+        || (st = upgrade_set(s, txn, "format", FORMAT, strlen(FORMAT))) != MP_OK
+        || (st = commit(s, &txn)) != MP_OK) {
+        mpl_err(err, errlen, "%s", mps_errmsg(s));
+        goto out;
+    }
+    if (mdb_env_sync(s->env, 1) != 0) {
+        mpl_err(err, errlen, "store %s: sync failed", dir);
+        st = MP_ERR_STORE;
+        goto out;
+    }
+    for (t = 0; t < NDBS; t++)
+        *converted += cs.records[t];
+out:
+    end(s, &txn);
+    return st;
+}
+
 mp_status mps_upgrade(const char *dir, uint64_t *converted, int *already, char *err,
                       size_t errlen)
 {
@@ -2175,6 +2425,15 @@ mp_status mps_upgrade(const char *dir, uint64_t *converted, int *already, char *
         close_handle(s);
         *already = 1;
         return MP_OK;
+    }
+    /* Format 3 has every record as format 4 reads it: the retry table is
+     * added by the writable open, and its spends, which have no accepted
+     * time, are never answered as retries. */
+    if (open_handle(dir, 0, MPS_MAP_SIZE_DEFAULT, FORMAT_3, &s, NULL, other, sizeof other)
+        == MP_OK) {
+        st = upgrade_3(s, dir, converted, err, errlen);
+        close_handle(s);
+        return st;
     }
     /* Nobody else maps it: the records grow by their checksums, and a
      * store restored by mdb_copy has no room to spare, so the map is what

@@ -39,16 +39,20 @@
  * compaction delete it later):
  *   spent Millicent scrip   vendor, scrip id -> expiry, req_sig, reply, and for the
  *                           deposit at the broker the payment, its request and a
- *                           "deposited" flag
+ *                           "deposited" flag; for retries the time it was accepted
+ *                           and the SHA-256 of the request body
  *   PayWord trackers        commitment id    -> mp_pw_track record + commitment record
  *                                               + highest word redeemed at the broker
+ *   PayWord retry records   commitment id, i -> k, w_i, request tag, accepted time:
+ *                           every accepted payment, for MPS_RETRY_KEEP seconds
  *   earnings ledger         day, scheme, path -> units, count
  *   price table             vendor, path     -> amount (mpadmin writes it)
  *   id blocks               change-id counter per vendor and series
  *
- * Format 3 (format 2 plus the checksums); mps_open refuses format 2 with
- * the command that converts it (mps_upgrade, mpadmin store upgrade), and
- * format 1 as "wrong version".
+ * Format 4 (format 3 plus the retry records and the spends' accepted time
+ * and body digest; format 3 added the checksums to format 2); mps_open
+ * refuses formats 3 and 2 with the command that converts them
+ * (mps_upgrade, mpadmin store upgrade), and format 1 as "wrong version".
  *
  * The store is never created implicitly: a missing store must fail
  * closed, because a fresh empty store would accept replays of everything
@@ -91,7 +95,7 @@ typedef struct mps mps;
  * never call it. */
 void mps_test_clock(const uint64_t *now);
 
-/* Creates an empty store in dir (which must exist), format version 3;
+/* Creates an empty store in dir (which must exist), format version 4;
  * MP_ERR_STORE if one is already there. uid/gid (-1: unchanged) become
  * the owner of the files so the Apache user can write them. Its file is
  * MPS_MAP_SIZE_DEFAULT (sparse). */
@@ -124,6 +128,21 @@ typedef struct {
     mp_amount   amount;
 } mps_earning;
 
+/* What a retry is judged by (docs/PROTOCOL.md 6.3, 7.5): the clock of
+ * the decision, the retry window in force for the location now (0: no
+ * retries; at most MPS_RETRY_WINDOW_MAX) and the SHA-256 of the request's
+ * body (of the empty string for a request without one). */
+typedef struct {
+    uint64_t       now;
+    uint32_t       window;
+    const uint8_t *body_digest;     /* MP_HASH_LEN bytes */
+} mps_retry;
+
+#define MPS_RETRY_WINDOW_MAX 3600
+/* Retry records outlive the longest window by a margin, so that a window
+ * raised since never finds one already gone. */
+#define MPS_RETRY_KEEP       (MPS_RETRY_WINDOW_MAX + 300)
+
 /*
  * Spends scrip id of vendor atomically, recording its req_sig and the
  * encoded reply (so a retry gets the same change), what the vendor needs
@@ -141,11 +160,13 @@ typedef struct {
  *   req           the request the payment was made for: method 1..MP_METHOD_MAX,
  *                 host 0..MP_HOST_MAX, target 1..MP_TARGET_MAX bytes of visible
  *                 ASCII, as bound into req_sig (the broker re-checks req_sig)
+ *   rt            rt->now is recorded as the time of acceptance, with the body
+ *                 digest; rt also judges a spend found already there
  * Outcomes:
  *   not spent before            -> MP_OK, *retry = 0
- *   spent with the same req_sig -> MP_OK, *retry = 1, stored reply copied
- *                                  into reply_out (nothing recorded again)
- *   spent with another req_sig  -> MP_ERR_SPENT
+ *   spent, and this is a retry  -> MP_OK, *retry = 1, stored reply copied
+ *   of it (see mps_mc_find)        into reply_out (nothing recorded again)
+ *   spent otherwise             -> MP_ERR_SPENT
  *   not spent, expired by now   -> MP_ERR_EXPIRED (nothing recorded)
  *   store failure               -> MP_ERR_STORE
  * reply_out has room for MP_WIRE_MAX bytes; *reply_out_len is set on retry.
@@ -154,7 +175,26 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
                        uint64_t keep_until, const uint8_t req_sig[MP_HASH_LEN],
                        const uint8_t *payment, size_t payment_len, const mp_request *req,
                        const uint8_t *reply, size_t reply_len, const mps_earning *earn,
-                       int *retry, uint8_t *reply_out, size_t *reply_out_len);
+                       const mps_retry *rt, int *retry, uint8_t *reply_out,
+                       size_t *reply_out_len);
+
+/*
+ * The retry test of a Millicent payment, before any other check (a retry
+ * recovers the answer of a payment accepted when it was made, whatever
+ * the price or the clock says now). A read; the spend re-checks.
+ *   scrip id not spent             -> MP_OK, *retry = 0
+ *   spent by the byte-identical    -> MP_OK, *retry = 1, the stored reply in
+ *   payment for the same method,      reply_out (room for MP_WIRE_MAX bytes)
+ *   host, target (req) and body
+ *   digest, rt->now < accepted
+ *   time + rt->window
+ *   spent otherwise (another        -> MP_ERR_SPENT
+ *   payment, request or body, past
+ *   the window, a spend of format 3)
+ */
+mp_status mps_mc_find(mps *s, const char *vendor, uint64_t scrip_id, const uint8_t *payment,
+                      size_t payment_len, const mp_request *req, const mps_retry *rt,
+                      int *retry, uint8_t *reply_out, size_t *reply_out_len);
 
 /* Calls cb for every spend of vendor not yet deposited, in scrip id order,
  * with the stored payment record and its request (NUL-terminated; host may
@@ -181,6 +221,14 @@ mp_status mps_reserve_ids(mps *s, const char *vendor, uint16_t series, uint32_t 
 /* The tracker of a commitment: MP_ERR_UNKNOWN_COMMITMENT when absent. */
 mp_status mps_pw_get(mps *s, const uint8_t commit_id[MP_HASH_LEN], mp_pw_track *out);
 
+/* An accepted PayWord payment, kept for its retries. */
+typedef struct {
+    uint32_t       i, k;
+    const uint8_t *w;               /* w_i, MP_HASH_LEN bytes */
+    const uint8_t *tag;             /* mp_request_tag(), MP_PW_TAG_LEN bytes */
+    uint64_t       accepted_at;
+} mps_pw_paid;
+
 /*
  * Records an accepted PayWord payment: the tracker next replaces the
  * stored one, with the earning, in one write transaction, when the stored
@@ -203,6 +251,9 @@ mp_status mps_pw_get(mps *s, const uint8_t commit_id[MP_HASH_LEN], mp_pw_track *
  *               the transaction, it fills *out and *retry as
  *               mp_pw_track_accept does; an error is returned as is, and a
  *               retry writes nothing (MP_OK, *retry = 1)
+ *   paid        NULL, or the payment accepted, whose retry record is written
+ *               in the same transaction and kept until paid->accepted_at +
+ *               MPS_RETRY_KEEP (not when decide finds a retry)
  *   retry       may be NULL when decide is NULL; set on success
  * The payment is refused (MP_ERR_EXPIRED, nothing written) when the clock
  * read in the transaction has reached the commitment's expiry.
@@ -212,7 +263,21 @@ typedef mp_status (*mps_pw_decide_fn)(void *ctx, const mp_pw_track *cur, uint64_
 mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
                         uint64_t expect_version, const mp_pw_track *next,
                         mps_pw_decide_fn decide, void *ctx, const mps_earning *earn,
-                        int *retry);
+                        const mps_pw_paid *paid, int *retry);
+
+/*
+ * The retry test of a PayWord payment (i, k, w) of commitment commit_id
+ * for the request whose tag is tag, from the retry records alone:
+ *   word i never accepted (or its   -> MP_OK, *retry = 0
+ *   record compacted)
+ *   the same i, k, w and tag, now < -> MP_OK, *retry = 1
+ *   accepted time + window
+ *   word i accepted otherwise       -> MP_ERR_SPENT
+ */
+mp_status mps_pw_retry_find(mps *s, const uint8_t commit_id[MP_HASH_LEN], uint32_t i,
+                            uint32_t k, const uint8_t w[MP_HASH_LEN],
+                            const uint8_t tag[MP_PW_TAG_LEN], uint64_t now, uint32_t window,
+                            int *retry);
 
 /* Calls cb for every PayWord tracker: the commitment record as registered,
  * the highest accepted word l and w_l (what a redeem record claims) and
@@ -259,12 +324,12 @@ mp_status mps_compact(mps *s, uint64_t now, size_t max, size_t *removed);
 mp_status mps_maybe_compact(mps *s, uint64_t now, uint64_t interval, size_t *removed);
 
 /* Counts of records, for tests and mpadmin. */
-typedef struct { size_t spent, pw, prices, ledger, expiry_index; } mps_stats;
+typedef struct { size_t spent, pw, prices, ledger, expiry_index, retry; } mps_stats;
 mp_status mps_stat(mps *s, mps_stats *out);
 
 /* ---- checking and upgrading -------------------------------------------------------- */
 
-#define MPS_NTABLES 7       /* meta, spent, pw, ledger, prices, ids, expiry */
+#define MPS_NTABLES 8       /* meta, spent, pw, ledger, prices, ids, expiry, retry */
 
 typedef struct {
     const char *name;
@@ -305,13 +370,17 @@ mp_status mps_verify(const char *dir, uint64_t leaf_budget, mps_damage_cb cb, vo
                      mps_report *out, char *err, size_t errlen);
 
 /*
- * Converts a format-2 store to format 3 in place: every record gets its
- * checksum, in transactions of 2000 records; the format says "2-3" while
- * it runs, which every version refuses, and a run that stopped goes on
- * where it was. Refused (MP_ERR_BUSY) while any process has the store
- * open; refused (MP_ERR_STORE) when a record does not parse or the pages
- * do not hold, since checksums would bless the damage. *already = 1 for a
- * format-3 store (nothing done); *converted counts the records.
+ * Converts a format-3 or format-2 store to format 4 in place. Format 3:
+ * the pages and every record are checked, the retry table is added and
+ * the format changes in one commit (its spends have no accepted time and
+ * are never answered as retries); *converted counts the records checked.
+ * Format 2: every record gets its checksum, in transactions of 2000
+ * records; the format says "2-3" while it runs, which every version
+ * refuses, and a run that stopped goes on where it was. Refused
+ * (MP_ERR_BUSY) while any process has the store open; refused
+ * (MP_ERR_STORE) when a record does not parse or the pages do not hold,
+ * since checksums would bless the damage. *already = 1 for a format-4
+ * store (nothing done); *converted counts the records.
  */
 mp_status mps_upgrade(const char *dir, uint64_t *converted, int *already, char *err,
                       size_t errlen);

@@ -105,6 +105,13 @@ check "payment i=3 k=2" "$(v payword payment_3_k2)" \
     "0112$(v payword commitment_id)0000000300000002$(v payword chain_w3)00"
 check "redemption" "$(v payword redeem_3)" \
     "0113$(printf '%04x' $(( ${#commit} / 2 )))${commit}00000003$(v payword chain_w3)"
+# request tag (7.5): first 16 bytes of H("MP1 request-tag" || str8 method
+# || str8 host || str16 target || bytes32 SHA-256(body))
+bd=$(printf '%s' "$(v payword tag_body)" | sha)
+check "body digest" "$(v payword tag_body_digest)" "$bd"
+tg=$( { printf 'MP1 request-tag'
+        bin "$(str8 "$(v payword tag_method)")$(str8 "$(v payword tag_host)")$(str16 "$(v payword tag_target)")$bd"; } | sha)
+check "request tag" "$(v payword request_tag)" "$(printf '%s' "$tg" | cut -c1-32)"
 
 # Receipts (5.9), laid out from their input fields: 0x01 0x20, str8 vendor,
 # str16 target, u8 scheme, payer (u64 customer_id for Millicent, bytes32

@@ -86,12 +86,12 @@ static int store_stat(const mpa_opts *o, int argc, char **argv)
     mps_close(s);
     if (o->json)
         printf("{\"spent_scrip\": %zu, \"payword_commitments\": %zu, \"prices\": %zu, "
-               "\"ledger_lines\": %zu, \"expiring\": %zu}\n",
-               st.spent, st.pw, st.prices, st.ledger, st.expiry_index);
+               "\"ledger_lines\": %zu, \"expiring\": %zu, \"payword_retries\": %zu}\n",
+               st.spent, st.pw, st.prices, st.ledger, st.expiry_index, st.retry);
     else
         printf("spent scrip          %zu\npayword commitments  %zu\nprices               %zu\n"
-               "ledger lines         %zu\nrecords that expire  %zu\n",
-               st.spent, st.pw, st.prices, st.ledger, st.expiry_index);
+               "ledger lines         %zu\nrecords that expire  %zu\npayword retries      %zu\n",
+               st.spent, st.pw, st.prices, st.ledger, st.expiry_index, st.retry);
     return MPA_OK;
 }
 
@@ -283,9 +283,9 @@ static int store_upgrade(const mpa_opts *o, int argc, char **argv)
         printf(", \"upgraded\": %s, \"records\": %llu}\n", already ? "false" : "true",
                (unsigned long long)n);
     } else if (already) {
-        printf("store %s is format 3 already: nothing to do\n", argv[0]);
+        printf("store %s is format 4 already: nothing to do\n", argv[0]);
     } else {
-        printf("store %s upgraded to format 3: %llu records now carry a checksum\n", argv[0],
+        printf("store %s upgraded to format 4: %llu records converted or checked\n", argv[0],
                (unsigned long long)n);
     }
     return MPA_OK;
@@ -307,8 +307,10 @@ const mpa_cmd mpa_store_cmds[] = {
       "read. --sample reads about that many leaf pages, spread evenly, for large stores.",
       store_verify },
     { "store", "upgrade", "DIR",
-      "Converts a format-2 store (made before record checksums) to format 3, in place, with\n"
-      "Apache stopped: refused while any process has the store open, and refused for a store\n"
-      "whose records do not parse. A run that stopped goes on where it was.", store_upgrade },
+      "Converts a format-3 store (made before retry records) or a format-2 store (made before\n"
+      "record checksums) to format 4, in place, with Apache stopped: refused while any process\n"
+      "has the store open, and refused for a store whose records do not parse. Spends of\n"
+      "format 3 are never answered as retries. A run that stopped goes on where it was.",
+      store_upgrade },
     { NULL, NULL, NULL, NULL, NULL }
 };

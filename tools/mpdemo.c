@@ -76,8 +76,8 @@ static int demo_millicent(void)
     mp_scrip scrip;
     mp_mc_payment pay, forged;
     mp_mc_reply reply;
-    mp_request req = { "GET", 3, "news.example", 12, "/2026/11/article.html", 21 };
-    mp_request other_req = { "GET", 3, "news.example", 12, "/2026/11/other.html", 19 };
+    mp_request req = { "GET", 3, "news.example", 12, "/2026/11/article.html", 21, NULL };
+    mp_request other_req = { "GET", 3, "news.example", 12, "/2026/11/other.html", 19, NULL };
     size_t len;
     char a[MP_AMOUNT_STRMAX], b[MP_AMOUNT_STRMAX], c[MP_AMOUNT_STRMAX];
     mp_status st;

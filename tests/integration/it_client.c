@@ -73,6 +73,8 @@ static CURL *g_easy;
 static unsigned g_reqno;
 static char g_idprefix[32];
 static const char *g_realm = VENDOR; /* realm of the offers (shop.example in its vhost test) */
+static const char *g_body;          /* body of the next POSTs (NULL: "x=1") */
+static size_t g_body_len;
 
 static uint64_t now_s(void)
 {
@@ -782,7 +784,10 @@ static struct curl_slist *prep(CURL *e, const reqspec *q, resp *r)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     if (strcmp(q->method, "HEAD") == 0)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    else if (strcmp(q->method, "POST") == 0)
+    else if (strcmp(q->method, "POST") == 0 && g_body != NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)g_body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, g_body);
+    } else if (strcmp(q->method, "POST") == 0)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, "x=1");
     else if (strcmp(q->method, "GET") != 0)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
@@ -2102,7 +2107,7 @@ static void t_mc_malformed(void)
     {
         mp_mc_payment p;
 
-        mp_mc_pay(g_mac, &s, g_csecret, &(mp_request){ "GET", 3, g_host, strlen(g_host), "/paid/a.html", 12 },
+        mp_mc_pay(g_mac, &s, g_csecret, &(mp_request){ "GET", 3, g_host, strlen(g_host), "/paid/a.html", 12, NULL },
                   &P500, &p);
         mp_mc_payment_encode(&p, buf, sizeof buf, &len);
         buf[len++] = 0;
@@ -2580,11 +2585,12 @@ static void t_pw_gaps_and_memory(void)
            r.status, rh(&r, "Payment-Error"));
     resp_free(&r);
     free(cred);
-    /* payment 33 of 65 is the 33rd most recent: forgotten, so already spent */
+    /* payment 33 of 65 is the 33rd most recent: the retry records keep
+     * every payment of the retry window, so it is a retry too */
     cred = pw_cred(w, 330, 5, 0);
     pay(&r, "GET", "/paid/a.html?gap=33", cred, 0);
-    EXPECT(r.status == 402 && rh(&r, "Payment-Error") && strcmp(rh(&r, "Payment-Error"), "already-spent") == 0,
-           "retry of the 33rd most recent PayWord payment: %ld (%s), want 402 already-spent",
+    EXPECT(r.status == 200 && streq(log_result(&r), "retry"),
+           "retry of the 33rd most recent PayWord payment: %ld (%s), want 200 retry",
            r.status, rh(&r, "Payment-Error"));
     resp_free(&r);
     free(cred);
@@ -3902,6 +3908,317 @@ static CU_TestInfo hardening_tests[] = {
     { "PayWord commitments bound to their vendor (shared store)", t_pw_vendor_bound },
     CU_TEST_INFO_NULL,
 };
+
+/* ======================================================================== */
+/* suite: retries (issue 10, findings 2 and 5)                              */
+
+/* POSTs body (len bytes; chunked: Transfer-Encoding chunked) to target with
+ * the credential cred (NULL: none). */
+static void post_body(resp *r, const char *target, const char *cred, const char *body, size_t len,
+                      int chunked)
+{
+    char *h = cred ? auth_hdr(cred) : NULL;
+    reqspec q;
+
+    memset(&q, 0, sizeof q);
+    q.method = "POST";
+    q.target = target;
+    q.hdr[0] = h ? h : (chunked ? "Transfer-Encoding: chunked" : NULL);
+    q.hdr[1] = h && chunked ? "Transfer-Encoding: chunked" : NULL;
+    g_body = body;
+    g_body_len = len;
+    do_req(&q, r);
+    g_body = NULL;
+    free(h);
+}
+
+/* 1 when the echo CGI ran and saw exactly body as its request body. */
+static int echoed(const resp *r, const char *body, size_t len)
+{
+    uint8_t d[MP_HASH_LEN];
+    char hx[2 * MP_HASH_LEN + 1], *want;
+    int ok;
+
+    if (mp_sha256(body, len, d) != MP_OK)
+        return 0;
+    hexs(d, MP_HASH_LEN, hx);
+    want = xasprintf("BODY-SHA256=%s", hx);
+    ok = r->status == 200 && body_has(r, "ECHO-CGI") && body_has(r, want);
+    free(want);
+    return ok;
+}
+
+#define BODY_A "customer=alice&order=1"
+#define BODY_B "customer=alice&order=2"
+
+/* One Millicent payment bought three POSTs with different bodies to a paid
+ * CGI (issue 10): a retry is the same request, body included. */
+static void t_retry_mc_body(void)
+{
+    mp_scrip s = mint(1000);
+    mp_mc_payment p;
+    char *cred = mc_cred(&s, "POST", "/cgi-bin/echo.cgi", &P500, &p), *change;
+    resp r;
+
+    post_body(&r, "/cgi-bin/echo.cgi", cred, BODY_A, strlen(BODY_A), 0);
+    EXPECT(echoed(&r, BODY_A, strlen(BODY_A)) && body_has(&r, "MICROPAY_RESULT=paid"),
+           "POST body A: %ld (%s) %.200s", r.status, rh(&r, "Payment-Error"), r.body);
+    if (r.status != 200) {
+        resp_free(&r);
+        free(cred);
+        return;
+    }
+    check_change(&r, &p, &P500, NULL);
+    tally("millicent", "/cgi-bin/echo.cgi", 500);
+    change = xstrdup(rh(&r, "Payment-Change"));
+    resp_free(&r);
+    /* the same payment with another body: a second purchase, refused
+     * before the CGI runs */
+    post_body(&r, "/cgi-bin/echo.cgi", cred, BODY_B, strlen(BODY_B), 0);
+    expect_fail(&r, 402, "already-spent");
+    EXPECT(!body_has(&r, "ECHO-CGI"), "the CGI ran for a refused payment");
+    resp_free(&r);
+    /* the same body, chunked this time: the same request, a retry */
+    post_body(&r, "/cgi-bin/echo.cgi", cred, BODY_A, strlen(BODY_A), 1);
+    EXPECT(echoed(&r, BODY_A, strlen(BODY_A)) && body_has(&r, "MICROPAY_RESULT=retry"),
+           "identical retry of POST A: %ld (%s) %.200s", r.status, rh(&r, "Payment-Error"), r.body);
+    EXPECT(streq(rh(&r, "Payment-Change"), change), "retry: another Payment-Change");
+    EXPECT(rh(&r, "Payment-Receipt") == NULL, "retry: a receipt");
+    expect_log(&r, "millicent", NULL, cust_str(), "retry", NULL);
+    resp_free(&r);
+    /* an empty body is a body too */
+    post_body(&r, "/cgi-bin/echo.cgi", cred, "", 0, 0);
+    expect_fail(&r, 402, "already-spent");
+    resp_free(&r);
+    free(change);
+    free(cred);
+}
+
+static void t_retry_pw_body(void)
+{
+    pwc *w = pw_default(100);
+    char *cred = pw_cred(w, 5, 5, 1);
+    resp r;
+
+    post_body(&r, "/cgi-bin/echo.cgi", cred, BODY_A, strlen(BODY_A), 0);
+    EXPECT(echoed(&r, BODY_A, strlen(BODY_A)) && body_has(&r, "MICROPAY_RESULT=paid"),
+           "PayWord POST body A: %ld (%s)", r.status, rh(&r, "Payment-Error"));
+    if (r.status == 200)
+        tally("payword", "/cgi-bin/echo.cgi", 500);
+    resp_free(&r);
+    post_body(&r, "/cgi-bin/echo.cgi", cred, BODY_B, strlen(BODY_B), 0);
+    expect_fail(&r, 402, "already-spent");
+    EXPECT(!body_has(&r, "ECHO-CGI"), "the CGI ran for a refused PayWord payment");
+    resp_free(&r);
+    post_body(&r, "/cgi-bin/echo.cgi", cred, BODY_A, strlen(BODY_A), 0);
+    EXPECT(echoed(&r, BODY_A, strlen(BODY_A)) && body_has(&r, "MICROPAY_RESULT=retry"),
+           "identical PayWord retry of POST A: %ld (%s)", r.status, rh(&r, "Payment-Error"));
+    EXPECT(rh(&r, "Payment-Receipt") == NULL, "PayWord retry: a receipt");
+    resp_free(&r);
+    free(cred);
+    pw_free(w);
+}
+
+/* MicropayRetryWindow 2: a retry 3 seconds later is refused; 0: none. */
+static void t_retry_window(void)
+{
+    mp_scrip s = mint(500), s0 = mint(500);
+    pwc *w = pw_default(100);
+    char *mc = mc_cred(&s, "POST", "/cgi-bin/echo-w2.cgi", &P500, NULL);
+    char *pw = pw_cred(w, 5, 5, 1), *mc0 = mc_cred(&s0, "POST", "/cgi-bin/echo-w0.cgi", &P500, NULL);
+    resp r;
+    int ok = 1;
+
+    post_body(&r, "/cgi-bin/echo-w2.cgi", mc, BODY_A, strlen(BODY_A), 0);
+    EXPECT(echoed(&r, BODY_A, strlen(BODY_A)), "window 2, Millicent: %ld (%s)", r.status, rh(&r, "Payment-Error"));
+    ok = r.status == 200;
+    if (ok)
+        tally("millicent", "/cgi-bin/echo-w2.cgi", 500);
+    resp_free(&r);
+    post_body(&r, "/cgi-bin/echo-w2.cgi", pw, BODY_A, strlen(BODY_A), 0);
+    EXPECT(echoed(&r, BODY_A, strlen(BODY_A)), "window 2, PayWord: %ld (%s)", r.status, rh(&r, "Payment-Error"));
+    ok = ok && r.status == 200;
+    if (r.status == 200)
+        tally("payword", "/cgi-bin/echo-w2.cgi", 500);
+    resp_free(&r);
+    if (ok) {
+        sleep(3);
+        post_body(&r, "/cgi-bin/echo-w2.cgi", mc, BODY_A, strlen(BODY_A), 0);
+        expect_fail(&r, 402, "already-spent");
+        resp_free(&r);
+        post_body(&r, "/cgi-bin/echo-w2.cgi", pw, BODY_A, strlen(BODY_A), 0);
+        expect_fail(&r, 402, "already-spent");
+        resp_free(&r);
+    }
+    /* window 0: no retries at all */
+    post_body(&r, "/cgi-bin/echo-w0.cgi", mc0, BODY_A, strlen(BODY_A), 0);
+    EXPECT(echoed(&r, BODY_A, strlen(BODY_A)), "window 0: %ld (%s)", r.status, rh(&r, "Payment-Error"));
+    if (r.status == 200)
+        tally("millicent", "/cgi-bin/echo-w0.cgi", 500);
+    resp_free(&r);
+    post_body(&r, "/cgi-bin/echo-w0.cgi", mc0, BODY_A, strlen(BODY_A), 0);
+    expect_fail(&r, 402, "already-spent");
+    resp_free(&r);
+    free(mc);
+    free(mc0);
+    free(pw);
+    pw_free(w);
+}
+
+/* Retry memory holds every payment of the window: the first of 41 payments
+ * with one commitment is still a retry (issue 10: 402 after 32). */
+static void t_retry_pw_many(void)
+{
+    pwc *w = pw_default(1000);
+    char *first = pw_cred(w, 5, 5, 1), *c, tg[64];
+    uint32_t j;
+    resp r;
+    int ok = 1;
+
+    pay(&r, "GET", "/paid/a.html?many=0", first, 0);
+    ok = r.status == 200;
+    EXPECT(ok, "first payment: %ld (%s)", r.status, rh(&r, "Payment-Error"));
+    if (ok)
+        tally("payword", "/paid/a.html", 500);
+    resp_free(&r);
+    for (j = 1; j <= 40 && ok; j++) {
+        c = pw_cred(w, 5 + 5 * j, 5, 0);
+        snprintf(tg, sizeof tg, "/paid/a.html?many=%u", j);
+        pay(&r, "GET", tg, c, 0);
+        ok = r.status == 200;
+        EXPECT(ok, "payment %u: %ld (%s)", j, r.status, rh(&r, "Payment-Error"));
+        if (ok)
+            tally("payword", "/paid/a.html", 500);
+        resp_free(&r);
+        free(c);
+    }
+    if (ok) {
+        pay(&r, "GET", "/paid/a.html?many=0", first, 0);
+        EXPECT(r.status == 200 && body_has(&r, "PAID-A"),
+               "retry of the first of 41 payments: %ld (%s), want 200", r.status, rh(&r, "Payment-Error"));
+        if (r.status == 200) {
+            EXPECT(rh(&r, "Payment-Receipt") == NULL, "retry: a receipt");
+            expect_log(&r, "payword", NULL, w->idhex, "retry", NULL);
+        }
+        resp_free(&r);
+    }
+    free(first);
+    pw_free(w);
+}
+
+/* After a price rise, a retry recovers the answer of the payment accepted
+ * at the old price, with its change (issue 10, finding 5). */
+static void t_retry_price_rise(void)
+{
+    mps *st = store_open(0);
+    mp_scrip s = mint(1000);
+    mp_mc_payment p;
+    pwc *w = pw_default(100);
+    char *cred = mc_cred(&s, "GET", "/paid/rise.html", &P500, &p), *pwc5 = pw_cred(w, 5, 5, 1);
+    char *change = NULL;
+    resp r;
+
+    if (st == NULL)
+        goto out;
+    pay(&r, "GET", "/paid/rise.html", cred, 0);
+    EXPECT(r.status == 200, "payment at 0.005: %ld (%s)", r.status, rh(&r, "Payment-Error"));
+    if (r.status == 200) {
+        check_change(&r, &p, &P500, NULL);
+        tally("millicent", "/paid/rise.html", 500);
+        change = xstrdup(rh(&r, "Payment-Change"));
+    }
+    resp_free(&r);
+    pay(&r, "GET", "/paid/rise.html", pwc5, 0);
+    EXPECT(r.status == 200, "PayWord at 0.005: %ld (%s)", r.status, rh(&r, "Payment-Error"));
+    if (r.status == 200)
+        tally("payword", "/paid/rise.html", 500);
+    resp_free(&r);
+    OKST(mps_price_set(st, VENDOR, "/paid/rise.html", &P1000));
+    EXPECT(offer_units("/paid/rise.html") == 1000, "the price did not rise");
+    pay(&r, "GET", "/paid/rise.html", cred, 0);
+    EXPECT(r.status == 200 && body_has(&r, "PAID-RISE") && change != NULL
+           && streq(rh(&r, "Payment-Change"), change),
+           "Millicent retry after a price rise: %ld (%s), its change %s", r.status,
+           rh(&r, "Payment-Error"), streq(rh(&r, "Payment-Change"), change) ? "kept" : "LOST");
+    expect_log(&r, "millicent", NULL, cust_str(), "retry", NULL);
+    resp_free(&r);
+    pay(&r, "GET", "/paid/rise.html", pwc5, 0);
+    EXPECT(r.status == 200 && body_has(&r, "PAID-RISE"), "PayWord retry after a price rise: %ld (%s)",
+           r.status, rh(&r, "Payment-Error"));
+    resp_free(&r);
+    OKST(mps_price_del(st, VENDOR, "/paid/rise.html"));
+out:
+    if (st)
+        mps_close(st);
+    free(change);
+    free(cred);
+    free(pwc5);
+    pw_free(w);
+}
+
+/* A body over MicropayMaxBody (100000 in run.sh): 413 and nothing spent;
+ * without a credential the body is never read (402). */
+static void t_retry_max_body(void)
+{
+    static char big[100001];
+    mp_scrip s = mint(500);
+    char *cred = mc_cred(&s, "POST", "/cgi-bin/echo.cgi", &P500, NULL);
+    resp r;
+
+    memset(big, 'z', sizeof big);
+    post_body(&r, "/cgi-bin/echo.cgi", NULL, big, sizeof big, 0);
+    EXPECT(r.status == 402, "no credential, big body: %ld, want 402", r.status);
+    resp_free(&r);
+    post_body(&r, "/cgi-bin/echo.cgi", cred, big, sizeof big, 0);
+    EXPECT(r.status == 413, "body of %zu bytes over MicropayMaxBody: %ld, want 413", sizeof big, r.status);
+    resp_free(&r);
+    post_body(&r, "/cgi-bin/echo.cgi", cred, big, sizeof big, 1);
+    EXPECT(r.status == 413, "chunked body over MicropayMaxBody: %ld, want 413", r.status);
+    resp_free(&r);
+    /* nothing was spent: the same scrip pays for a body at the limit */
+    post_body(&r, "/cgi-bin/echo.cgi", cred, big, sizeof big - 1, 0);
+    EXPECT(echoed(&r, big, sizeof big - 1) && body_has(&r, "MICROPAY_RESULT=paid"),
+           "body of %zu bytes after a 413: %ld (%s)", sizeof big - 1, r.status, rh(&r, "Payment-Error"));
+    if (r.status == 200)
+        tally("millicent", "/cgi-bin/echo.cgi", 500);
+    resp_free(&r);
+    free(cred);
+}
+
+/* Receipts: a retry gets none (above); MicropayReceiptWindow 0 gives none
+ * and takes none. */
+static void t_retry_receipts(void)
+{
+    mp_scrip s = mint(500);
+    char *cred = mc_cred(&s, "GET", "/cgi-bin/echo-w0.cgi", &P500, NULL), *rc;
+    resp r;
+
+    pay(&r, "GET", "/cgi-bin/echo-w0.cgi", cred, 0);
+    EXPECT(r.status == 200 && rh(&r, "Payment-Receipt") == NULL,
+           "GET at receipt window 0: %ld, receipt %s", r.status, rh(&r, "Payment-Receipt") ? "given" : "none");
+    if (r.status == 200)
+        tally("millicent", "/cgi-bin/echo-w0.cgi", 500);
+    resp_free(&r);
+    rc = receipt_make(VENDOR, "/cgi-bin/echo-w0.cgi", now_s(), now_s() + 600);
+    pay(&r, "GET", "/cgi-bin/echo-w0.cgi", rc, 0);
+    expect_fail(&r, 402, "expired");
+    EXPECT(!body_has(&r, "ECHO-CGI"), "a receipt opened a location without receipts");
+    resp_free(&r);
+    free(rc);
+    free(cred);
+}
+
+static CU_TestInfo retry_tests[] = {
+    { "Millicent: a retry is the same POST body; another body is already-spent", t_retry_mc_body },
+    { "PayWord: a retry is the same POST body; another body is already-spent", t_retry_pw_body },
+    { "retry window 2 s: refused after 3 s; window 0: refused", t_retry_window },
+    { "PayWord: the first of 41 payments is still a retry", t_retry_pw_many },
+    { "price rise: the retry keeps its change", t_retry_price_rise },
+    { "MicropayMaxBody: 413, nothing spent; no credential, no read", t_retry_max_body },
+    { "receipts: window 0 gives and takes none", t_retry_receipts },
+    CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo log_tests[] = {
     { "access log fields", t_access_log },
     CU_TEST_INFO_NULL,
@@ -3996,10 +4313,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0) {
         static const char *const n[] = { "challenge", "millicent", "payword", "receipts", "concurrency",
-                                         "cgi-proxy", "live-price", "vendor-hardening", "access-log", "ledger" };
+                                         "cgi-proxy", "live-price", "vendor-hardening", "retry",
+                                         "access-log", "ledger" };
         static CU_TestInfo *const t[] = { challenge_tests, millicent_tests, payword_tests, receipt_tests,
-                                          conc_tests, gw_tests, price_tests, hardening_tests, log_tests,
-                                          ledger_tests };
+                                          conc_tests, gw_tests, price_tests, hardening_tests, retry_tests,
+                                          log_tests, ledger_tests };
 
         init_client();
         rc = run_suites(n, t, sizeof n / sizeof n[0]);

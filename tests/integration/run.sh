@@ -149,6 +149,20 @@ case "$QUERY_STRING" in *slow*) sleep 0.3 ;; esac
 exit 0
 EOF
     chmod 755 "$T/cgi-bin/paid.cgi"
+    # echoes the SHA-256 of the body it was given: the handler must get the
+    # very body the payment was bound to (mod_micropay_body.c)
+    cat >"$T/cgi-bin/echo.cgi" <<'EOF'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+echo ECHO-CGI
+echo "MICROPAY_RESULT=$MICROPAY_RESULT"
+printf 'BODY-SHA256=%s\n' "$(sha256sum | cut -d' ' -f1)"
+exit 0
+EOF
+    chmod 755 "$T/cgi-bin/echo.cgi"
+    cp "$T/cgi-bin/echo.cgi" "$T/cgi-bin/echo-w2.cgi"
+    cp "$T/cgi-bin/echo.cgi" "$T/cgi-bin/echo-w0.cgi"
+    printf '<html><body><p>PAID-RISE</p></body></html>\n' >"$T/htdocs/paid/rise.html"
     htpasswd -cbs "$T/htpasswd" it itpass >/dev/null 2>&1
     chmod 644 "$T/htpasswd"
     chown www-data:www-data "$T/emptystore"
@@ -230,6 +244,7 @@ MicropayStoreSize 2048
 MicropayTrustBroker broker.example "$T/broker.pem"
 MicropayBrokerURL https://broker.example/mp/
 MicropayPayWordGrace 2592000
+MicropayMaxBody 100000
 
 DocumentRoot "$T/htdocs"
 <Directory />
@@ -250,6 +265,8 @@ DocumentRoot "$T/htdocs"
     MicropayPayWordUnit "0.001 USD"
     MicropayReceiptWindow 600
     MicropayOfferLifetime 300
+    # the replay step retries payments of this run after the restarts
+    MicropayRetryWindow 3600
 </Directory>
 <Directory "$T/htdocs/paid/free">
     Micropay off
@@ -285,6 +302,21 @@ ScriptAlias /cgi-bin/ "$T/cgi-bin/"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
     MicropayReceiptWindow 600
+    MicropayRetryWindow 3600
+</Location>
+# retries: the default window (60 s), 2 s, none (and no receipts)
+<LocationMatch "^/cgi-bin/echo(-w2|-w0)?\\.cgi\$">
+    Micropay on
+    MicropayPrice "0.005 USD"
+    MicropaySchemes millicent payword
+    MicropayPayWordUnit "0.001 USD"
+</LocationMatch>
+<Location "/cgi-bin/echo-w2.cgi">
+    MicropayRetryWindow 2
+</Location>
+<Location "/cgi-bin/echo-w0.cgi">
+    MicropayRetryWindow 0
+    MicropayReceiptWindow 0
 </Location>
 
 ProxyPass "/proxy/" "http://127.0.0.1:$bport/backend/"

@@ -34,6 +34,10 @@
 static const uint8_t store_tag0[MP_PW_TAG_LEN] = { 0x7a };
 
 #define NOW    1800000000ULL
+/* Retries judged at NOW, window 60, the empty body's digest (any 32 bytes
+ * serve: the store compares them). */
+static const uint8_t body0[MP_HASH_LEN] = { 0xe3, 0xb0 };
+static const mps_retry RT = { NOW, 60, body0 };
 #define VENDOR "news.example"
 #define CHAIN_N 100
 
@@ -237,6 +241,7 @@ static mp_request req_of(const char *method, const char *host, const char *targe
 {
     mp_request q;
 
+    memset(&q, 0, sizeof q);
     q.method = method;
     q.method_len = strlen(method);
     q.host = host;
@@ -255,15 +260,17 @@ static mp_status spend(mps *s, const char *vendor, uint64_t id, unsigned salt, u
 {
     uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
     mp_request q = req_of("GET", "news.example", "/a");
-    char reply[32];
+    char reply[32], pay[32];
     size_t out_len = 0;
     int r = -1;
     mp_status st;
 
+    /* Another salt is another payment record (another req_sig in it). */
     sig_for(sig, id, salt);
     snprintf(reply, sizeof reply, "reply-%llu", (unsigned long long)id);
-    st = mps_mc_spend(s, vendor, id, expiry, expiry, sig, pay0, sizeof pay0 - 1, &q,
-                      (const uint8_t *)reply, strlen(reply), e, &r, out, &out_len);
+    snprintf(pay, sizeof pay, "payment-%u", salt);
+    st = mps_mc_spend(s, vendor, id, expiry, expiry, sig, (const uint8_t *)pay, strlen(pay), &q,
+                      (const uint8_t *)reply, strlen(reply), e, &RT, &r, out, &out_len);
     if (st == MP_OK && r == 1 && (out_len != strlen(reply) || memcmp(out, reply, out_len) != 0))
         return MP_ERR_MALFORMED;           /* a retry must get the stored reply */
     if (retry != NULL)
@@ -475,7 +482,7 @@ static void test_map_size(void)
     /* A store written without WRITEMAP is only as large as its data, so a
      * 16 MiB map is what it gets. */
     CU_ASSERT_FATAL(raw_open(&r, small, "meta"));
-    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-3", 20));
+    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-4", 20));
     for (i = 0; i < sizeof tables / sizeof tables[0]; i++)
         CU_ASSERT(mdb_dbi_open(r.txn, tables[i], MDB_CREATE, &dbi) == 0);
     CU_ASSERT_FATAL(raw_close(&r));
@@ -488,7 +495,7 @@ static void test_map_size(void)
     for (id = 1; id < 100000 && st == MP_OK; id++) {
         sig_for(sig, id, 1);
         st = mps_mc_spend(s, VENDOR, id, NOW, NOW, sig, big, sizeof big, &q, NULL, 0, NULL,
-                          &retry, out, &out_len);
+                          &RT, &retry, out, &out_len);
     }
     ASSERT_ST(st, MP_ERR_STORE);
     CU_ASSERT(id > 1000);
@@ -509,7 +516,7 @@ static void test_map_size(void)
 static void test_open_foreign(void)
 {
     static const char *const formats[] = {
-        "mod_micropay-store-1", "mod_micropay-store-4", "mod_micropay-store-", ""
+        "mod_micropay-store-1", "mod_micropay-store-5", "mod_micropay-store-", ""
     };
     char err[256];
     const char *d = su_new_dir("mps"), *st;
@@ -548,12 +555,15 @@ static void test_open_foreign(void)
     }
     CU_ASSERT_FATAL(raw_close(&r));
     ASSERT_ST(mps_open(st, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
-    /* format 2 (records without checksums) and a stopped upgrade: refused
-     * with the command that converts them */
-    for (i = 0; i < 2; i++) {
+    /* format 3 (no retry records), format 2 (records without checksums)
+     * and a stopped upgrade: refused with the command that converts them */
+    for (i = 0; i < 3; i++) {
+        static const char *const old[3] = {
+            "mod_micropay-store-2", "mod_micropay-store-2-3", "mod_micropay-store-3"
+        };
+
         CU_ASSERT_FATAL(raw_open(&r, st, "meta"));
-        CU_ASSERT(raw_put(&r, "format", 6, i ? "mod_micropay-store-2-3" : "mod_micropay-store-2",
-                          i ? 22 : 20));
+        CU_ASSERT(raw_put(&r, "format", 6, old[i], strlen(old[i])));
         CU_ASSERT_FATAL(raw_close(&r));
         err[0] = 0;
         ASSERT_ST(mps_open(st, MPS_RDONLY, 0, &s, err, sizeof err), MP_ERR_STORE);
@@ -561,7 +571,7 @@ static void test_open_foreign(void)
                   && strstr(err, "mpadmin store upgrade") != NULL && strstr(err, st) != NULL);
     }
     CU_ASSERT_FATAL(raw_open(&r, st, "meta"));
-    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-3", 20));
+    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-4", 20));
     CU_ASSERT_FATAL(raw_close(&r));
     s = open_store(st, 0);
     CU_ASSERT(s != NULL);
@@ -573,7 +583,7 @@ static void test_open_foreign(void)
 /* mps_mc_spend with the common arguments of test_spend. */
 #define SPEND(s_, v_, id_, sig_, reply_, rlen_, e_) \
     mps_mc_spend(s_, v_, id_, NOW, NOW, sig_, pay0, sizeof pay0 - 1, &q, reply_, rlen_, e_, \
-                 &retry, out, &out_len)
+                 &RT, &retry, out, &out_len)
 
 static void test_spend(void)
 {
@@ -588,7 +598,8 @@ static void test_spend(void)
     const mp_request bad_reqs[] = {
         req_of("", "h", "/"), req_of("ABCDEFGHIJKLMNOPQ", "h", "/"), req_of("GET", "h", ""),
         req_of("G T", "h", "/"), req_of("GET", "h st", "/"), req_of("GET", "h", "/a\x7f"),
-        { "GET", 3, NULL, 1, "/", 1 }, { NULL, 0, "h", 1, "/", 1 }, { "GET", 3, "h", 1, NULL, 1 },
+        { "GET", 3, NULL, 1, "/", 1, NULL }, { NULL, 0, "h", 1, "/", 1, NULL },
+        { "GET", 3, "h", 1, NULL, 1, NULL },
     };
     mps_stats z;
     size_t out_len = 12345, i;
@@ -629,17 +640,17 @@ static void test_spend(void)
     ASSERT_ST(SPEND(s, VENDOR, 45, sig, NULL, 0, &e), MP_ERR_ARG);
 
     /* the deposit needs the payment and a request within the wire limits */
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, NULL, 0, &q, NULL, 0, NULL, &retry,
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, NULL, 0, &q, NULL, 0, NULL, &RT, &retry,
                            out, &out_len), MP_ERR_ARG);
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 0, &q, NULL, 0, NULL, &retry,
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 0, &q, NULL, 0, NULL, &RT, &retry,
                            out, &out_len), MP_ERR_ARG);
     ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, big, MP_WIRE_MAX + 1, &q, NULL, 0, NULL,
-                           &retry, out, &out_len), MP_ERR_ARG);
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, NULL, NULL, 0, NULL, &retry,
+                           &RT, &retry, out, &out_len), MP_ERR_ARG);
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, NULL, NULL, 0, NULL, &RT, &retry,
                            out, &out_len), MP_ERR_ARG);
     for (i = 0; i < sizeof bad_reqs / sizeof bad_reqs[0]; i++) {
         q = bad_reqs[i];
-        ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &retry,
+        ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &RT, &retry,
                                out, &out_len), MP_ERR_ARG);
     }
     memset(ltarget, 'x', sizeof ltarget);
@@ -647,7 +658,7 @@ static void test_spend(void)
     q = req_of("GET", "h", "/");
     q.target = ltarget;
     q.target_len = MP_TARGET_MAX + 1;
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &retry,
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &RT, &retry,
                            out, &out_len), MP_ERR_ARG);
     /* the largest record of all: every field at its limit */
     q.target_len = MP_TARGET_MAX;
@@ -657,10 +668,10 @@ static void test_spend(void)
     q.method = "ABCDEFGHIJKLMNOP";
     q.method_len = MP_METHOD_MAX;
     ASSERT_OK(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, big, MP_WIRE_MAX, &q, big, MP_WIRE_MAX,
-                           NULL, &retry, out, &out_len));
+                           NULL, &RT, &retry, out, &out_len));
     CU_ASSERT(retry == 0);
     ASSERT_OK(mps_mc_spend(s, VENDOR, 46, NOW, NOW, sig, big, MP_WIRE_MAX, &q, big, MP_WIRE_MAX,
-                           NULL, &retry, out, &out_len));
+                           NULL, &RT, &retry, out, &out_len));
     CU_ASSERT(retry == 1 && out_len == MP_WIRE_MAX);
     CU_ASSERT(stats(s).spent == 6);
     mps_close(s);
@@ -715,7 +726,7 @@ static mp_status spend_req(mps *s, const char *vendor, uint64_t id, uint64_t exp
     sig_for(sig, id, 1);
     snprintf(pay, sizeof pay, "pay-%llu", (unsigned long long)id);
     st = mps_mc_spend(s, vendor, id, expiry, keep, sig, (const uint8_t *)pay, strlen(pay), q,
-                      (const uint8_t *)"r", 1, NULL, &r, out, &out_len);
+                      (const uint8_t *)"r", 1, NULL, &RT, &r, out, &out_len);
     if (retry != NULL)
         *retry = r;
     return st;
@@ -773,7 +784,7 @@ static void test_deposits(void)
     CU_ASSERT(retry == 1);
     sig_for(sig, 3, 2);
     ASSERT_ST(mps_mc_spend(s, VENDOR, 3, NOW + 10, late, sig, pay0, 1, &get, NULL, 0, NULL,
-                           &retry, out, &out_len), MP_ERR_SPENT);
+                           &RT, &retry, out, &out_len), MP_ERR_SPENT);
     CU_ASSERT(undeposited(s, VENDOR).n == 2);
     CU_ASSERT(stats(s).spent == 5 && stats(s).expiry_index == 7);
     mps_close(s);
@@ -842,9 +853,9 @@ static void test_spent_corrupt(void)
         n = v.mv_size - 4;
         memcpy(buf, v.mv_data, n);
         switch (variant) {
-        case 0: buf[16] = 2; break;                  /* unknown flag */
-        case 1: n--; break;                          /* target cut short */
-        case 2: buf[n - 1] = ' '; break;             /* target byte not visible */
+        case 0: buf[16] = 4; break;                  /* unknown flag */
+        case 1: n--; break;                          /* body digest cut short */
+        case 2: buf[n - 41] = ' '; break;            /* target byte not visible */
         case 3: buf[8] ^= 0x40; break;               /* time before expiry */
         case 4: n = 20; break;                       /* header cut short */
         default: buf[20] ^= 0x10; break;             /* a bit of req_sig, unsealed */
@@ -988,7 +999,10 @@ static void test_ids(void)
 
 /* ---- PayWord ------------------------------------------------------------------- */
 
-static mp_status pay(const mp_pw_track *t, uint32_t i, uint32_t k, mp_pw_track *next)
+/* The payment (i, k) of words[] accepted on t, hashing with h: an mp_sha
+ * is one thread's (the threaded tests pass their own). */
+static mp_status pay_h(mp_sha *h, const mp_pw_track *t, uint32_t i, uint32_t k,
+                       mp_pw_track *next)
 {
     mp_pw_payment p;
     mp_amount price;
@@ -1001,7 +1015,12 @@ static mp_status pay(const mp_pw_track *t, uint32_t i, uint32_t k, mp_pw_track *
     memcpy(p.w, words[i], MP_HASH_LEN);
     if (mp_amount_mul(&t->unit, k, &price) != MP_OK)
         return MP_ERR_ARG;
-    return mp_pw_track_accept(sha, t, &p, store_tag0, &price, NOW, next, &retry);
+    return mp_pw_track_accept(h, t, &p, store_tag0, &price, NOW, next, &retry);
+}
+
+static mp_status pay(const mp_pw_track *t, uint32_t i, uint32_t k, mp_pw_track *next)
+{
+    return pay_h(sha, t, i, k, next);
 }
 
 static int track_equal(const mp_pw_track *a, const mp_pw_track *b)
@@ -1019,7 +1038,7 @@ static int track_equal(const mp_pw_track *a, const mp_pw_track *b)
 static mp_status pw_write(mps *s, const mp_pw_commit *first, uint64_t keep, uint64_t v,
                           const mp_pw_track *next, const mps_earning *e)
 {
-    return mps_pw_update(s, first, keep, v, next, NULL, NULL, e, NULL);
+    return mps_pw_update(s, first, keep, v, next, NULL, NULL, e, NULL, NULL);
 }
 
 /* Registers c with its first payment, words 1..k: a commitment is stored
@@ -1040,6 +1059,7 @@ typedef struct {
     uint64_t now;            /* the clock it was called with */
     int calls;
     mp_status fail;          /* returned instead, when not MP_OK */
+    mp_sha *h;               /* NULL: the suite's (one thread only) */
 } pw_decider;
 
 static mp_status decide_cb(void *ctx, const mp_pw_track *cur, uint64_t now, mp_pw_track *out,
@@ -1060,7 +1080,8 @@ static mp_status decide_cb(void *ctx, const mp_pw_track *cur, uint64_t now, mp_p
     memcpy(p.w, words[dd->i], MP_HASH_LEN);
     if (mp_amount_mul(&cur->unit, dd->k, &price) != MP_OK)
         return MP_ERR_ARG;
-    return mp_pw_track_accept(sha, cur, &p, store_tag0, &price, now, out, retry);
+    return mp_pw_track_accept(dd->h != NULL ? dd->h : sha, cur, &p, store_tag0, &price, now,
+                              out, retry);
 }
 
 static void test_pw(void)
@@ -1113,24 +1134,24 @@ static void test_pw(void)
     memset(&dd, 0, sizeof dd);
     dd.i = 7;
     dd.k = 2;
-    ASSERT_OK(mps_pw_update(s, NULL, 0, 1, &next2, decide_cb, &dd, &e, &retry));
+    ASSERT_OK(mps_pw_update(s, NULL, 0, 1, &next2, decide_cb, &dd, &e, NULL, &retry));
     CU_ASSERT(dd.calls == 1 && dd.now == fake_now && retry == 0);
     ASSERT_OK(mps_pw_get(s, commit.id, &got));
     CU_ASSERT(got.version == 3 && got.last == 7 && got.units_paid == 7);
     /* a retry decided under the lock writes nothing */
     dd.calls = 0;
-    ASSERT_OK(mps_pw_update(s, NULL, 0, 0, &next2, decide_cb, &dd, &e, &retry));
+    ASSERT_OK(mps_pw_update(s, NULL, 0, 0, &next2, decide_cb, &dd, &e, NULL, &retry));
     CU_ASSERT(dd.calls == 1 && retry == 1);
     ASSERT_OK(mps_pw_get(s, commit.id, &got));
     CU_ASSERT(got.version == 3);
     /* its refusals are returned as they are, writing nothing */
     dd.i = 6;
     dd.k = 1;
-    ASSERT_ST(mps_pw_update(s, NULL, 0, 0, &next2, decide_cb, &dd, &e, &retry), MP_ERR_SPENT);
+    ASSERT_ST(mps_pw_update(s, NULL, 0, 0, &next2, decide_cb, &dd, &e, NULL, &retry), MP_ERR_SPENT);
     dd.fail = MP_ERR_FORGED;
-    ASSERT_ST(mps_pw_update(s, NULL, 0, 0, &next2, decide_cb, &dd, &e, &retry), MP_ERR_FORGED);
-    ASSERT_ST(mps_pw_update(s, NULL, 0, 0, &next2, decide_cb, &dd, &e, NULL), MP_ERR_ARG);
-    ASSERT_ST(mps_pw_update(s, NULL, 0, 0, NULL, decide_cb, &dd, &e, &retry), MP_ERR_ARG);
+    ASSERT_ST(mps_pw_update(s, NULL, 0, 0, &next2, decide_cb, &dd, &e, NULL, &retry), MP_ERR_FORGED);
+    ASSERT_ST(mps_pw_update(s, NULL, 0, 0, &next2, decide_cb, &dd, &e, NULL, NULL), MP_ERR_ARG);
+    ASSERT_ST(mps_pw_update(s, NULL, 0, 0, NULL, decide_cb, &dd, &e, NULL, &retry), MP_ERR_ARG);
     ASSERT_OK(mps_pw_get(s, commit.id, &got));
     CU_ASSERT(got.version == 3);
     ls = ledger_total(s, "/pw");
@@ -1173,18 +1194,20 @@ static void test_decision_clock(void)
     mp_pw_track fresh, next, got;
     pw_decider dd;
     size_t out_len, removed;
+    const mps_retry nort = { NOW, 0, body0 };
     int retry;
 
     CU_ASSERT_FATAL(s != NULL);
     fake_now = NOW - 100;
+    /* no retry window: every second spend is refused, as the attack needs */
     /* Millicent: spent with keep_until = expiry (grace 0) */
     sig_for(sig, 7, 1);
-    ASSERT_OK(mps_mc_spend(s, VENDOR, 7, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &retry, out,
+    ASSERT_OK(mps_mc_spend(s, VENDOR, 7, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &nort, &retry, out,
                            &out_len));
     ASSERT_OK(mps_compact(s, NOW, 100, &removed));
     CU_ASSERT(removed == 0);                                /* not at expiry: the margin */
     sig_for(sig, 7, 2);                                     /* another request, decided early */
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 7, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &retry, out,
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 7, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &nort, &retry, out,
                            &out_len), MP_ERR_SPENT);
     ASSERT_OK(mps_compact(s, NOW + MPS_MARGIN - 1, 100, &removed));
     CU_ASSERT(removed == 0);
@@ -1192,12 +1215,12 @@ static void test_decision_clock(void)
     CU_ASSERT(removed == 1);
     /* once the mark is gone, the clock of the write has long passed expiry */
     fake_now = NOW + MPS_MARGIN;
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 7, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &retry, out,
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 7, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &nort, &retry, out,
                            &out_len), MP_ERR_EXPIRED);
     /* and a spend decided before expiry but written at it is refused */
     fake_now = NOW;
     sig_for(sig, 8, 1);
-    ASSERT_ST(mps_mc_spend(s, VENDOR, 8, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &retry, out,
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 8, NOW, NOW, sig, pay0, 1, &q, NULL, 0, NULL, &nort, &retry, out,
                            &out_len), MP_ERR_EXPIRED);
     CU_ASSERT(stats(s).spent == 0 && stats(s).expiry_index == 0);
 
@@ -1215,7 +1238,7 @@ static void test_decision_clock(void)
     dd.i = 5;
     dd.k = 4;
     ASSERT_ST(pw_write(s, &commit, ce, 0, &next, NULL), MP_ERR_BUSY);
-    ASSERT_ST(mps_pw_update(s, &commit, ce, 0, &next, decide_cb, &dd, NULL, &retry),
+    ASSERT_ST(mps_pw_update(s, &commit, ce, 0, &next, decide_cb, &dd, NULL, NULL, &retry),
               MP_ERR_SPENT);
     ASSERT_OK(mps_compact(s, ce + MPS_MARGIN - 1, 100, &removed));
     CU_ASSERT(removed == 0);
@@ -1224,7 +1247,7 @@ static void test_decision_clock(void)
     /* the tracker is gone: registering again is refused by the clock */
     fake_now = ce + MPS_MARGIN;
     ASSERT_ST(pw_write(s, &commit, ce, 0, &next, NULL), MP_ERR_EXPIRED);
-    ASSERT_ST(mps_pw_update(s, &commit, ce, 0, &next, decide_cb, &dd, NULL, &retry),
+    ASSERT_ST(mps_pw_update(s, &commit, ce, 0, &next, decide_cb, &dd, NULL, NULL, &retry),
               MP_ERR_EXPIRED);
     /* a first payment decided before expiry, written at it */
     fake_now = ce;
@@ -1254,10 +1277,16 @@ static void *lock_main(void *p)
     lock_arg *la = p;
     mp_pw_track t, next;
     pw_decider dd;
+    mp_sha *h = NULL;
     int j, retry;
 
+    if (mp_sha_new(&h) != MP_OK) {
+        la->fail = LOCK_EACH;
+        return NULL;
+    }
     for (j = 0; j < LOCK_EACH; j++) {
         memset(&dd, 0, sizeof dd);
+        dd.h = h;
         dd.k = LOCK_K;
         dd.i = (uint32_t)((j * LOCK_THREADS + la->idx + 2) * LOCK_K);
         if (mps_pw_get(la->s, commit.id, &t) != MP_OK) {
@@ -1265,14 +1294,15 @@ static void *lock_main(void *p)
             continue;
         }
         /* the optimistic decision, then the one under the lock */
-        if (pay(&t, dd.i, dd.k, &next) == MP_OK
-            && mps_pw_update(la->s, NULL, 0, t.version, &next, decide_cb, &dd, NULL, &retry)
+        if (pay_h(h, &t, dd.i, dd.k, &next) == MP_OK
+            && mps_pw_update(la->s, NULL, 0, t.version, &next, decide_cb, &dd, NULL, NULL, &retry)
                    == MP_OK
             && retry == 0)
             la->ok++;
         else
             la->fail++;
     }
+    mp_sha_free(h);
     return NULL;
 }
 
@@ -2382,7 +2412,7 @@ static void test_verify_clean(void)
     for (id = 1; id <= 3000; id++) {
         sig_for(sig, id, 1);
         ASSERT_OK(mps_mc_spend(s, VENDOR, id, NOW + id, NOW + id, sig, big,
-                               id % 10 ? 20 : sizeof big, &q, NULL, 0, &e, &retry, out,
+                               id % 10 ? 20 : sizeof big, &q, NULL, 0, &e, &RT, &retry, out,
                                &out_len));
     }
     ASSERT_OK(pw_register(s, &commit, 1, NOW + 100));
@@ -2456,7 +2486,7 @@ static void test_map_adopt(void)
         for (id = 100; id < 700; id++) {
             sig_for(sig, id, 1);
             if (mps_mc_spend(b, VENDOR, id, NOW, NOW, sig, big, sizeof big, &q, NULL, 0, NULL,
-                             &retry, out, &out_len) != MP_OK)
+                             &RT, &retry, out, &out_len) != MP_OK)
                 _exit(11);
         }
         mps_close(b);
@@ -2788,6 +2818,209 @@ static void test_upgrade(void)
     CU_ASSERT(strstr(err, "not upgraded") != NULL && strstr(err, "spent") != NULL);
 }
 
+
+/* ---- retries: the window, the body, every payment of the window ----------------------- */
+
+/* The attacks of issue 10: one payment bought many POSTs with other
+ * bodies, for ever; a PayWord retry after 32 later payments was refused. */
+static void test_mc_retry_window(void)
+{
+    static const uint8_t body_a[MP_HASH_LEN] = { 0xaa }, body_b[MP_HASH_LEN] = { 0xbb };
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mp_request post = req_of("POST", "news.example", "/cgi/echo");
+    uint8_t sig[MP_HASH_LEN], out[MP_WIRE_MAX];
+    const uint8_t pay[] = "the payment";
+    mps_retry rt = { NOW, 60, body_a };
+    size_t out_len = 0;
+    int retry = -1, i;
+
+    CU_ASSERT_FATAL(s != NULL);
+    sig_for(sig, 9, 1);
+    ASSERT_OK(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &post, &rt, &retry, out, &out_len));
+    CU_ASSERT(retry == 0);
+    ASSERT_OK(mps_mc_spend(s, VENDOR, 9, NOW + 1000, NOW + 1000, sig, pay, sizeof pay, &post,
+                           (const uint8_t *)"chg", 3, NULL, &rt, &retry, out, &out_len));
+    CU_ASSERT(retry == 0);
+    /* the same payment, the same body, within the window: its change again */
+    rt.now = NOW + 59;
+    ASSERT_OK(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &post, &rt, &retry, out, &out_len));
+    CU_ASSERT(retry == 1 && out_len == 3 && memcmp(out, "chg", 3) == 0);
+    ASSERT_OK(mps_mc_spend(s, VENDOR, 9, NOW + 1000, NOW + 1000, sig, pay, sizeof pay, &post,
+                           (const uint8_t *)"new", 3, NULL, &rt, &retry, out, &out_len));
+    CU_ASSERT(retry == 1 && out_len == 3 && memcmp(out, "chg", 3) == 0);
+    /* another body: a second purchase with one payment */
+    rt.body_digest = body_b;
+    ASSERT_ST(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &post, &rt, &retry, out, &out_len),
+              MP_ERR_SPENT);
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 9, NOW + 1000, NOW + 1000, sig, pay, sizeof pay, &post,
+                           NULL, 0, NULL, &rt, &retry, out, &out_len), MP_ERR_SPENT);
+    /* the identical record sent with another request: its req_sig was
+     * checked for the first request only */
+    {
+        mp_request other[3];
+
+        other[0] = req_of("POST", "news.example", "/cgi/other");
+        other[1] = req_of("PUT", "news.example", "/cgi/echo");
+        other[2] = req_of("POST", "evil.example", "/cgi/echo");
+        for (i = 0; i < 3; i++) {
+            ASSERT_ST(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &other[i], &rt, &retry, out,
+                                  &out_len), MP_ERR_SPENT);
+            ASSERT_ST(mps_mc_spend(s, VENDOR, 9, NOW + 1000, NOW + 1000, sig, pay, sizeof pay,
+                                   &other[i], NULL, 0, NULL, &rt, &retry, out, &out_len),
+                      MP_ERR_SPENT);
+        }
+    }
+    /* another payment record with that scrip id */
+    rt.body_digest = body_a;
+    ASSERT_ST(mps_mc_find(s, VENDOR, 9, pay, sizeof pay - 1, &post, &rt, &retry, out, &out_len),
+              MP_ERR_SPENT);
+    /* past the window, and with the window shortened or withdrawn since */
+    rt.now = NOW + 60;
+    ASSERT_ST(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &post, &rt, &retry, out, &out_len),
+              MP_ERR_SPENT);
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 9, NOW + 1000, NOW + 1000, sig, pay, sizeof pay, &post,
+                           NULL, 0, NULL, &rt, &retry, out, &out_len), MP_ERR_SPENT);
+    rt.now = NOW + 10;
+    rt.window = 10;
+    ASSERT_ST(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &post, &rt, &retry, out, &out_len),
+              MP_ERR_SPENT);
+    rt.window = 0;
+    rt.now = NOW;
+    ASSERT_ST(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &post, &rt, &retry, out, &out_len),
+              MP_ERR_SPENT);
+    ASSERT_ST(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &post, NULL, &retry, out, &out_len),
+              MP_ERR_ARG);
+    CU_ASSERT(stats(s).spent == 1);
+    mps_close(s);
+    assert_clean(d);
+}
+
+static void test_pw_retry_records(void)
+{
+    static const uint8_t tag_a[MP_PW_TAG_LEN] = { 0x0a }, tag_b[MP_PW_TAG_LEN] = { 0x0b };
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mp_pw_track t, next;
+    mps_pw_paid pd;
+    size_t removed = 0;
+    uint32_t i;
+    int retry = -1;
+
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(mp_pw_track_init(&commit, &t));
+    /* 40 payments of one word each, the first for request a; the first
+     * registers the commitment */
+    for (i = 1; i <= 40; i++) {
+        if (i > 1)
+            ASSERT_OK(mps_pw_get(s, commit.id, &t));
+        ASSERT_OK(pay(&t, i, 1, &next));
+        pd.i = i;
+        pd.k = 1;
+        pd.w = words[i];
+        pd.tag = i == 1 ? tag_a : tag_b;
+        pd.accepted_at = NOW + i;
+        ASSERT_OK(mps_pw_update(s, i == 1 ? &commit : NULL, NOW + 86400 * 31, t.version, &next,
+                                NULL, NULL, NULL, &pd, NULL));
+    }
+    CU_ASSERT(stats(s).retry == 40 && stats(s).expiry_index == 41);
+    /* the first payment is still known after 39 more: a retry */
+    ASSERT_OK(mps_pw_retry_find(s, commit.id, 1, 1, words[1], tag_a, NOW + 30, 60, &retry));
+    CU_ASSERT(retry == 1);
+    /* the same words for another request, other words, another k */
+    ASSERT_ST(mps_pw_retry_find(s, commit.id, 1, 1, words[1], tag_b, NOW + 30, 60, &retry),
+              MP_ERR_SPENT);
+    ASSERT_ST(mps_pw_retry_find(s, commit.id, 1, 1, words[2], tag_a, NOW + 30, 60, &retry),
+              MP_ERR_SPENT);
+    ASSERT_ST(mps_pw_retry_find(s, commit.id, 2, 2, words[2], tag_b, NOW + 30, 60, &retry),
+              MP_ERR_SPENT);
+    /* past the window in force now, and with no window */
+    ASSERT_ST(mps_pw_retry_find(s, commit.id, 1, 1, words[1], tag_a, NOW + 61, 60, &retry),
+              MP_ERR_SPENT);
+    ASSERT_ST(mps_pw_retry_find(s, commit.id, 1, 1, words[1], tag_a, NOW + 2, 0, &retry),
+              MP_ERR_SPENT);
+    /* a word never accepted: for the tracker to decide */
+    ASSERT_OK(mps_pw_retry_find(s, commit.id, 41, 1, words[41], tag_a, NOW, 60, &retry));
+    CU_ASSERT(retry == 0);
+    /* a retry record is written once: the same word again is damage */
+    ASSERT_OK(mps_pw_get(s, commit.id, &t));
+    next = t;
+    next.version++;
+    pd.i = 1;
+    pd.w = words[1];
+    ASSERT_ST(mps_pw_update(s, NULL, 0, t.version, &next, NULL, NULL, NULL, &pd, NULL),
+              MP_ERR_STORE);
+    mps_close(s);
+    assert_clean(d);
+    /* compaction drops them after the longest window and its margin */
+    s = open_store(d, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(mps_compact(s, NOW + 1 + MPS_RETRY_KEEP - 1, 1000, &removed));
+    CU_ASSERT(removed == 0);
+    ASSERT_OK(mps_compact(s, NOW + 20 + MPS_RETRY_KEEP, 1000, &removed));
+    CU_ASSERT(removed == 20 && stats(s).retry == 20 && stats(s).pw == 1);
+    mps_close(s);
+    assert_clean(d);
+}
+
+/* Format 3 to 4: a spend of format 3 has no accepted time, and is never
+ * answered as a retry (fail closed). */
+static void test_upgrade_3(void)
+{
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mp_request get = req_of("GET", "h", "/x");
+    uint8_t key[sizeof VENDOR + 8], buf[1024], out[MP_WIRE_MAX];
+    char err[512] = "";
+    uint64_t n = 0;
+    size_t out_len;
+    MDB_val k, v;
+    raw r;
+    int already = -1, retry = -1, i;
+
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(spend_req(s, VENDOR, 5, NOW + 100, NOW + 100, &get, NULL));
+    mps_close(s);
+    memcpy(key, VENDOR, sizeof VENDOR);
+    for (i = 0; i < 8; i++)
+        key[sizeof VENDOR + i] = (uint8_t)((uint64_t)5 >> (56 - 8 * i));
+    /* the record as format 3 wrote it: no flag, no accepted time and digest */
+    CU_ASSERT_FATAL(raw_open(&r, d, "spent"));
+    k.mv_size = sizeof key;
+    k.mv_data = key;
+    CU_ASSERT_FATAL(mdb_get(r.txn, r.dbi, &k, &v) == 0 && v.mv_size <= sizeof buf);
+    memcpy(buf, v.mv_data, v.mv_size - 4 - 40);
+    buf[16] = 0;
+    CU_ASSERT(raw_put_sealed(&r, "spent", key, sizeof key, buf, v.mv_size - 4 - 40));
+    CU_ASSERT_FATAL(raw_close(&r));
+    CU_ASSERT_FATAL(raw_open_db(&r, d, "meta", 0));
+    CU_ASSERT(raw_put(&r, "format", 6, "mod_micropay-store-3", 20));
+    CU_ASSERT_FATAL(raw_close(&r));
+    CU_ASSERT_FATAL(raw_open_db(&r, d, "retry", 0));
+    CU_ASSERT(mdb_drop(r.txn, r.dbi, 1) == 0);
+    CU_ASSERT_FATAL(raw_close(&r));
+
+    ASSERT_ST(mps_open(d, 0, 0, &s, err, sizeof err), MP_ERR_STORE);
+    CU_ASSERT(strstr(err, "older format") != NULL && strstr(err, "mpadmin store upgrade") != NULL);
+    ASSERT_OK(mps_upgrade(d, &n, &already, err, sizeof err));
+    CU_ASSERT(already == 0 && n >= 2);     /* the spend and its index entry at least */
+    assert_clean(d);
+    s = open_store(d, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    {
+        const char pay[] = "pay-5";
+        mps_retry rt = { NOW, 60, body0 };
+
+        ASSERT_ST(mps_mc_find(s, VENDOR, 5, (const uint8_t *)pay, 5, &get, &rt, &retry, out, &out_len),
+                  MP_ERR_SPENT);
+    }
+    ASSERT_ST(spend_req(s, VENDOR, 5, NOW + 100, NOW + 100, &get, NULL), MP_ERR_SPENT);
+    CU_ASSERT(stats(s).spent == 1 && stats(s).retry == 0);
+    mps_close(s);
+    ASSERT_OK(mps_upgrade(d, &n, &already, err, sizeof err));
+    CU_ASSERT(already == 1);
+}
+
 /* ---- mpadmin store verify and upgrade -------------------------------------------------- */
 
 static void test_mpadmin_verify(void)
@@ -2913,6 +3146,9 @@ int main(int argc, char **argv)
         { "one directory spelled three ways", test_same_dir_twice },
         { "stale readers cleared by the compaction timer", test_stale_readers },
         { "format 2: refused, upgraded, resumed", test_upgrade },
+        { "retries: Millicent window, body, payment", test_mc_retry_window },
+        { "retries: every PayWord payment of the window", test_pw_retry_records },
+        { "format 3: refused, upgraded, never retried", test_upgrade_3 },
         { "mpadmin store verify and upgrade", test_mpadmin_verify },
         { "durability: the cost of a spend", test_durability },
     };

@@ -72,7 +72,7 @@ static mp_mac *scratch, *receipt_key;
 static mp_sha *sha;
 static mp_pw_trust trust;
 static uint8_t csecret[MP_HASH_LEN];
-static mp_request req = { "GET", 3, "news.example", 12, "/a/b.html", 9 };
+static mp_request req = { "GET", 3, "news.example", 12, "/a/b.html", 9, NULL };
 static mp_amount price, value;
 static mp_pw_commit commit;
 static mp_pw_state pw_state;

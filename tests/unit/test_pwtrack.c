@@ -374,8 +374,8 @@ static void test_limits_and_price(void)
     {
         /* The same words sent for another request are no retry: one
          * payment must not buy two resources. */
-        static const mp_request ra = { "GET", 3, "news.example", 12, "/a.html", 7 };
-        static const mp_request rb = { "GET", 3, "news.example", 12, "/b.html", 7 };
+        static const mp_request ra = { "GET", 3, "news.example", 12, "/a.html", 7, NULL };
+        static const mp_request rb = { "GET", 3, "news.example", 12, "/b.html", 7, NULL };
         uint8_t tag_a[MP_PW_TAG_LEN], tag_b[MP_PW_TAG_LEN], tag_a2[MP_PW_TAG_LEN];
 
         MP_ASSERT_OK(mp_request_tag(sha, &ra, tag_a));
@@ -383,6 +383,27 @@ static void test_limits_and_price(void)
         MP_ASSERT_OK(mp_request_tag(sha, &rb, tag_b));
         CU_ASSERT(memcmp(tag_a, tag_a2, MP_PW_TAG_LEN) == 0);
         CU_ASSERT(memcmp(tag_a, tag_b, MP_PW_TAG_LEN) != 0);
+        {
+            /* The body is part of the request (PROTOCOL.md 7.5): the same
+             * words for a POST with another body are another purchase.
+             * Known answers from Python's hashlib. */
+            static const uint8_t body_a[MP_HASH_LEN] = {   /* SHA-256("A") */
+                0x55, 0x9a, 0xea, 0xd0, 0x82, 0x64, 0xd5, 0x79, 0x5d, 0x39, 0x09, 0x71, 0x8c,
+                0xdd, 0x05, 0xab, 0xd4, 0x95, 0x72, 0xe8, 0x4f, 0xe5, 0x55, 0x90, 0xee, 0xf3,
+                0x1a, 0x88, 0xa0, 0x8f, 0xdf, 0xfd
+            };
+            static const uint8_t want_post[MP_PW_TAG_LEN] = { 0x28, 0x01, 0x6b, 0x2e, 0x45, 0x34, 0x1b, 0x1d, 0x28, 0x55, 0x2f, 0xd2, 0xdd, 0x51, 0xbd, 0x62 };
+            static const uint8_t want_get[MP_PW_TAG_LEN] = { 0x01, 0xe9, 0x4e, 0xcf, 0x8e, 0x34, 0xcc, 0x4f, 0xd2, 0x57, 0x87, 0x4a, 0xd7, 0xca, 0x99, 0x68 };
+            mp_request pa = { "POST", 4, "news.example", 12, "/cgi/echo", 9, body_a };
+            mp_request pe = { "POST", 4, "news.example", 12, "/cgi/echo", 9, NULL };
+            uint8_t tp[MP_PW_TAG_LEN], te[MP_PW_TAG_LEN];
+
+            MP_ASSERT_OK(mp_request_tag(sha, &pa, tp));
+            MP_ASSERT_OK(mp_request_tag(sha, &pe, te));
+            CU_ASSERT(memcmp(tp, want_post, MP_PW_TAG_LEN) == 0);
+            CU_ASSERT(memcmp(tp, te, MP_PW_TAG_LEN) != 0);
+            CU_ASSERT(memcmp(tag_a, want_get, MP_PW_TAG_LEN) == 0);
+        }
         price = price_of(1);
         MP_ASSERT_ST(mp_pw_track_accept(sha, &t, payment(3, 1), tag_a, &price, NOW, &next, &retry),
                      MP_ERR_SPENT);

@@ -84,7 +84,7 @@ static int compute(void)
     mp_chain *ch = NULL;
     mp_pubkey pk;
     mp_amount price = amt("0.002 USD"), value = amt("0.01 USD");
-    mp_request req = { "GET", 3, "news.example", 12, "/a/b.html", 9 };
+    mp_request req = { "GET", 3, "news.example", 12, "/a/b.html", 9, NULL };
     size_t len;
     int bad = 1;
 
@@ -209,6 +209,28 @@ static int compute(void)
     memcpy(red.w_last, pw.w, 32);
     if (mp_pw_redeem_encode(&red, rec, sizeof rec, &len) != MP_OK) goto done;
     put_hex("payword", "redeem_3", rec, len);
+    /* The request tag a vendor keeps for retries (7.5): it covers the body */
+    {
+        static const char body[] = "customer=alice&order=1";
+        uint8_t digest[32], tag[MP_PW_TAG_LEN];
+        mp_request tq = { "POST", 4, "news.example", 12, "/cgi/echo", 9, NULL };
+        mp_sha *sh = NULL;
+
+        put("payword", "tag_method", "POST");
+        put("payword", "tag_host", "news.example");
+        put("payword", "tag_target", "/cgi/echo");
+        put("payword", "tag_body", body);
+        if (mp_sha256(body, sizeof body - 1, digest) != MP_OK)
+            goto done;
+        put_hex("payword", "tag_body_digest", digest, 32);
+        tq.body_digest = digest;
+        if (mp_sha_new(&sh) != MP_OK || mp_request_tag(sh, &tq, tag) != MP_OK) {
+            mp_sha_free(sh);
+            goto done;
+        }
+        mp_sha_free(sh);
+        put_hex("payword", "request_tag", tag, MP_PW_TAG_LEN);
+    }
 
     /* Receipt and offer: the input fields, then the records */
     put_hex("receipt", "receipt_key", s3, 32);
@@ -303,7 +325,7 @@ static int compute(void)
      * binds POST, the broker's authority (port included) and the target. */
     {
         static const char host[] = "broker.example:8443", target[] = "/mp/exchange";
-        mp_request xreq = { "POST", 4, host, sizeof host - 1, target, sizeof target - 1 };
+        mp_request xreq = { "POST", 4, host, sizeof host - 1, target, sizeof target - 1, NULL };
         mp_amount xvalue = amt("0.25 USD"), xprice = amt("0.10 USD");
         uint8_t bs[32], bm[32], bcs[32];
         mp_mc_issuer *bi = NULL;
