@@ -41,6 +41,7 @@ typedef struct {
     apr_array_header_t *trust;   /* MicropayTrustBroker: mpx_trust_conf */
     apr_int64_t pw_grace;        /* MicropayPayWordGrace seconds, -1 unset */
     mpx_broker_conf *broker;     /* MicropayBroker*: this server is a broker */
+    int         pw_http_allowed; /* some section of it says MicropayPayWordOverHTTP On */
 
     /* Filled at post_config (parent, as root) and after fork (child). */
     mp_mc_issuer *issuer;        /* template; each thread dups its own */
@@ -68,6 +69,7 @@ typedef struct {
     mp_amount   pw_unit;         /* MicropayPayWordUnit */
     apr_int64_t receipt_window;  /* MicropayReceiptWindow, -1 unset */
     apr_int64_t offer_lifetime;  /* MicropayOfferLifetime, -1 unset */
+    int         pw_over_http;    /* MicropayPayWordOverHTTP, MP_UNSET (Off) */
 } mpx_dir_conf;
 
 /* Defaults applied when a field is unset all the way up. */

@@ -51,6 +51,8 @@ void *mpx_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->trust = add->trust->nelts > 0 ? add->trust : base->trust;
     sc->pw_grace = add->pw_grace >= 0 ? add->pw_grace : base->pw_grace;
     sc->broker = mpx_broker_merge(p, base->broker, add->broker);
+    /* Sections of the main server apply inside virtual hosts too. */
+    sc->pw_http_allowed = add->pw_http_allowed || base->pw_http_allowed;
     return sc;
 }
 
@@ -63,6 +65,7 @@ void *mpx_create_dir_conf(apr_pool_t *p, char *dir)
     dc->schemes = MP_UNSET;
     dc->receipt_window = -1;
     dc->offer_lifetime = -1;
+    dc->pw_over_http = MP_UNSET;
     return dc;
 }
 
@@ -81,6 +84,7 @@ void *mpx_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->pw_unit = add->unit_set ? add->pw_unit : base->pw_unit;
     dc->receipt_window = add->receipt_window >= 0 ? add->receipt_window : base->receipt_window;
     dc->offer_lifetime = add->offer_lifetime >= 0 ? add->offer_lifetime : base->offer_lifetime;
+    dc->pw_over_http = add->pw_over_http != MP_UNSET ? add->pw_over_http : base->pw_over_http;
     return dc;
 }
 
@@ -265,6 +269,15 @@ static const char *set_enabled(cmd_parms *cmd, void *dcv, int on)
     return NULL;
 }
 
+static const char *set_pw_over_http(cmd_parms *cmd, void *dcv, int on)
+{
+    ((mpx_dir_conf *)dcv)->pw_over_http = on;
+    /* Remembered per server so that start-up can warn about each one. */
+    if (on)
+        server_conf(cmd)->pw_http_allowed = 1;
+    return NULL;
+}
+
 static const char *parse_amount(cmd_parms *cmd, const char *arg, mp_amount *out)
 {
     mp_status st = mp_amount_parse(arg, strlen(arg), out);
@@ -352,6 +365,8 @@ const command_rec mpx_directives[] = {
         "Accepted schemes: millicent, payword, or both (default both)"),
     AP_INIT_TAKE1("MicropayPayWordUnit", set_unit, NULL, ACCESS_CONF,
         "Value of one PayWord word, e.g. \"0.001 USD\"; the price must be a multiple (default: the price)"),
+    AP_INIT_FLAG("MicropayPayWordOverHTTP", set_pw_over_http, NULL, RSRC_CONF | ACCESS_CONF,
+        "On: offer and accept PayWord on plain HTTP too, where anyone who sees a word can spend it; Off (default): PayWord on TLS connections only"),
     AP_INIT_TAKE1("MicropayReceiptWindow", set_window, NULL, ACCESS_CONF,
         "Seconds a paid resource can be fetched again with its receipt; 0 disables receipts (default 600)"),
     AP_INIT_TAKE1("MicropayOfferLifetime", set_window, NULL, ACCESS_CONF,
@@ -596,6 +611,11 @@ int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, serv
             return !OK;
         if (!check)
             continue;
+        if (sc->pw_http_allowed)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "MP00147: vendor %s: "
+                         "MicropayPayWordOverHTTP On: PayWord is accepted over plain HTTP, where "
+                         "anyone who sees a payment can spend its words (PROTOCOL.md 9); serve "
+                         "PayWord locations over TLS instead", sc->vendor);
         key = store_key(ptemp, sc->store_dir);
         if ((why = apr_hash_get(checked, key, APR_HASH_KEY_STRING)) == NULL) {
             if ((why = check_store(pconf, s, sc)) == NULL)

@@ -3287,6 +3287,28 @@ static void t_pw_vendor_bound(void)
     pw_free(w2);
 }
 
+/* PayWord words are bearer values: on a plain HTTP connection to a location
+ * that does not say MicropayPayWordOverHTTP On (the default), an eavesdropper
+ * could spend them, so PayWord is neither offered nor accepted there. */
+static void t_pw_plain_http(void)
+{
+    pwc *w = pw_default(100);
+    resp r_plain;
+
+    get(&r_plain, "/tls/a.html");
+    expect_offer(&r_plain, "GET", "/tls/a.html", 500, MP_SCHEME_MILLICENT, NULL);
+    EXPECT(!body_has(&r_plain, "TLS-A"), "content without payment");
+    resp_free(&r_plain);
+    /* a valid first payment with its commitment: refused, nothing accepted */
+    pw_fail(w, "/tls/a.html", 5, 5, 1, NULL, 402, "price-mismatch");
+    pw_fail(w, "/tls/a.html?again", 10, 10, 1, NULL, 402, "price-mismatch");
+    /* the commitment was not registered and no word consumed: it is unknown
+     * without the commitment, and words 1..5 still pay where PayWord is allowed */
+    pw_fail(w, "/paid/a.html?plain-http-1", 5, 5, 0, NULL, 402, "unknown-commitment");
+    pw_ok(w, "GET", "/paid/a.html?plain-http-2", 5, 5, 1, "PAID-A", NULL);
+    pw_free(w);
+}
+
 /* ======================================================================== */
 /* suite: access log and ledger                                             */
 
@@ -3785,6 +3807,7 @@ static CU_TestInfo hardening_tests[] = {
     { "OPTIONS: free on a static file, paid on the CGI", t_options_paid_cgi },
     { "SSI subrequests into a paid location", t_ssi_subrequest },
     { "PayWord commitments bound to their vendor (shared store)", t_pw_vendor_bound },
+    { "PayWord over plain HTTP: not offered, refused, nothing taken", t_pw_plain_http },
     CU_TEST_INFO_NULL,
 };
 static CU_TestInfo log_tests[] = {

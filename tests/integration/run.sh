@@ -82,11 +82,14 @@ bad_log_lines() {
 }
 log_lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 
+# The warning of every start for a server with MicropayPayWordOverHTTP On.
+pwhttp_allow='\[micropay:warn\].* MP00147: vendor [a-z.]+: MicropayPayWordOverHTTP On: '
+
 # check_log STEP FROM [ALLOW]
 check_log() {
-    local bad
-    bad=$(bad_log_lines "$T/error.log" "$2" "${3:-}")
-    bad+=$(bad_log_lines "$T/apache.out" "$4" "${3:-}")
+    local bad allow="${3:+$3|}$pwhttp_allow"
+    bad=$(bad_log_lines "$T/error.log" "$2" "$allow")
+    bad+=$(bad_log_lines "$T/apache.out" "$4" "$allow")
     if [ -z "$bad" ]; then
         pass "$1: error.log has no unexpected warn/error lines"
     else
@@ -116,10 +119,11 @@ run_client() {
 write_site() {
     mkdir -p "$T/htdocs/free" "$T/htdocs/paid/free" "$T/htdocs/paid/mc" "$T/htdocs/paid/pw" \
         "$T/htdocs/paid/sub" "$T/htdocs/paid/denied" "$T/htdocs/paid/auth" "$T/cgi-bin" \
-        "$T/backend/backend" "$T/run" "$T/emptystore"
+        "$T/backend/backend" "$T/run" "$T/emptystore" "$T/htdocs/tls"
     local f
     for f in free/a:FREE-A paid/a:PAID-A paid/b:PAID-B paid/free/x:PAID-FREE-X paid/mc/a:PAID-MC \
-             paid/pw/a:PAID-PW paid/sub/c:PAID-SUB-C paid/denied/a:PAID-DENIED paid/auth/a:PAID-AUTH; do
+             paid/pw/a:PAID-PW paid/sub/c:PAID-SUB-C paid/denied/a:PAID-DENIED paid/auth/a:PAID-AUTH \
+             tls/a:TLS-A; do
         printf '<html><body><p>%s</p></body></html>\n' "${f#*:}" >"$T/htdocs/${f%%:*}.html"
     done
     printf '<html><body><p>BACKEND-P</p></body></html>\n' >"$T/backend/backend/p.html"
@@ -248,11 +252,20 @@ DocumentRoot "$T/htdocs"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    # the suites' PayWord runs over plain http on loopback (MP00147 warns)
+    MicropayPayWordOverHTTP on
     MicropayReceiptWindow 600
     MicropayOfferLifetime 300
 </Directory>
 <Directory "$T/htdocs/paid/free">
     Micropay off
+</Directory>
+# PayWord where MicropayPayWordOverHTTP is not set: not on plain http
+<Directory "$T/htdocs/tls">
+    Micropay on
+    MicropayPrice "0.005 USD"
+    MicropaySchemes millicent payword
+    MicropayPayWordUnit "0.001 USD"
 </Directory>
 <Directory "$T/htdocs/paid/mc">
     MicropaySchemes millicent
@@ -284,6 +297,7 @@ ScriptAlias /cgi-bin/ "$T/cgi-bin/"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    MicropayPayWordOverHTTP on
     MicropayReceiptWindow 600
 </Location>
 
@@ -294,6 +308,7 @@ ProxyPassReverse "/proxy/" "http://127.0.0.1:$bport/backend/"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    MicropayPayWordOverHTTP on
 </Location>
 
 # "/" itself is paid (no index.html there): an absolute-form target
@@ -303,6 +318,7 @@ ProxyPassReverse "/proxy/" "http://127.0.0.1:$bport/backend/"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    MicropayPayWordOverHTTP on
 </LocationMatch>
 
 # Name-based virtual hosts on the main port: the first (default) is the main
@@ -393,6 +409,16 @@ run_mpm() {
         fail "MicropayStoreSize 2048: the store file is $(stat -c %s "$T/store/data.mdb") bytes"
     fi
 
+    # one warning per server that allows PayWord over plain http: the main
+    # server and its three virtual hosts (the backend's too) inherit both
+    # the vendor and the <Directory> sections
+    local nw
+    nw=$(grep -cE "$pwhttp_allow" "$T/error.log")
+    if [ "$nw" = 4 ]; then
+        pass "MicropayPayWordOverHTTP On: MP00147 warns once per server at start ($nw)"
+    else
+        fail "MicropayPayWordOverHTTP On: $nw MP00147 warn lines at start, want 4"
+    fi
     run_client "protocol suites" run
     check_log "protocol suites" "$from" "$suite_allow" "$afrom"
     # the SSI include of a paid page from a free one: refused, logged at info
