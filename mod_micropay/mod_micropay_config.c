@@ -14,6 +14,7 @@
 #include "http_config.h"
 #include "http_log.h"
 #include "http_core.h"
+#include "ap_mpm.h"
 #include "apr_strings.h"
 #include "apr_file_io.h"
 #include "apr_hash.h"
@@ -586,6 +587,26 @@ static const char *check_store(apr_pool_t *pconf, server_rec *s, mpx_server_conf
     return why;
 }
 
+/* Reader slots for tools (mpadmin) and this parent's own check, beyond
+ * the server's worker threads. */
+#define READERS_MARGIN 64
+
+/* Every worker thread of every process the MPM may run at once (processes
+ * finishing after a graceful restart included: ServerLimit bounds them
+ * all) can hold a read transaction, and LMDB answers MDB_READERS_FULL (a
+ * 500) to one more: the reader table is sized from the MPM, not fixed. */
+static unsigned size_reader_table(int *procs, int *threads)
+{
+    apr_uint64_t n;
+
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, procs) != APR_SUCCESS || *procs < 1)
+        *procs = 1;
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, threads) != APR_SUCCESS || *threads < 1)
+        *threads = 1;
+    n = (apr_uint64_t)*procs * (apr_uint64_t)*threads + READERS_MARGIN;
+    return mps_set_max_readers(n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
+}
+
 int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     /* Each store is checked once (the first pass of a start only reads the
@@ -594,8 +615,14 @@ int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, serv
     int check = ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG;
     mpx_server_conf *sc;
     const char *key, *why;
+    unsigned readers = 0;
+    int procs = 1, threads = 1;
 
     (void)plog;
+    /* Before any store is opened, so that the check below, the first to
+     * open a store at a full start, grows its lock file to the size. */
+    if (check)
+        readers = size_reader_table(&procs, &threads);
     for (; s != NULL; s = s->next) {
         sc = ap_get_module_config(s->module_config, &micropay_module);
         if (sc->broker->name != NULL && mpx_broker_post_config(pconf, ptemp, s, sc->broker) != OK)
@@ -618,6 +645,9 @@ int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, serv
                          "PayWord locations over TLS instead", sc->vendor);
         key = store_key(ptemp, sc->store_dir);
         if ((why = apr_hash_get(checked, key, APR_HASH_KEY_STRING)) == NULL) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MP00149: payment store %s: LMDB reader "
+                         "table of %u slots (%d processes x %d threads, %d for tools; at least "
+                         "%d)", sc->store_dir, readers, procs, threads, READERS_MARGIN, 1024);
             if ((why = check_store(pconf, s, sc)) == NULL)
                 why = "";
             apr_hash_set(checked, key, APR_HASH_KEY_STRING, why);

@@ -669,6 +669,11 @@ mp_status mps_open(const char *dir, unsigned flags, size_t map_size, mps **out, 
     return open_shared(dir, flags, map_size, out, NULL, err, errlen);
 }
 
+unsigned mps_set_max_readers(unsigned n)
+{
+    return mpl_set_max_readers(n);
+}
+
 void mps_close(mps *s)
 {
     mps **pp;

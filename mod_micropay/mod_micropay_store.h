@@ -87,6 +87,11 @@ mp_status mps_create(const char *dir, long uid, long gid, char *err, size_t errl
 mp_status mps_open(const char *dir, unsigned flags, size_t map_size, mps **out, char *err,
                    size_t errlen);
 void mps_close(mps *s);
+/* LMDB reader slots of every store, vendor or broker, this process opens
+ * from now on (each concurrent read transaction takes one): n, at least
+ * 1024. Call before the first open (Apache: in the parent, before the
+ * children fork). Returns the value in force. */
+unsigned mps_set_max_readers(unsigned n);
 const char *mps_errmsg(const mps *s);      /* last failure, for logs */
 /* 1 when the calling thread's last failure was the store being full (its
  * map size reached), for callers that log that more sparingly. */

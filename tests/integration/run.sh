@@ -516,6 +516,37 @@ run_mpm() {
         fail "start with an empty store directory: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
     fi
 
+    # MaxRequestWorkers above LMDB's former fixed 1,024 reader slots (event):
+    # the reader table is sized from the MPM (ServerLimit x ThreadsPerChild
+    # + 64), said at start (MP00149), and the store's lock file has the room
+    if [ "$mpm" = event ]; then
+        local conf4=$T/httpd-readers.conf want=$((60 * 25 + 64)) lsz
+        gen_conf "$conf4" "$T/store" "$T/vendor.secrets" "$T/error.log"
+        sed -i -e 's/^    ServerLimit 4$/    ServerLimit 60/' \
+            -e 's/^    MaxRequestWorkers 100$/    MaxRequestWorkers 1500/' "$conf4"
+        from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+        if start_apache "$conf4"; then
+            pass "start with MaxRequestWorkers 1500 (ServerLimit 60, ThreadsPerChild 25)"
+            if tail -n +"$((from + 1))" "$T/error.log" |
+                grep -qE "\[micropay:info\].* MP00149: payment store [^ ]+/store: LMDB reader table of $want slots \(60 processes x 25 threads"; then
+                pass "MaxRequestWorkers 1500: MP00149 states $want reader slots"
+            else
+                fail "MaxRequestWorkers 1500: no MP00149 line stating $want reader slots: $(grep MP00149 "$T/error.log" | tail -n 1)"
+            fi
+            lsz=$(stat -c %s "$T/store/lock.mdb")
+            if [ "$lsz" -ge $(((want - 1) * 64)) ]; then
+                pass "MaxRequestWorkers 1500: the lock file holds $want readers ($lsz bytes)"
+            else
+                fail "MaxRequestWorkers 1500: the lock file is $lsz bytes, < $(((want - 1) * 64)) for $want readers"
+            fi
+            run_client "MaxRequestWorkers 1500: payments" replay
+            stop_apache
+            check_log "MaxRequestWorkers 1500" "$from" "" "$afrom"
+        else
+            fail "start with MaxRequestWorkers 1500: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+        fi
+    fi
+
     # secrets file readable by group/other: configtest and start must fail
     local mode
     for mode in 0644 0640; do
