@@ -416,6 +416,21 @@ static apr_status_t free_issuer(void *data)
     return APR_SUCCESS;
 }
 
+int mpx_choose_change_series(mpx_server_conf *sc, uint64_t now)
+{
+    int i, found = -1;
+
+    for (i = 0; i < sc->n_own; i++)
+        if ((sc->own_retire[i] == 0 || sc->own_retire[i] > now)
+            && (found < 0 || sc->own_series[i] > sc->own_series[found]))
+            found = i;
+    if (found < 0)
+        return 0;
+    sc->change_series = sc->own_series[found];
+    sc->change_retire = sc->own_retire[found];
+    return 1;
+}
+
 static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx_server_conf *sc)
 {
     mp_keyfile *kf;
@@ -425,7 +440,7 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
     apr_status_t rv;
     size_t line = 0, i;
     uint64_t now = (uint64_t)apr_time_sec(apr_time_now());
-    int found = 0, rc = !OK;
+    int rc = !OK;
     mp_status st;
 
     rv = read_small_file(ptemp, sc->secrets_file, MP_KEYFILE_MAX, &text, &len, &fi);
@@ -458,17 +473,20 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
     }
     apr_pool_cleanup_register(pconf, sc, free_issuer, apr_pool_cleanup_null);
     /* Change is minted in the newest scrip series still in service that
-     * is ours: series delegated to a broker are its to mint in. */
+     * is ours: series delegated to a broker are its to mint in. All of
+     * ours are kept, so that change moves on when its series retires
+     * (mod_micropay_request.c) instead of failing until a restart. */
+    sc->n_own = 0;
     for (i = 0; i < kf->n; i++) {
-        if (kf->e[i].kind == MP_KEY_SCRIP && !kf->e[i].delegated
-            && (kf->e[i].retire_at == 0 || kf->e[i].retire_at > now)
-            && (!found || kf->e[i].series > sc->change_series)) {
-            sc->change_series = kf->e[i].series;
-            found = 1;
+        if (kf->e[i].kind == MP_KEY_SCRIP && !kf->e[i].delegated && sc->n_own < MP_MAX_SERIES) {
+            sc->own_series[sc->n_own] = kf->e[i].series;
+            sc->own_retire[sc->n_own] = kf->e[i].retire_at;
+            sc->n_own++;
         }
     }
     mp_keyfile_wipe(kf);
-    if (!found) {
+    sc->server = s;
+    if (!mpx_choose_change_series(sc, now)) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00003: MicropaySecretsFile %s has no scrip "
                      "series that is neither retired nor delegated", sc->secrets_file);
         goto done;

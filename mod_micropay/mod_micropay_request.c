@@ -99,10 +99,30 @@ mpx_thread_crypto *mpx_crypto_for(request_rec *r, mpx_server_conf *sc)
 static mp_status next_change_id(mpx_server_conf *sc, uint64_t *id)
 {
     mp_status st = MP_OK;
-    uint64_t first;
+    uint64_t first, now;
+    uint16_t old;
 
     apr_thread_mutex_lock(sc->ids_lock);
-    if (sc->ids_next == sc->ids_end) {
+    /* The series chosen at start retires while the server runs: change
+     * moves to the newest one still in service, with fresh id blocks
+     * (read after the payment's own clock, so never an older choice). */
+    now = (uint64_t)apr_time_sec(apr_time_now());
+    if (sc->change_retire != 0 && now >= sc->change_retire) {
+        old = sc->change_series;
+        if (mpx_choose_change_series(sc, now)) {
+            sc->ids_next = sc->ids_end = 0;
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, sc->server, "MP00150: vendor %s: change "
+                         "series %u retired; change is minted in series %u from now on",
+                         sc->vendor, old, sc->change_series);
+        } else {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sc->server, "MP00151: vendor %s: every "
+                         "scrip series of MicropaySecretsFile %s has retired: payments that "
+                         "need change answer 500; add one (mpadmin keys rotate) and reload",
+                         sc->vendor, sc->secrets_file);
+            st = MP_ERR_ARG;
+        }
+    }
+    if (st == MP_OK && sc->ids_next == sc->ids_end) {
         st = mps_reserve_ids(sc->store, sc->vendor, sc->change_series, MPX_ID_BLOCK, &first);
         if (st == MP_OK) {
             sc->ids_next = first;

@@ -1312,6 +1312,10 @@ static const char *cust_str(void)
 
 /* Verifies the Payment-Change of an accepted payment p and returns the
  * change scrip (has_change) through *change. Records the change id. */
+/* The series the vendor mints change in: its newest, 2; mode "change"
+ * (MP_IT_CHANGE_SERIES) checks another after series 2 retired. */
+static unsigned g_change_series = 2;
+
 static int check_change(const resp *r, const mp_mc_payment *p, const mp_amount *price, mp_scrip *change)
 {
     const char *pc = rh(r, "Payment-Change");
@@ -1344,8 +1348,8 @@ static int check_change(const resp *r, const mp_mc_payment *p, const mp_amount *
             EXPECT(rep.change.expiry == p->scrip.expiry, "change expiry %llu, scrip %llu",
                    (unsigned long long)rep.change.expiry, (unsigned long long)p->scrip.expiry);
             EXPECT(streq(rep.change.props, p->scrip.props), "change props");
-            EXPECT(MP_SERIES(rep.change.id) == 2, "change minted in series %u, want the newest (2)",
-                   MP_SERIES(rep.change.id));
+            EXPECT(MP_SERIES(rep.change.id) == g_change_series, "change minted in series %u, want %u",
+                   MP_SERIES(rep.change.id), g_change_series);
             append_line("changes.txt", "%llu\n", (unsigned long long)rep.change.id);
             if (change)
                 *change = rep.change;
@@ -3619,6 +3623,25 @@ static void t_fresh_after_restart(void)
 /* ======================================================================== */
 /* load mode (run.sh kills Apache's children meanwhile)                     */
 
+/* Mode "change": after the series the server mints change in has retired,
+ * a payment that needs change is served, its change minted in the newest
+ * series still in service (MP_IT_CHANGE_SERIES), and that change spends. */
+static void t_change_series(void)
+{
+    mp_scrip s = mint(1500), c;
+    char t1[64], t2[64];
+
+    snprintf(t1, sizeof t1, "/paid/a.html?change-series-%llu", (unsigned long long)now_s());
+    snprintf(t2, sizeof t2, "/paid/b.html?change-series-%llu", (unsigned long long)now_s());
+    if (mc_ok("GET", t1, &s, &P500, "PAID-A", 0, &c, NULL))
+        mc_ok("GET", t2, &c, &P500, "PAID-B", 0, NULL, NULL);
+}
+
+static CU_TestInfo change_tests[] = {
+    { "change after its series retired: minted in the next, spendable", t_change_series },
+    CU_TEST_INFO_NULL,
+};
+
 static int g_load_secs = 4;
 
 static void t_load(void)
@@ -3899,7 +3922,7 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "setup") == 0)
         return do_setup(argv[2]);
     if (argc < 2) {
-        fprintf(stderr, "usage: it_client setup DIR | run | replay | load SECS | nostore | ledger\n");
+        fprintf(stderr, "usage: it_client setup DIR | run | replay | load SECS | nostore | ledger | change\n");
         return 2;
     }
     if (strcmp(argv[1], "run") == 0) {
@@ -3923,6 +3946,15 @@ int main(int argc, char **argv)
 
         if (argc > 2)
             g_load_secs = atoi(argv[2]);
+        init_client();
+        rc = run_suites(n, t, 1);
+    } else if (strcmp(argv[1], "change") == 0) {
+        static const char *const n[] = { "change" };
+        static CU_TestInfo *const t[] = { change_tests };
+        const char *cs = getenv("MP_IT_CHANGE_SERIES");
+
+        if (cs != NULL)
+            g_change_series = (unsigned)strtoul(cs, NULL, 10);
         init_client();
         rc = run_suites(n, t, 1);
     } else if (strcmp(argv[1], "nostore") == 0) {

@@ -547,6 +547,33 @@ run_mpm() {
         fi
     fi
 
+    # The series change is minted in (3, the newest) retires while the server
+    # runs: payments that need change go on, their change minted in series 2
+    # (MP00150), not 500 until a restart. Waits for a wall-clock moment.
+    # (Series 1 is where it_client mints the customers' scrip.)
+    local sfr=$T/secrets-retire conf5=$T/httpd-retire.conf retire
+    retire=$(($(date +%s) + 6))
+    { cat "$T/vendor.secrets"
+      echo "scrip 3 $(printf 'mp-it scrip 3' | sha256sum | cut -c1-64) retire=$retire"; } >"$sfr"
+    chmod 600 "$sfr"
+    gen_conf "$conf5" "$T/store" "$sfr" "$T/error.log"
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    if start_apache "$conf5"; then
+        pass "start with scrip series 3 retiring at $retire"
+        while [ "$(date +%s)" -le "$retire" ]; do sleep 0.2; done
+        MP_IT_CHANGE_SERIES=2 run_client "series 3 retired: change minted in series 2, and it spends" change
+        if tail -n +"$((from + 1))" "$T/error.log" |
+            grep -qE "\[micropay:info\].* MP00150: vendor news\.example: change series 3 retired; change is minted in series 2"; then
+            pass "series 3 retired: MP00150 says change moved to series 2"
+        else
+            fail "series 3 retired: no MP00150 line for news.example"
+        fi
+        stop_apache
+        check_log "change series retired" "$from" "" "$afrom"
+    else
+        fail "start with scrip series 3 retiring: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+    fi
+
     # secrets file readable by group/other: configtest and start must fail
     local mode
     for mode in 0644 0640; do
