@@ -46,6 +46,8 @@ typedef struct {
     /* Filled at post_config (parent, as root) and after fork (child). */
     mp_mc_issuer *issuer;        /* template; each thread dups its own */
     mp_mac       *receipt_key;   /* template */
+    mp_mac       *receipt_prev;  /* template: the receipt secret before it, or NULL */
+    uint64_t      receipt_prev_retire; /* its retire= time, 0 = none */
     mp_pw_trust   pw_trust;
     uint16_t      change_series; /* newest scrip series: change is minted there */
     uint64_t      change_retire; /* when change_series retires, 0 = never */
@@ -125,6 +127,7 @@ typedef struct {
     mp_mc_issuer *issuer;
     mp_mac       *scratch;
     mp_mac       *receipt_key;
+    mp_mac       *receipt_prev;
     mp_sha       *sha;
 } mpx_thread_crypto;
 mpx_thread_crypto *mpx_crypto_for(request_rec *r, mpx_server_conf *sc);

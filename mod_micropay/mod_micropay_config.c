@@ -411,8 +411,10 @@ static apr_status_t free_issuer(void *data)
 
     mp_mc_issuer_free(sc->issuer);
     mp_mac_free(sc->receipt_key);
+    mp_mac_free(sc->receipt_prev);
     sc->issuer = NULL;
     sc->receipt_key = NULL;
+    sc->receipt_prev = NULL;
     return APR_SUCCESS;
 }
 
@@ -459,12 +461,14 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
     kf = apr_palloc(ptemp, sizeof *kf);
     if ((st = mp_keyfile_parse(text, len, kf, &line)) != MP_OK) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00003: MicropaySecretsFile %s, line %lu: %s "
-                     "(expected lines 'scrip|customer|receipt <series> <hex secret>')",
+                     "(expected lines 'scrip|customer|receipt <series> <hex secret> [retire=<time>]')",
                      sc->secrets_file, (unsigned long)line, mp_strerror(st));
         goto done;
     }
     if ((st = mp_mc_issuer_new(sc->vendor, &sc->issuer)) != MP_OK
-        || (st = mp_keyfile_apply(kf, sc->issuer, &sc->receipt_key)) != MP_OK) {
+        || (st = mp_keyfile_apply(kf, sc->issuer, &sc->receipt_key)) != MP_OK
+        || (st = mp_keyfile_receipt_prev(kf, &sc->receipt_prev, &sc->receipt_prev_retire))
+           != MP_OK) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00003: MicropaySecretsFile %s: %s",
                      sc->secrets_file, mp_strerror(st));
         mp_keyfile_wipe(kf);
@@ -492,8 +496,9 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
         goto done;
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MP00001: vendor %s: secrets loaded, change in "
-                 "series %u, receipts %s", sc->vendor, sc->change_series,
-                 sc->receipt_key ? "on" : "off (no receipt secret)");
+                 "series %u, receipts %s%s", sc->vendor, sc->change_series,
+                 sc->receipt_key ? "on" : "off (no receipt secret)",
+                 sc->receipt_prev ? ", the previous receipt secret accepted too" : "");
     rc = OK;
 done:
     mp_wipe(text, len);

@@ -3642,6 +3642,35 @@ static CU_TestInfo change_tests[] = {
     CU_TEST_INFO_NULL,
 };
 
+/* Mode "receipt-prev": after the receipt secret was rotated (receipt 2
+ * added), a receipt stamped under receipt 1 (this client's key) opens its
+ * page (MP_IT_RECEIPT_WANT=200), or is refused as forged once receipt 1
+ * retired or is gone (MP_IT_RECEIPT_WANT=forged). */
+static void t_receipt_prev(void)
+{
+    const char *want = getenv("MP_IT_RECEIPT_WANT");
+    uint64_t t = now_s();
+    char target[64], *rc;
+    resp r;
+
+    snprintf(target, sizeof target, "/paid/a.html?rcpt-prev-%llu", (unsigned long long)t);
+    rc = receipt_make(VENDOR, target, t, t + 600);
+    if (want != NULL && strcmp(want, "forged") == 0) {
+        pay(&r, "GET", target, rc, 0);
+        expect_fail(&r, 402, "forged");
+        EXPECT(!body_has(&r, "PAID-A"), "content for a receipt of a retired secret");
+        resp_free(&r);
+    } else {
+        receipt_ok("GET", target, rc, "PAID-A", "millicent", cust_str());
+    }
+    free(rc);
+}
+
+static CU_TestInfo receipt_prev_tests[] = {
+    { "receipt under the previous receipt secret", t_receipt_prev },
+    CU_TEST_INFO_NULL,
+};
+
 static int g_load_secs = 4;
 
 static void t_load(void)
@@ -3922,7 +3951,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "setup") == 0)
         return do_setup(argv[2]);
     if (argc < 2) {
-        fprintf(stderr, "usage: it_client setup DIR | run | replay | load SECS | nostore | ledger | change\n");
+        fprintf(stderr, "usage: it_client setup DIR | run | replay | load SECS | nostore | ledger | change\n"
+                "       | receipt-prev\n");
         return 2;
     }
     if (strcmp(argv[1], "run") == 0) {
@@ -3955,6 +3985,12 @@ int main(int argc, char **argv)
 
         if (cs != NULL)
             g_change_series = (unsigned)strtoul(cs, NULL, 10);
+        init_client();
+        rc = run_suites(n, t, 1);
+    } else if (strcmp(argv[1], "receipt-prev") == 0) {
+        static const char *const n[] = { "receipt-prev" };
+        static CU_TestInfo *const t[] = { receipt_prev_tests };
+
         init_client();
         rc = run_suites(n, t, 1);
     } else if (strcmp(argv[1], "nostore") == 0) {

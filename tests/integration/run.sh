@@ -574,6 +574,32 @@ run_mpm() {
         fail "start with scrip series 3 retiring: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
     fi
 
+    # The receipt secret rotated (receipt 2 added, which stamps from now on):
+    # a receipt stamped under receipt 1 still opens its page for its window,
+    # and not once receipt 1 has retired (retire=) or its line is gone.
+    local r2 rcase sfx conf6=$T/httpd-receipt.conf
+    r2=$(printf 'mp-it receipt 2' | sha256sum | cut -c1-64)
+    for rcase in kept:200 retired:forged gone:forged; do
+        sfx=$T/secrets-receipt-${rcase%%:*}
+        case ${rcase%%:*} in
+        kept) { cat "$T/vendor.secrets"; echo "receipt 2 $r2"; } >"$sfx" ;;
+        retired) { sed -e "/^receipt 1 /s/\$/ retire=$(($(date +%s) - 1))/" "$T/vendor.secrets"
+                   echo "receipt 2 $r2"; } >"$sfx" ;;
+        gone) { grep -v '^receipt 1 ' "$T/vendor.secrets"; echo "receipt 2 $r2"; } >"$sfx" ;;
+        esac
+        chmod 600 "$sfx"
+        gen_conf "$conf6" "$T/store" "$sfx" "$T/error.log"
+        from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+        if start_apache "$conf6"; then
+            MP_IT_RECEIPT_WANT=${rcase#*:} run_client \
+                "receipt secret rotated, receipt 1 ${rcase%%:*}: its receipt gets ${rcase#*:}" receipt-prev
+            stop_apache
+            check_log "receipt secret rotated, receipt 1 ${rcase%%:*}" "$from" "" "$afrom"
+        else
+            fail "start with receipt 1 ${rcase%%:*}: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+        fi
+    done
+
     # secrets file readable by group/other: configtest and start must fail
     local mode
     for mode in 0644 0640; do
