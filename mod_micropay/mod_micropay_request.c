@@ -117,14 +117,16 @@ static mp_status next_change_id(mpx_server_conf *sc, uint64_t *id)
                          "series %u retired; change is minted in series %u from now on",
                          sc->vendor, old, sc->change_series);
         } else {
+            /* Said once per process; payments paying the exact price still
+             * work, those that need change fail in mp_mc_accept (500). */
+            sc->change_retire = 0;
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, sc->server, "MP00151: vendor %s: every "
                          "scrip series of MicropaySecretsFile %s has retired: payments that "
                          "need change answer 500; add one (mpadmin keys rotate) and reload",
                          sc->vendor, sc->secrets_file);
-            st = MP_ERR_ARG;
         }
     }
-    if (st == MP_OK && sc->ids_next == sc->ids_end) {
+    if (sc->ids_next == sc->ids_end) {
         st = mps_reserve_ids(sc->store, sc->vendor, sc->change_series, MPX_ID_BLOCK, &first);
         if (st == MP_OK) {
             sc->ids_next = first;

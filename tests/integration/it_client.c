@@ -3625,14 +3625,28 @@ static void t_fresh_after_restart(void)
 
 /* Mode "change": after the series the server mints change in has retired,
  * a payment that needs change is served, its change minted in the newest
- * series still in service (MP_IT_CHANGE_SERIES), and that change spends. */
+ * series still in service (MP_IT_CHANGE_SERIES), and that change spends.
+ * MP_IT_CHANGE_SERIES=0: none is left; the exact price still pays, a
+ * payment that needs change gets 500 and is not taken. */
 static void t_change_series(void)
 {
     mp_scrip s = mint(1500), c;
-    char t1[64], t2[64];
+    char t1[64], t2[64], *cred;
+    resp r;
 
     snprintf(t1, sizeof t1, "/paid/a.html?change-series-%llu", (unsigned long long)now_s());
     snprintf(t2, sizeof t2, "/paid/b.html?change-series-%llu", (unsigned long long)now_s());
+    if (g_change_series == 0) {
+        c = mint(500);
+        mc_ok("GET", t1, &c, &P500, "PAID-A", 0, NULL, NULL);
+        cred = mc_cred(&s, "GET", t2, &P500, NULL);
+        pay(&r, "GET", t2, cred, 0);
+        expect_fail(&r, 500, "internal");
+        EXPECT(!body_has(&r, "PAID-B"), "content for a payment whose change cannot be minted");
+        resp_free(&r);
+        free(cred);
+        return;
+    }
     if (mc_ok("GET", t1, &s, &P500, "PAID-A", 0, &c, NULL))
         mc_ok("GET", t2, &c, &P500, "PAID-B", 0, NULL, NULL);
 }

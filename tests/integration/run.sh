@@ -573,6 +573,28 @@ run_mpm() {
     else
         fail "start with scrip series 3 retiring: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
     fi
+    # Every own series retired (1 is a broker's here): MP00151 once, the
+    # exact price still pays, a payment that needs change gets 500.
+    retire=$(($(date +%s) + 6))
+    sed -e '/^scrip 1 /s/$/ delegated/' -e "/^scrip 2 /s/\$/ retire=$retire/" "$T/vendor.secrets" >"$sfr"
+    chmod 600 "$sfr"
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    if start_apache "$conf5"; then
+        while [ "$(date +%s)" -le "$retire" ]; do sleep 0.2; done
+        MP_IT_CHANGE_SERIES=0 run_client "every own series retired: exact price paid, change 500" change
+        stop_apache
+        local n151
+        n151=$(tail -n +"$((from + 1))" "$T/error.log" | grep -cE "\[micropay:error\].* MP00151: vendor news\.example: every scrip series")
+        # once per process that saw a payment (prefork: each child)
+        if [ "$n151" -ge 1 ] && [ "$n151" -le 2 ]; then
+            pass "every own series retired: MP00151 logged ($n151)"
+        else
+            fail "every own series retired: $n151 MP00151 lines, want 1 or 2"
+        fi
+        check_log "every own series retired" "$from" 'MP00151: |MP00028: payment for /paid/b\.html failed' "$afrom"
+    else
+        fail "start with every own series retiring: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+    fi
 
     # The receipt secret rotated (receipt 2 added, which stamps from now on):
     # a receipt stamped under receipt 1 still opens its page for its window,
