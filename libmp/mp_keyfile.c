@@ -34,7 +34,8 @@ static const char *kind_name(uint8_t kind)
 static int entry_valid(const mp_keyfile_entry *e)
 {
     return kind_name(e->kind) != NULL && e->len >= KF_SECRET_MIN && e->len <= KF_SECRET_MAX
-        && (e->kind == MP_KEY_SCRIP || (e->retire_at == 0 && !e->delegated))
+        && (e->kind == MP_KEY_SCRIP || !e->delegated)
+        && (e->kind == MP_KEY_SCRIP || e->kind == MP_KEY_RECEIPT || e->retire_at == 0)
         && e->delegated <= 1;
 }
 
@@ -199,12 +200,13 @@ static mp_status parse_line(const char *s, size_t len, mp_keyfile_entry *e, int 
     if (!parse_hex(&f[2], e->secret, &e->len))
         goto out;
     for (j = 3; j < nf; j++) {
-        /* Retirement and delegation are properties of scrip only: other
-         * secrets are dropped by removing their line. 0 would read as
-         * "never"; each attribute may appear once. */
-        if (e->kind != MP_KEY_SCRIP)
+        /* Delegation is a property of scrip only, retirement of scrip and
+         * receipt secrets (a rotated receipt secret is accepted until it
+         * retires): other secrets are dropped by removing their line. 0
+         * would read as "never"; each attribute may appear once. */
+        if (e->kind != MP_KEY_SCRIP && e->kind != MP_KEY_RECEIPT)
             goto out;
-        if (field_is(&f[j], "delegated")) {
+        if (field_is(&f[j], "delegated") && e->kind == MP_KEY_SCRIP) {
             if (e->delegated)
                 goto out;
             e->delegated = 1;
@@ -393,6 +395,34 @@ mp_status mp_keyfile_apply(const mp_keyfile *kf, mp_mc_issuer *iss, mp_mac **rec
 out:
     mp_mc_issuer_free(trial);
     mp_mac_free(m);
+    return st;
+}
+
+mp_status mp_keyfile_receipt_prev(const mp_keyfile *kf, mp_mac **prev, uint64_t *retire_at)
+{
+    const mp_keyfile_entry *newest = NULL, *before = NULL;
+    mp_mac *m = NULL;
+    size_t j;
+    mp_status st = MP_ERR_ARG;
+
+    if (kf == NULL || prev == NULL || retire_at == NULL || !keyfile_valid(kf))
+        goto out;
+    for (j = 0; j < kf->n; j++) {
+        if (kf->e[j].kind != MP_KEY_RECEIPT)
+            continue;
+        if (newest == NULL || kf->e[j].series > newest->series) {
+            before = newest;
+            newest = &kf->e[j];
+        } else if (before == NULL || kf->e[j].series > before->series) {
+            before = &kf->e[j];
+        }
+    }
+    if (before != NULL && (st = mp_mac_new(before->secret, before->len, &m)) != MP_OK)
+        goto out;
+    *prev = m;
+    *retire_at = before != NULL ? before->retire_at : 0;
+    st = MP_OK;
+out:
     return st;
 }
 

@@ -5,7 +5,7 @@
  *
  *   scrip    <series> <hex secret> [retire=<unix time>] [delegated]
  *   customer <series> <hex secret>
- *   receipt  <series> <hex secret>
+ *   receipt  <series> <hex secret> [retire=<unix time>]
  *   account  <series> <hex secret>        (broker files: wraps account keys)
  *
  * "delegated" marks a scrip series the vendor gave a broker to mint in
@@ -16,8 +16,10 @@
  * is 16..64 bytes (32..128 hex digits). Fields are separated by spaces or
  * tabs. At most MP_MAX_SERIES entries of each kind, no duplicate (kind,
  * series), at least one scrip and one customer entry; receipt entries are
- * optional (the newest, highest series, stamps receipts). The file is at
- * most MP_KEYFILE_MAX bytes.
+ * optional (the newest, highest series, stamps receipts; the one before it
+ * is still accepted, until its retire time if it has one, so that
+ * receipts stamped before a rotation keep working for their window). The
+ * file is at most MP_KEYFILE_MAX bytes.
  *
  * The parser is fed from a file only root should read, but a config file
  * is still input: it is bounded, never reads past len, and says which line
@@ -42,7 +44,7 @@ typedef struct {
     uint16_t series;
     uint8_t  len;
     uint8_t  secret[64];
-    uint64_t retire_at;       /* scrip only; 0 = none */
+    uint64_t retire_at;       /* scrip and receipt only; 0 = none */
     uint8_t  delegated;       /* scrip only: minted by a broker, not by us */
 } mp_keyfile_entry;
 
@@ -64,6 +66,12 @@ mp_status mp_keyfile_format(const mp_keyfile *kf, char *buf, size_t cap, size_t 
  * context keyed with the highest-series receipt entry, or NULL when the
  * file has none. */
 mp_status mp_keyfile_apply(const mp_keyfile *kf, mp_mc_issuer *iss, mp_mac **receipt_key);
+
+/* The receipt secret before the newest (the second-highest receipt
+ * series): *prev gets an HMAC context keyed with it, NULL when the file
+ * has fewer than two receipt entries, and *retire_at its retire time (0:
+ * none). */
+mp_status mp_keyfile_receipt_prev(const mp_keyfile *kf, mp_mac **prev, uint64_t *retire_at);
 
 void mp_keyfile_wipe(mp_keyfile *kf);
 

@@ -45,12 +45,20 @@ typedef struct {
     apr_int64_t pw_grace;        /* MicropayPayWordGrace seconds, -1 unset */
     apr_int64_t max_body;        /* MicropayMaxBody bytes, -1 unset */
     mpx_broker_conf *broker;     /* MicropayBroker*: this server is a broker */
+    int         pw_http_allowed; /* some section of it says MicropayPayWordOverHTTP On */
 
     /* Filled at post_config (parent, as root) and after fork (child). */
     mp_mc_issuer *issuer;        /* template; each thread dups its own */
     mp_mac       *receipt_key;   /* template */
+    mp_mac       *receipt_prev;  /* template: the receipt secret before it, or NULL */
+    uint64_t      receipt_prev_retire; /* its retire= time, 0 = none */
     mp_pw_trust   pw_trust;
     uint16_t      change_series; /* newest scrip series: change is minted there */
+    uint64_t      change_retire; /* when change_series retires, 0 = never */
+    int           n_own;         /* our scrip series (not delegated), from the secrets */
+    uint16_t      own_series[MP_MAX_SERIES];
+    uint64_t      own_retire[MP_MAX_SERIES];
+    server_rec   *server;        /* for lines logged outside a request */
     mps          *store;         /* opened in child_init; NULL = fail closed */
     const char   *store_error;   /* why store is NULL */
     apr_thread_mutex_t *ids_lock;/* guards the change-id block below */
@@ -73,6 +81,7 @@ typedef struct {
     apr_int64_t receipt_window;  /* MicropayReceiptWindow, -1 unset */
     apr_int64_t offer_lifetime;  /* MicropayOfferLifetime, -1 unset */
     apr_int64_t retry_window;    /* MicropayRetryWindow, -1 unset */
+    int         pw_over_http;    /* MicropayPayWordOverHTTP, MP_UNSET (Off) */
 } mpx_dir_conf;
 
 /* Defaults applied when a field is unset all the way up. */
@@ -94,6 +103,9 @@ void *mpx_merge_server_conf(apr_pool_t *p, void *base, void *add);
 void *mpx_create_dir_conf(apr_pool_t *p, char *dir);
 void *mpx_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
+/* Sets change_series (and change_retire) to the newest of our series in
+ * service at now; 0, leaving them, when every one has retired. */
+int mpx_choose_change_series(mpx_server_conf *sc, uint64_t now);
 void mpx_child_init(apr_pool_t *p, server_rec *s);
 /* Shared with mod_micropay_broker_config.c: a decimal in [min, max], the
  * message naming it as what ("a number of seconds") and the range; and
@@ -134,6 +146,7 @@ typedef struct {
     mp_mc_issuer *issuer;
     mp_mac       *scratch;
     mp_mac       *receipt_key;
+    mp_mac       *receipt_prev;
     mp_sha       *sha;
 } mpx_thread_crypto;
 mpx_thread_crypto *mpx_crypto_for(request_rec *r, mpx_server_conf *sc);

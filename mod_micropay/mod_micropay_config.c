@@ -14,6 +14,7 @@
 #include "http_config.h"
 #include "http_log.h"
 #include "http_core.h"
+#include "ap_mpm.h"
 #include "apr_strings.h"
 #include "apr_file_io.h"
 #include "apr_hash.h"
@@ -53,6 +54,8 @@ void *mpx_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->pw_grace = add->pw_grace >= 0 ? add->pw_grace : base->pw_grace;
     sc->max_body = add->max_body >= 0 ? add->max_body : base->max_body;
     sc->broker = mpx_broker_merge(p, base->broker, add->broker);
+    /* Sections of the main server apply inside virtual hosts too. */
+    sc->pw_http_allowed = add->pw_http_allowed || base->pw_http_allowed;
     return sc;
 }
 
@@ -66,6 +69,7 @@ void *mpx_create_dir_conf(apr_pool_t *p, char *dir)
     dc->receipt_window = -1;
     dc->offer_lifetime = -1;
     dc->retry_window = -1;
+    dc->pw_over_http = MP_UNSET;
     return dc;
 }
 
@@ -85,6 +89,7 @@ void *mpx_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->receipt_window = add->receipt_window >= 0 ? add->receipt_window : base->receipt_window;
     dc->offer_lifetime = add->offer_lifetime >= 0 ? add->offer_lifetime : base->offer_lifetime;
     dc->retry_window = add->retry_window >= 0 ? add->retry_window : base->retry_window;
+    dc->pw_over_http = add->pw_over_http != MP_UNSET ? add->pw_over_http : base->pw_over_http;
     return dc;
 }
 
@@ -280,6 +285,15 @@ static const char *set_enabled(cmd_parms *cmd, void *dcv, int on)
     return NULL;
 }
 
+static const char *set_pw_over_http(cmd_parms *cmd, void *dcv, int on)
+{
+    ((mpx_dir_conf *)dcv)->pw_over_http = on;
+    /* Remembered per server so that start-up can warn about each one. */
+    if (on)
+        server_conf(cmd)->pw_http_allowed = 1;
+    return NULL;
+}
+
 static const char *parse_amount(cmd_parms *cmd, const char *arg, mp_amount *out)
 {
     mp_status st = mp_amount_parse(arg, strlen(arg), out);
@@ -370,6 +384,8 @@ const command_rec mpx_directives[] = {
         "Accepted schemes: millicent, payword, or both (default both)"),
     AP_INIT_TAKE1("MicropayPayWordUnit", set_unit, NULL, ACCESS_CONF,
         "Value of one PayWord word, e.g. \"0.001 USD\"; the price must be a multiple (default: the price)"),
+    AP_INIT_FLAG("MicropayPayWordOverHTTP", set_pw_over_http, NULL, RSRC_CONF | ACCESS_CONF,
+        "On: offer and accept PayWord on plain HTTP too, where anyone who sees a word can spend it; Off (default): PayWord on TLS connections only"),
     AP_INIT_TAKE1("MicropayReceiptWindow", set_window, NULL, ACCESS_CONF,
         "Seconds a paid resource can be fetched again with its receipt; 0 disables receipts (default 600)"),
     AP_INIT_TAKE1("MicropayOfferLifetime", set_window, NULL, ACCESS_CONF,
@@ -417,9 +433,26 @@ static apr_status_t free_issuer(void *data)
 
     mp_mc_issuer_free(sc->issuer);
     mp_mac_free(sc->receipt_key);
+    mp_mac_free(sc->receipt_prev);
     sc->issuer = NULL;
     sc->receipt_key = NULL;
+    sc->receipt_prev = NULL;
     return APR_SUCCESS;
+}
+
+int mpx_choose_change_series(mpx_server_conf *sc, uint64_t now)
+{
+    int i, found = -1;
+
+    for (i = 0; i < sc->n_own; i++)
+        if ((sc->own_retire[i] == 0 || sc->own_retire[i] > now)
+            && (found < 0 || sc->own_series[i] > sc->own_series[found]))
+            found = i;
+    if (found < 0)
+        return 0;
+    sc->change_series = sc->own_series[found];
+    sc->change_retire = sc->own_retire[found];
+    return 1;
 }
 
 static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx_server_conf *sc)
@@ -431,7 +464,7 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
     apr_status_t rv;
     size_t line = 0, i;
     uint64_t now = (uint64_t)apr_time_sec(apr_time_now());
-    int found = 0, rc = !OK;
+    int rc = !OK;
     mp_status st;
 
     rv = read_small_file(ptemp, sc->secrets_file, MP_KEYFILE_MAX, &text, &len, &fi);
@@ -450,12 +483,14 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
     kf = apr_palloc(ptemp, sizeof *kf);
     if ((st = mp_keyfile_parse(text, len, kf, &line)) != MP_OK) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00003: MicropaySecretsFile %s, line %lu: %s "
-                     "(expected lines 'scrip|customer|receipt <series> <hex secret>')",
+                     "(expected lines 'scrip|customer|receipt <series> <hex secret> [retire=<time>]')",
                      sc->secrets_file, (unsigned long)line, mp_strerror(st));
         goto done;
     }
     if ((st = mp_mc_issuer_new(sc->vendor, &sc->issuer)) != MP_OK
-        || (st = mp_keyfile_apply(kf, sc->issuer, &sc->receipt_key)) != MP_OK) {
+        || (st = mp_keyfile_apply(kf, sc->issuer, &sc->receipt_key)) != MP_OK
+        || (st = mp_keyfile_receipt_prev(kf, &sc->receipt_prev, &sc->receipt_prev_retire))
+           != MP_OK) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00003: MicropaySecretsFile %s: %s",
                      sc->secrets_file, mp_strerror(st));
         mp_keyfile_wipe(kf);
@@ -464,24 +499,28 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
     }
     apr_pool_cleanup_register(pconf, sc, free_issuer, apr_pool_cleanup_null);
     /* Change is minted in the newest scrip series still in service that
-     * is ours: series delegated to a broker are its to mint in. */
+     * is ours: series delegated to a broker are its to mint in. All of
+     * ours are kept, so that change moves on when its series retires
+     * (mod_micropay_request.c) instead of failing until a restart. */
+    sc->n_own = 0;
     for (i = 0; i < kf->n; i++) {
-        if (kf->e[i].kind == MP_KEY_SCRIP && !kf->e[i].delegated
-            && (kf->e[i].retire_at == 0 || kf->e[i].retire_at > now)
-            && (!found || kf->e[i].series > sc->change_series)) {
-            sc->change_series = kf->e[i].series;
-            found = 1;
+        if (kf->e[i].kind == MP_KEY_SCRIP && !kf->e[i].delegated && sc->n_own < MP_MAX_SERIES) {
+            sc->own_series[sc->n_own] = kf->e[i].series;
+            sc->own_retire[sc->n_own] = kf->e[i].retire_at;
+            sc->n_own++;
         }
     }
     mp_keyfile_wipe(kf);
-    if (!found) {
+    sc->server = s;
+    if (!mpx_choose_change_series(sc, now)) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MP00003: MicropaySecretsFile %s has no scrip "
                      "series that is neither retired nor delegated", sc->secrets_file);
         goto done;
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MP00001: vendor %s: secrets loaded, change in "
-                 "series %u, receipts %s", sc->vendor, sc->change_series,
-                 sc->receipt_key ? "on" : "off (no receipt secret)");
+                 "series %u, receipts %s%s", sc->vendor, sc->change_series,
+                 sc->receipt_key ? "on" : "off (no receipt secret)",
+                 sc->receipt_prev ? ", the previous receipt secret accepted too" : "");
     rc = OK;
 done:
     mp_wipe(text, len);
@@ -593,6 +632,26 @@ static const char *check_store(apr_pool_t *pconf, server_rec *s, mpx_server_conf
     return why;
 }
 
+/* Reader slots for tools (mpadmin) and this parent's own check, beyond
+ * the server's worker threads. */
+#define READERS_MARGIN 64
+
+/* Every worker thread of every process the MPM may run at once (processes
+ * finishing after a graceful restart included: ServerLimit bounds them
+ * all) can hold a read transaction, and LMDB answers MDB_READERS_FULL (a
+ * 500) to one more: the reader table is sized from the MPM, not fixed. */
+static unsigned size_reader_table(int *procs, int *threads)
+{
+    apr_uint64_t n;
+
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, procs) != APR_SUCCESS || *procs < 1)
+        *procs = 1;
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, threads) != APR_SUCCESS || *threads < 1)
+        *threads = 1;
+    n = (apr_uint64_t)*procs * (apr_uint64_t)*threads + READERS_MARGIN;
+    return mps_set_max_readers(n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
+}
+
 int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     /* Each store is checked once (the first pass of a start only reads the
@@ -601,8 +660,14 @@ int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, serv
     int check = ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG;
     mpx_server_conf *sc;
     const char *key, *why;
+    unsigned readers = 0;
+    int procs = 1, threads = 1;
 
     (void)plog;
+    /* Before any store is opened, so that the check below, the first to
+     * open a store at a full start, grows its lock file to the size. */
+    if (check)
+        readers = size_reader_table(&procs, &threads);
     for (; s != NULL; s = s->next) {
         sc = ap_get_module_config(s->module_config, &micropay_module);
         if (sc->broker->name != NULL && mpx_broker_post_config(pconf, ptemp, s, sc->broker) != OK)
@@ -618,8 +683,16 @@ int mpx_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, serv
             return !OK;
         if (!check)
             continue;
+        if (sc->pw_http_allowed)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "MP00147: vendor %s: "
+                         "MicropayPayWordOverHTTP On: PayWord is accepted over plain HTTP, where "
+                         "anyone who sees a payment can spend its words (PROTOCOL.md 9); serve "
+                         "PayWord locations over TLS instead", sc->vendor);
         key = store_key(ptemp, sc->store_dir);
         if ((why = apr_hash_get(checked, key, APR_HASH_KEY_STRING)) == NULL) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MP00149: payment store %s: LMDB reader "
+                         "table of %u slots (%d processes x %d threads, %d for tools; at least "
+                         "%d)", sc->store_dir, readers, procs, threads, READERS_MARGIN, 1024);
             if ((why = check_store(pconf, s, sc)) == NULL)
                 why = "";
             apr_hash_set(checked, key, APR_HASH_KEY_STRING, why);

@@ -98,6 +98,15 @@ static int data_path(char *buf, const char *dir, const char *file)
     return n > 0 && n < PATH_BUF;
 }
 
+static unsigned max_readers = MPL_MAX_READERS;
+
+unsigned mpl_set_max_readers(unsigned n)
+{
+    max_readers = n < MPL_MAX_READERS ? MPL_MAX_READERS
+                : n > MPL_MAX_READERS_MAX ? MPL_MAX_READERS_MAX : n;
+    return max_readers;
+}
+
 /* A new environment handle sized for sp (tables, map, reader slots):
  * what create and open share. */
 static int env_new(const mpl_spec *sp, size_t map_size, MDB_env **env)
@@ -111,7 +120,7 @@ static int env_new(const mpl_spec *sp, size_t map_size, MDB_env **env)
     }
     if ((rc = mdb_env_set_maxdbs(*env, (MDB_dbi)sp->ndbs)) != 0
         || (rc = mdb_env_set_mapsize(*env, map_size)) != 0
-        || (rc = mdb_env_set_maxreaders(*env, MPL_MAX_READERS)) != 0) {
+        || (rc = mdb_env_set_maxreaders(*env, max_readers)) != 0) {
         mdb_env_close(*env);
         *env = NULL;
     }

@@ -22,9 +22,17 @@
 #include "mp.h"
 
 #define MPL_MAP_SIZE_DEFAULT ((size_t)1024 * 1024 * 1024)  /* 1 GiB of address space */
-#define MPL_MAX_READERS      1024
+#define MPL_MAX_READERS      1024    /* the least reader table mpl_set_max_readers keeps */
+#define MPL_MAX_READERS_MAX  1048576 /* 64 MiB of lock file */
 #define MPL_KEY_MAX          511     /* LMDB's default key size limit */
 #define MPL_MSG_MAX          256
+
+/* Reader slots of every environment this process opens or creates from now
+ * on: n, at least MPL_MAX_READERS, at most MPL_MAX_READERS_MAX. Set once,
+ * before any store is opened (Apache's parent, before it forks); returns
+ * the value in force. A lock file is grown to it by the first process that
+ * opens the store while nobody else has it open, never shrunk. */
+unsigned mpl_set_max_readers(unsigned n);
 
 /* Each store keeps its own per-thread message, as before they shared code. */
 enum { MPL_SLOT_VENDOR, MPL_SLOT_BROKER, MPL_SLOTS };

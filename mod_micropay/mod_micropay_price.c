@@ -32,6 +32,7 @@
 #include "http_core.h"
 #include "http_log.h"
 #include "http_request.h"
+#include "http_ssl.h"              /* ap_ssl_conn_is_ssl: httpd 2.4.49 and later */
 #include "apr_strings.h"
 #include "mod_micropay.h"
 #include "mod_micropay_pricekey.h"
@@ -280,9 +281,19 @@ mp_status mpx_price_for(request_rec *r, mpx_server_conf *sc, mpx_dir_conf *dc, m
                       "price is not a multiple of MicropayPayWordUnit", r->uri);
         schemes &= ~MP_SCHEME_PAYWORD;
     }
+    /* PayWord words are bearer values: on a connection without TLS whoever
+     * sees one can race the customer to spend it (Millicent's req_sig is
+     * keyed by the customer's secret, PayWord's request tag is not). */
+    if ((schemes & MP_SCHEME_PAYWORD) && dc->pw_over_http != 1
+        && !ap_ssl_conn_is_ssl(r->connection)) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MP00148: PayWord not offered for %s: the "
+                      "connection is plain HTTP (MicropayPayWordOverHTTP is off)", r->uri);
+        schemes &= ~MP_SCHEME_PAYWORD;
+    }
     if (schemes == 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00025: no payment scheme can sell %s at "
-                      "its price: check MicropaySchemes and MicropayPayWordUnit", r->uri);
+                      "its price: check MicropaySchemes, MicropayPayWordUnit and, on plain HTTP, "
+                      "MicropayPayWordOverHTTP", r->uri);
         return MP_ERR_ARG;
     }
     if (!(schemes & MP_SCHEME_PAYWORD))

@@ -39,6 +39,7 @@ static void crypto_free(mpx_thread_crypto *tc)
     mp_mc_issuer_free(tc->issuer);
     mp_mac_free(tc->scratch);
     mp_mac_free(tc->receipt_key);
+    mp_mac_free(tc->receipt_prev);
     mp_sha_free(tc->sha);
     memset(tc, 0, sizeof *tc);
 }
@@ -76,6 +77,7 @@ mpx_thread_crypto *mpx_crypto_for(request_rec *r, mpx_server_conf *sc)
     if (mp_mc_issuer_dup(sc->issuer, &tc.issuer) != MP_OK
         || mp_mac_new(dummy, sizeof dummy, &tc.scratch) != MP_OK
         || (sc->receipt_key != NULL && mp_mac_dup(sc->receipt_key, &tc.receipt_key) != MP_OK)
+        || (sc->receipt_prev != NULL && mp_mac_dup(sc->receipt_prev, &tc.receipt_prev) != MP_OK)
         || mp_sha_new(&tc.sha) != MP_OK) {
         crypto_free(&tc);
         return NULL;
@@ -99,9 +101,31 @@ mpx_thread_crypto *mpx_crypto_for(request_rec *r, mpx_server_conf *sc)
 static mp_status next_change_id(mpx_server_conf *sc, uint64_t *id)
 {
     mp_status st = MP_OK;
-    uint64_t first;
+    uint64_t first, now;
+    uint16_t old;
 
     apr_thread_mutex_lock(sc->ids_lock);
+    /* The series chosen at start retires while the server runs: change
+     * moves to the newest one still in service, with fresh id blocks
+     * (read after the payment's own clock, so never an older choice). */
+    now = (uint64_t)apr_time_sec(apr_time_now());
+    if (sc->change_retire != 0 && now >= sc->change_retire) {
+        old = sc->change_series;
+        if (mpx_choose_change_series(sc, now)) {
+            sc->ids_next = sc->ids_end = 0;
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, sc->server, "MP00150: vendor %s: change "
+                         "series %u retired; change is minted in series %u from now on",
+                         sc->vendor, old, sc->change_series);
+        } else {
+            /* Said once per process; payments paying the exact price still
+             * work, those that need change fail in mp_mc_accept (500). */
+            sc->change_retire = 0;
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sc->server, "MP00151: vendor %s: every "
+                         "scrip series of MicropaySecretsFile %s has retired: payments that "
+                         "need change answer 500; add one (mpadmin keys rotate) and reload",
+                         sc->vendor, sc->secrets_file);
+        }
+    }
     if (sc->ids_next == sc->ids_end) {
         st = mps_reserve_ids(sc->store, sc->vendor, sc->change_series, MPX_ID_BLOCK, &first);
         if (st == MP_OK) {
@@ -541,8 +565,17 @@ static mp_status pay_receipt(mpx_pay *x, const uint8_t *rec, size_t len)
         return st;
     if (x->tc->receipt_key == NULL)
         return MP_ERR_FORGED;        /* this server issues no receipts */
-    if ((st = mp_receipt_check(x->tc->receipt_key, rc, x->sc->vendor, x->target,
-                               strlen(x->target), x->now)) != MP_OK)
+    st = mp_receipt_check(x->tc->receipt_key, rc, x->sc->vendor, x->target, strlen(x->target),
+                          x->now);
+    /* Stamped before the receipt secret was rotated: the one before it is
+     * accepted until it retires (PROTOCOL.md 9). Its receipts were issued
+     * before the rotation, so their window ends at most one window after
+     * it; retire= bounds a secret that leaked. */
+    if (st == MP_ERR_FORGED && x->tc->receipt_prev != NULL
+        && (x->sc->receipt_prev_retire == 0 || x->now < x->sc->receipt_prev_retire))
+        st = mp_receipt_check(x->tc->receipt_prev, rc, x->sc->vendor, x->target,
+                              strlen(x->target), x->now);
+    if (st != MP_OK)
         return st;
     /* The window in force here now, not only the one stamped in: a location
      * set to MicropayReceiptWindow 0 (or a shorter window) takes no older

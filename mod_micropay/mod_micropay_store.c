@@ -24,6 +24,8 @@
  *                                      | track | commitment
  *   ledger  u32 day | u8 scheme | 3 currency | 16 SHA-256(path) prefix
  *                                   -> u64 units | u64 count | path
+ *           path "*": the day's paths beyond MPS_LEDGER_DAY_LINES, and
+ *           every path of a day rolled up by compaction
  *   prices  vendor NUL path         -> 3 currency | u64 units
  *   ids     vendor NUL u16 series   -> u64 next sequence
  *   expiry  u64 time | u8 kind | key of the record -> (the checksum only)
@@ -469,19 +471,93 @@ out:
     return st;
 }
 
+/* The key of the "*" line of key's day, scheme and currency. */
+static mp_status other_key(const uint8_t key[LEDGER_KEY_LEN], uint8_t out[LEDGER_KEY_LEN])
+{
+    uint8_t h[MP_HASH_LEN];
+
+    if (mp_sha256(MPS_LEDGER_OTHER, 1, h) != MP_OK) {
+        set_msg("store: cannot hash the ledger path");
+        return MP_ERR_CRYPTO;
+    }
+    memcpy(out, key, 8);
+    memcpy(out + 8, h, 16);
+    return MP_OK;
+}
+
+/* *full = 1 when key's day holds MPS_LEDGER_DAY_LINES lines already. Its
+ * "*" line for okey's scheme and currency exists only once that happened
+ * (or for a day rolled up): then no count is needed. */
+static mp_status day_full(mps *s, MDB_txn *txn, const uint8_t key[LEDGER_KEY_LEN],
+                          const uint8_t okey[LEDGER_KEY_LEN], int *full)
+{
+    uint8_t start[LEDGER_KEY_LEN];
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    size_t n = 0;
+    int rc;
+    mp_status st = MP_ERR_STORE;
+
+    if ((rc = get_rec(s, txn, T_LEDGER, okey, LEDGER_KEY_LEN, &v, &st)) < 0)
+        goto out;
+    if (rc == REC_FOUND) {
+        *full = 1;
+        st = MP_OK;
+        goto out;
+    }
+    if ((rc = mdb_cursor_open(txn, s->ledger, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("read", rc);
+        goto out;
+    }
+    memset(start, 0, sizeof start);
+    memcpy(start, key, 4);
+    k = mpl_val(start, LEDGER_KEY_LEN);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && n < MPS_LEDGER_DAY_LINES;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != LEDGER_KEY_LEN || memcmp(k.mv_data, key, 4) != 0)
+            break;
+        n++;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("read", rc);
+        goto out;
+    }
+    *full = n >= MPS_LEDGER_DAY_LINES;
+    st = MP_OK;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    return st;
+}
+
 static mp_status ledger_add(mps *s, MDB_txn *txn, const uint8_t key[LEDGER_KEY_LEN],
                             const mps_earning *e)
 {
-    uint8_t buf[LEDGER_HDR + MP_TARGET_MAX];
+    uint8_t buf[LEDGER_HDR + MP_TARGET_MAX], okey[LEDGER_KEY_LEN];
     uint64_t units = 0, count = 0;
+    const char *path = e->path;
+    size_t path_len = e->path_len;
     MDB_val v;
     mp_status st = MP_ERR_STORE;
-    int rc;
+    int rc, full = 0;
 
     rc = get_rec(s, txn, T_LEDGER, key, LEDGER_KEY_LEN, &v, &st);
     if (rc < 0)
         goto out;
-    if (rc == 0) {
+    /* A new path on a day that has its lines already is counted under "*". */
+    if (rc == REC_ABSENT) {
+        if ((st = other_key(key, okey)) != MP_OK || (st = day_full(s, txn, key, okey, &full)) != MP_OK)
+            goto out;
+        if (full) {
+            key = okey;
+            path = MPS_LEDGER_OTHER;
+            path_len = 1;
+            if ((rc = get_rec(s, txn, T_LEDGER, key, LEDGER_KEY_LEN, &v, &st)) < 0)
+                goto out;
+        }
+    }
+    if (rc == REC_FOUND) {
         if (v.mv_size < LEDGER_HDR) {
             st = corrupt("ledger line");
             goto out;
@@ -496,9 +572,9 @@ static mp_status ledger_add(mps *s, MDB_txn *txn, const uint8_t key[LEDGER_KEY_L
     }
     mpl_put_u64(buf, units + e->amount.units);
     mpl_put_u64(buf + 8, count + 1);
-    if (e->path_len)
-        memcpy(buf + LEDGER_HDR, e->path, e->path_len);
-    if ((rc = put_rec(s, txn, T_LEDGER, key, LEDGER_KEY_LEN, buf, LEDGER_HDR + e->path_len,
+    if (path_len)
+        memcpy(buf + LEDGER_HDR, path, path_len);
+    if ((rc = put_rec(s, txn, T_LEDGER, key, LEDGER_KEY_LEN, buf, LEDGER_HDR + path_len,
                       0)) != 0) {
         st = lmdb_fail("ledger write", rc);
         goto out;
@@ -686,6 +762,11 @@ mp_status mps_open(const char *dir, unsigned flags, size_t map_size, mps **out, 
                    size_t errlen)
 {
     return open_shared(dir, flags, map_size, out, NULL, err, errlen);
+}
+
+unsigned mps_set_max_readers(unsigned n)
+{
+    return mpl_set_max_readers(n);
 }
 
 void mps_close(mps *s)
@@ -1804,6 +1885,99 @@ static mp_status compact_txn(mps *s, MDB_txn *txn, uint64_t now, size_t max,
                                removed, more, compact_check, NULL);
 }
 
+/* One batch of the ledger's roll-up, inside txn: up to max lines of days
+ * more than MPS_LEDGER_KEEP_DAYS before now's are each added into their
+ * day's "*" line of the same scheme and currency, and deleted; *more is
+ * set when max stopped it. A line whose sum would overflow stays as it
+ * is (its totals are exact either way). */
+static mp_status ledger_rollup(mps *s, MDB_txn *txn, uint64_t now, size_t max, int *more)
+{
+    typedef struct { uint8_t key[LEDGER_KEY_LEN]; uint64_t units, count; } old_line;
+    old_line *b = NULL;
+    uint8_t okey[LEDGER_KEY_LEN], buf[LEDGER_HDR + 1];
+    uint64_t units, count, day = now / 86400;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    size_t n = 0, i;
+    int rc;
+    mp_status st = MP_OK;
+
+    if (day <= MPS_LEDGER_KEEP_DAYS || max == 0)
+        goto out;
+    day -= MPS_LEDGER_KEEP_DAYS;          /* the first day kept per path */
+    if ((b = calloc(max, sizeof *b)) == NULL) {
+        set_msg("store: out of memory");
+        st = MP_ERR_NOMEM;
+        goto out;
+    }
+    if ((st = other_key(b[0].key, okey)) != MP_OK)  /* for okey + 8, the "*" hash */
+        goto out;
+    if ((rc = mdb_cursor_open(txn, s->ledger, &c)) != 0) {
+        c = NULL;
+        st = lmdb_fail("read", rc);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if ((st = cursor_rec(T_LEDGER, &k, &v)) != MP_OK)
+            goto out;
+        if (k.mv_size != LEDGER_KEY_LEN || v.mv_size < LEDGER_HDR) {
+            st = corrupt("ledger line");
+            goto out;
+        }
+        if (mpl_get_u32(k.mv_data) >= day)
+            break;
+        if (memcmp((const uint8_t *)k.mv_data + 8, okey + 8, 16) == 0)
+            continue;                     /* a "*" line already */
+        if (n == max) {
+            *more = 1;
+            break;
+        }
+        memcpy(b[n].key, k.mv_data, LEDGER_KEY_LEN);
+        b[n].units = mpl_get_u64(v.mv_data);
+        b[n].count = mpl_get_u64((const uint8_t *)v.mv_data + 8);
+        n++;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        st = lmdb_fail("read", rc);
+        goto out;
+    }
+    mdb_cursor_close(c);
+    c = NULL;
+    for (i = 0; i < n; i++) {
+        if ((st = other_key(b[i].key, okey)) != MP_OK)
+            goto out;
+        units = count = 0;
+        if ((rc = get_rec(s, txn, T_LEDGER, okey, LEDGER_KEY_LEN, &v, &st)) < 0)
+            goto out;
+        if (rc == REC_FOUND) {
+            if (v.mv_size < LEDGER_HDR) {
+                st = corrupt("ledger line");
+                goto out;
+            }
+            units = mpl_get_u64(v.mv_data);
+            count = mpl_get_u64((const uint8_t *)v.mv_data + 8);
+        }
+        if (units > MP_AMOUNT_MAX - b[i].units || count > UINT64_MAX - b[i].count)
+            continue;
+        mpl_put_u64(buf, units + b[i].units);
+        mpl_put_u64(buf + 8, count + b[i].count);
+        buf[LEDGER_HDR] = MPS_LEDGER_OTHER[0];
+        k = mpl_val(b[i].key, LEDGER_KEY_LEN);
+        if ((rc = put_rec(s, txn, T_LEDGER, okey, LEDGER_KEY_LEN, buf, sizeof buf, 0)) != 0
+            || (rc = mdb_del(txn, s->ledger, &k, NULL)) != 0) {
+            st = lmdb_fail("ledger roll-up", rc);
+            goto out;
+        }
+    }
+    st = MP_OK;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    free(b);
+    return st;
+}
+
 /* Frees the reader slots of dead processes (an Apache child killed inside
  * a read transaction holds one, and with it every page freed since). */
 static void clear_stale_readers(mps *s)
@@ -1827,7 +2001,8 @@ mp_status mps_compact(mps *s, uint64_t now, size_t max, size_t *removed)
     clear_stale_readers(s);
     if ((st = begin(s, 0, &txn)) != MP_OK)
         goto out;
-    if ((st = compact_txn(s, txn, now, max, &n, &more)) != MP_OK)
+    if ((st = compact_txn(s, txn, now, max, &n, &more)) != MP_OK
+        || (st = ledger_rollup(s, txn, now, max, &more)) != MP_OK)
         goto out;
     if ((st = commit(s, &txn)) != MP_OK)
         goto out;
@@ -1891,7 +2066,8 @@ mp_status mps_maybe_compact(mps *s, uint64_t now, uint64_t interval, size_t *rem
     /* Another process may have compacted while we waited for the lock. */
     if ((st = compact_due(s, txn, now, interval, &due)) != MP_OK || !due)
         goto out;
-    if ((st = compact_txn(s, txn, now, COMPACT_BATCH, &n, &more)) != MP_OK) {
+    if ((st = compact_txn(s, txn, now, COMPACT_BATCH, &n, &more)) != MP_OK
+        || (st = ledger_rollup(s, txn, now, COMPACT_BATCH, &more)) != MP_OK) {
         /* Damage stopped it: say so once an interval, not on every request
          * (the time is recorded in a transaction of its own). */
         end(s, &txn);

@@ -111,6 +111,11 @@ mp_status mps_create(const char *dir, long uid, long gid, char *err, size_t errl
 mp_status mps_open(const char *dir, unsigned flags, size_t map_size, mps **out, char *err,
                    size_t errlen);
 void mps_close(mps *s);
+/* LMDB reader slots of every store, vendor or broker, this process opens
+ * from now on (each concurrent read transaction takes one): n, at least
+ * 1024. Call before the first open (Apache: in the parent, before the
+ * children fork). Returns the value in force. */
+unsigned mps_set_max_readers(unsigned n);
 const char *mps_errmsg(const mps *s);      /* last failure, for logs */
 /* 1 when the calling thread's last failure was the store being full (its
  * map size reached), for callers that log that more sparingly. */
@@ -309,6 +314,15 @@ mp_status mps_price_list(mps *s, const char *vendor, mps_price_cb cb, void *ctx)
 
 /* ---- ledger and maintenance --------------------------------------------------- */
 
+/* Paid paths are any string (path info): the ledger keeps at most
+ * MPS_LEDGER_DAY_LINES lines a UTC day, and counts further paths of that
+ * day under the path "*" (one line per scheme and currency); compaction
+ * rolls every day more than MPS_LEDGER_KEEP_DAYS days before now up into
+ * those "*" lines. Totals and counts per day, scheme and currency stay
+ * exact through both. */
+#define MPS_LEDGER_DAY_LINES 10000
+#define MPS_LEDGER_KEEP_DAYS 31
+#define MPS_LEDGER_OTHER     "*"
 typedef int (*mps_ledger_cb)(void *ctx, uint32_t day, uint8_t scheme, const char *path,
                              uint64_t units, const char *cur, uint64_t count);
 mp_status mps_ledger_list(mps *s, mps_ledger_cb cb, void *ctx);
@@ -316,7 +330,8 @@ mp_status mps_ledger_list(mps *s, mps_ledger_cb cb, void *ctx);
 /* Deletes up to max records whose time has come: spent scrip at its
  * keep_until, or at its expiry + MPS_MARGIN once deposited; PayWord
  * trackers and their commitments at keep_until (which leaves time to
- * redeem them). *removed gets the count. */
+ * redeem them). *removed gets the count. Also rolls up to max ledger
+ * lines of old days (see MPS_LEDGER_KEEP_DAYS; not counted in *removed). */
 mp_status mps_compact(mps *s, uint64_t now, size_t max, size_t *removed);
 
 /* Runs mps_compact when the last compaction (recorded in the store) is

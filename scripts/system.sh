@@ -25,7 +25,7 @@ sys_page() {    # sys_page FILE TITLE TEXT
 
 sys_site() {    # sys_site VENDOR: the sample content
     local d=$T/htdocs/$1 i
-    mkdir -p "$d/paid" "$d/dear"
+    mkdir -p "$d/paid" "$d/dear" "$d/plain"
     {
         printf '<!doctype html><html><head><meta charset="utf-8"><title>%s</title></head><body>\n' "$1"
         printf '<h1>%s</h1><p>Free front page.</p><ul>\n' "$1"
@@ -36,6 +36,7 @@ sys_site() {    # sys_site VENDOR: the sample content
         sys_page "$d/paid/a$i.html" "$1 article $i" "Paid article $i of $1: the content you paid for."
     done
     sys_page "$d/dear/report.html" "$1 report" "An expensive report."
+    sys_page "$d/plain/a1.html" "$1 plain article" "Paid where PayWord is for TLS only."
     # a page whose parts (four paid images) load in parallel
     {
         printf '<!doctype html><html><head><meta charset="utf-8"><title>%s gallery</title></head><body><h1>Gallery</h1>\n' "$1"
@@ -73,6 +74,16 @@ sys_vhost() {    # sys_vhost NAME SCHEMES PRICE UNIT
         MicropaySchemes $2
         MicropayPayWordUnit "$4"
         MicropayReceiptWindow 600
+        # loopback sample sites are plain http: PayWord needs this (MP00147 warns)
+        MicropayPayWordOverHTTP on
+    </Directory>
+    # as paid/, without MicropayPayWordOverHTTP: on plain http the offer
+    # lists Millicent only (a PayWord-only site cannot sell here: 500)
+    <Directory "$T/htdocs/$1/plain">
+        Micropay on
+        MicropayPrice "$3"
+        MicropaySchemes $2
+        MicropayPayWordUnit "$4"
     </Directory>
     <Directory "$T/htdocs/$1/dear">
         Micropay on
@@ -83,6 +94,10 @@ sys_vhost() {    # sys_vhost NAME SCHEMES PRICE UNIT
 </VirtualHost>
 EOV
 }
+
+# The start-up warning of each vendor server that allows PayWord over plain
+# http (the sample sites do): callers leave it out of their error-log checks.
+sys_log_allow='\[micropay:warn\].* MP00147: vendor [a-z.]+: MicropayPayWordOverHTTP On: '
 
 sys_ready() {
     curl -s -o /dev/null --noproxy '*' --max-time 2 "http://127.0.0.1:$port/" &&

@@ -1317,6 +1317,10 @@ static const char *cust_str(void)
 
 /* Verifies the Payment-Change of an accepted payment p and returns the
  * change scrip (has_change) through *change. Records the change id. */
+/* The series the vendor mints change in: its newest, 2; mode "change"
+ * (MP_IT_CHANGE_SERIES) checks another after series 2 retired. */
+static unsigned g_change_series = 2;
+
 static int check_change(const resp *r, const mp_mc_payment *p, const mp_amount *price, mp_scrip *change)
 {
     const char *pc = rh(r, "Payment-Change");
@@ -1349,8 +1353,8 @@ static int check_change(const resp *r, const mp_mc_payment *p, const mp_amount *
             EXPECT(rep.change.expiry == p->scrip.expiry, "change expiry %llu, scrip %llu",
                    (unsigned long long)rep.change.expiry, (unsigned long long)p->scrip.expiry);
             EXPECT(streq(rep.change.props, p->scrip.props), "change props");
-            EXPECT(MP_SERIES(rep.change.id) == 2, "change minted in series %u, want the newest (2)",
-                   MP_SERIES(rep.change.id));
+            EXPECT(MP_SERIES(rep.change.id) == g_change_series, "change minted in series %u, want %u",
+                   MP_SERIES(rep.change.id), g_change_series);
             append_line("changes.txt", "%llu\n", (unsigned long long)rep.change.id);
             if (change)
                 *change = rep.change;
@@ -3406,6 +3410,28 @@ static void t_pw_vendor_bound(void)
     pw_free(w2);
 }
 
+/* PayWord words are bearer values: on a plain HTTP connection to a location
+ * that does not say MicropayPayWordOverHTTP On (the default), an eavesdropper
+ * could spend them, so PayWord is neither offered nor accepted there. */
+static void t_pw_plain_http(void)
+{
+    pwc *w = pw_default(100);
+    resp r_plain;
+
+    get(&r_plain, "/tls/a.html");
+    expect_offer(&r_plain, "GET", "/tls/a.html", 500, MP_SCHEME_MILLICENT, NULL);
+    EXPECT(!body_has(&r_plain, "TLS-A"), "content without payment");
+    resp_free(&r_plain);
+    /* a valid first payment with its commitment: refused, nothing accepted */
+    pw_fail(w, "/tls/a.html", 5, 5, 1, NULL, 402, "price-mismatch");
+    pw_fail(w, "/tls/a.html?again", 10, 10, 1, NULL, 402, "price-mismatch");
+    /* the commitment was not registered and no word consumed: it is unknown
+     * without the commitment, and words 1..5 still pay where PayWord is allowed */
+    pw_fail(w, "/paid/a.html?plain-http-1", 5, 5, 0, NULL, 402, "unknown-commitment");
+    pw_ok(w, "GET", "/paid/a.html?plain-http-2", 5, 5, 1, "PAID-A", NULL);
+    pw_free(w);
+}
+
 /* ======================================================================== */
 /* suite: access log and ledger                                             */
 
@@ -3716,6 +3742,68 @@ static void t_fresh_after_restart(void)
 /* ======================================================================== */
 /* load mode (run.sh kills Apache's children meanwhile)                     */
 
+/* Mode "change": after the series the server mints change in has retired,
+ * a payment that needs change is served, its change minted in the newest
+ * series still in service (MP_IT_CHANGE_SERIES), and that change spends.
+ * MP_IT_CHANGE_SERIES=0: none is left; the exact price still pays, a
+ * payment that needs change gets 500 and is not taken. */
+static void t_change_series(void)
+{
+    mp_scrip s = mint(1500), c;
+    char t1[64], t2[64], *cred;
+    resp r;
+
+    snprintf(t1, sizeof t1, "/paid/a.html?change-series-%llu", (unsigned long long)now_s());
+    snprintf(t2, sizeof t2, "/paid/b.html?change-series-%llu", (unsigned long long)now_s());
+    if (g_change_series == 0) {
+        c = mint(500);
+        mc_ok("GET", t1, &c, &P500, "PAID-A", 0, NULL, NULL);
+        cred = mc_cred(&s, "GET", t2, &P500, NULL);
+        pay(&r, "GET", t2, cred, 0);
+        expect_fail(&r, 500, "internal");
+        EXPECT(!body_has(&r, "PAID-B"), "content for a payment whose change cannot be minted");
+        resp_free(&r);
+        free(cred);
+        return;
+    }
+    if (mc_ok("GET", t1, &s, &P500, "PAID-A", 0, &c, NULL))
+        mc_ok("GET", t2, &c, &P500, "PAID-B", 0, NULL, NULL);
+}
+
+static CU_TestInfo change_tests[] = {
+    { "change after its series retired: minted in the next, spendable", t_change_series },
+    CU_TEST_INFO_NULL,
+};
+
+/* Mode "receipt-prev": after the receipt secret was rotated (receipt 2
+ * added), a receipt stamped under receipt 1 (this client's key) opens its
+ * page (MP_IT_RECEIPT_WANT=200), or is refused as forged once receipt 1
+ * retired or is gone (MP_IT_RECEIPT_WANT=forged). */
+static void t_receipt_prev(void)
+{
+    const char *want = getenv("MP_IT_RECEIPT_WANT");
+    uint64_t t = now_s();
+    char target[64], *rc;
+    resp r;
+
+    snprintf(target, sizeof target, "/paid/a.html?rcpt-prev-%llu", (unsigned long long)t);
+    rc = receipt_make(VENDOR, target, t, t + 600);
+    if (want != NULL && strcmp(want, "forged") == 0) {
+        pay(&r, "GET", target, rc, 0);
+        expect_fail(&r, 402, "forged");
+        EXPECT(!body_has(&r, "PAID-A"), "content for a receipt of a retired secret");
+        resp_free(&r);
+    } else {
+        receipt_ok("GET", target, rc, "PAID-A", "millicent", cust_str());
+    }
+    free(rc);
+}
+
+static CU_TestInfo receipt_prev_tests[] = {
+    { "receipt under the previous receipt secret", t_receipt_prev },
+    CU_TEST_INFO_NULL,
+};
+
 static int g_load_secs = 4;
 
 static void t_load(void)
@@ -3906,6 +3994,7 @@ static CU_TestInfo hardening_tests[] = {
     { "OPTIONS: free on a static file, paid on the CGI", t_options_paid_cgi },
     { "SSI subrequests into a paid location", t_ssi_subrequest },
     { "PayWord commitments bound to their vendor (shared store)", t_pw_vendor_bound },
+    { "PayWord over plain HTTP: not offered, refused, nothing taken", t_pw_plain_http },
     CU_TEST_INFO_NULL,
 };
 
@@ -4308,7 +4397,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "setup") == 0)
         return do_setup(argv[2]);
     if (argc < 2) {
-        fprintf(stderr, "usage: it_client setup DIR | run | replay | load SECS | nostore | ledger\n");
+        fprintf(stderr, "usage: it_client setup DIR | run | replay | load SECS | nostore | ledger | change\n"
+                "       | receipt-prev\n");
         return 2;
     }
     if (strcmp(argv[1], "run") == 0) {
@@ -4333,6 +4423,21 @@ int main(int argc, char **argv)
 
         if (argc > 2)
             g_load_secs = atoi(argv[2]);
+        init_client();
+        rc = run_suites(n, t, 1);
+    } else if (strcmp(argv[1], "change") == 0) {
+        static const char *const n[] = { "change" };
+        static CU_TestInfo *const t[] = { change_tests };
+        const char *cs = getenv("MP_IT_CHANGE_SERIES");
+
+        if (cs != NULL)
+            g_change_series = (unsigned)strtoul(cs, NULL, 10);
+        init_client();
+        rc = run_suites(n, t, 1);
+    } else if (strcmp(argv[1], "receipt-prev") == 0) {
+        static const char *const n[] = { "receipt-prev" };
+        static CU_TestInfo *const t[] = { receipt_prev_tests };
+
         init_client();
         rc = run_suites(n, t, 1);
     } else if (strcmp(argv[1], "nostore") == 0) {

@@ -82,11 +82,14 @@ bad_log_lines() {
 }
 log_lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 
+# The warning of every start for a server with MicropayPayWordOverHTTP On.
+pwhttp_allow='\[micropay:warn\].* MP00147: vendor [a-z.]+: MicropayPayWordOverHTTP On: '
+
 # check_log STEP FROM [ALLOW]
 check_log() {
-    local bad
-    bad=$(bad_log_lines "$T/error.log" "$2" "${3:-}")
-    bad+=$(bad_log_lines "$T/apache.out" "$4" "${3:-}")
+    local bad allow="${3:+$3|}$pwhttp_allow"
+    bad=$(bad_log_lines "$T/error.log" "$2" "$allow")
+    bad+=$(bad_log_lines "$T/apache.out" "$4" "$allow")
     if [ -z "$bad" ]; then
         pass "$1: error.log has no unexpected warn/error lines"
     else
@@ -116,10 +119,11 @@ run_client() {
 write_site() {
     mkdir -p "$T/htdocs/free" "$T/htdocs/paid/free" "$T/htdocs/paid/mc" "$T/htdocs/paid/pw" \
         "$T/htdocs/paid/sub" "$T/htdocs/paid/denied" "$T/htdocs/paid/auth" "$T/cgi-bin" \
-        "$T/backend/backend" "$T/run" "$T/emptystore"
+        "$T/backend/backend" "$T/run" "$T/emptystore" "$T/htdocs/tls"
     local f
     for f in free/a:FREE-A paid/a:PAID-A paid/b:PAID-B paid/free/x:PAID-FREE-X paid/mc/a:PAID-MC \
-             paid/pw/a:PAID-PW paid/sub/c:PAID-SUB-C paid/denied/a:PAID-DENIED paid/auth/a:PAID-AUTH; do
+             paid/pw/a:PAID-PW paid/sub/c:PAID-SUB-C paid/denied/a:PAID-DENIED paid/auth/a:PAID-AUTH \
+             tls/a:TLS-A; do
         printf '<html><body><p>%s</p></body></html>\n' "${f#*:}" >"$T/htdocs/${f%%:*}.html"
     done
     printf '<html><body><p>BACKEND-P</p></body></html>\n' >"$T/backend/backend/p.html"
@@ -263,6 +267,8 @@ DocumentRoot "$T/htdocs"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    # the suites' PayWord runs over plain http on loopback (MP00147 warns)
+    MicropayPayWordOverHTTP on
     MicropayReceiptWindow 600
     MicropayOfferLifetime 300
     # the replay step retries payments of this run after the restarts
@@ -270,6 +276,13 @@ DocumentRoot "$T/htdocs"
 </Directory>
 <Directory "$T/htdocs/paid/free">
     Micropay off
+</Directory>
+# PayWord where MicropayPayWordOverHTTP is not set: not on plain http
+<Directory "$T/htdocs/tls">
+    Micropay on
+    MicropayPrice "0.005 USD"
+    MicropaySchemes millicent payword
+    MicropayPayWordUnit "0.001 USD"
 </Directory>
 <Directory "$T/htdocs/paid/mc">
     MicropaySchemes millicent
@@ -301,6 +314,7 @@ ScriptAlias /cgi-bin/ "$T/cgi-bin/"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    MicropayPayWordOverHTTP on
     MicropayReceiptWindow 600
     MicropayRetryWindow 3600
 </Location>
@@ -326,6 +340,7 @@ ProxyPassReverse "/proxy/" "http://127.0.0.1:$bport/backend/"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    MicropayPayWordOverHTTP on
 </Location>
 
 # "/" itself is paid (no index.html there): an absolute-form target
@@ -335,6 +350,7 @@ ProxyPassReverse "/proxy/" "http://127.0.0.1:$bport/backend/"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    MicropayPayWordOverHTTP on
 </LocationMatch>
 
 # Name-based virtual hosts on the main port: the first (default) is the main
@@ -425,6 +441,16 @@ run_mpm() {
         fail "MicropayStoreSize 2048: the store file is $(stat -c %s "$T/store/data.mdb") bytes"
     fi
 
+    # one warning per server that allows PayWord over plain http: the main
+    # server and its three virtual hosts (the backend's too) inherit both
+    # the vendor and the <Directory> sections
+    local nw
+    nw=$(grep -cE "$pwhttp_allow" "$T/error.log")
+    if [ "$nw" = 4 ]; then
+        pass "MicropayPayWordOverHTTP On: MP00147 warns once per server at start ($nw)"
+    else
+        fail "MicropayPayWordOverHTTP On: $nw MP00147 warn lines at start, want 4"
+    fi
     run_client "protocol suites" run
     check_log "protocol suites" "$from" "$suite_allow" "$afrom"
     # the SSI include of a paid page from a free one: refused, logged at info
@@ -521,6 +547,112 @@ run_mpm() {
     else
         fail "start with an empty store directory: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
     fi
+
+    # MaxRequestWorkers above LMDB's former fixed 1,024 reader slots (event):
+    # the reader table is sized from the MPM (ServerLimit x ThreadsPerChild
+    # + 64), said at start (MP00149), and the store's lock file has the room
+    if [ "$mpm" = event ]; then
+        local conf4=$T/httpd-readers.conf want=$((60 * 25 + 64)) lsz
+        gen_conf "$conf4" "$T/store" "$T/vendor.secrets" "$T/error.log"
+        sed -i -e 's/^    ServerLimit 4$/    ServerLimit 60/' \
+            -e 's/^    MaxRequestWorkers 100$/    MaxRequestWorkers 1500/' "$conf4"
+        from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+        if start_apache "$conf4"; then
+            pass "start with MaxRequestWorkers 1500 (ServerLimit 60, ThreadsPerChild 25)"
+            if tail -n +"$((from + 1))" "$T/error.log" |
+                grep -qE "\[micropay:info\].* MP00149: payment store [^ ]+/store: LMDB reader table of $want slots \(60 processes x 25 threads"; then
+                pass "MaxRequestWorkers 1500: MP00149 states $want reader slots"
+            else
+                fail "MaxRequestWorkers 1500: no MP00149 line stating $want reader slots: $(grep MP00149 "$T/error.log" | tail -n 1)"
+            fi
+            lsz=$(stat -c %s "$T/store/lock.mdb")
+            if [ "$lsz" -ge $(((want - 1) * 64)) ]; then
+                pass "MaxRequestWorkers 1500: the lock file holds $want readers ($lsz bytes)"
+            else
+                fail "MaxRequestWorkers 1500: the lock file is $lsz bytes, < $(((want - 1) * 64)) for $want readers"
+            fi
+            run_client "MaxRequestWorkers 1500: payments" replay
+            stop_apache
+            check_log "MaxRequestWorkers 1500" "$from" "" "$afrom"
+        else
+            fail "start with MaxRequestWorkers 1500: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+        fi
+    fi
+
+    # The series change is minted in (3, the newest) retires while the server
+    # runs: payments that need change go on, their change minted in series 2
+    # (MP00150), not 500 until a restart. Waits for a wall-clock moment.
+    # (Series 1 is where it_client mints the customers' scrip.)
+    local sfr=$T/secrets-retire conf5=$T/httpd-retire.conf retire
+    retire=$(($(date +%s) + 6))
+    { cat "$T/vendor.secrets"
+      echo "scrip 3 $(printf 'mp-it scrip 3' | sha256sum | cut -c1-64) retire=$retire"; } >"$sfr"
+    chmod 600 "$sfr"
+    gen_conf "$conf5" "$T/store" "$sfr" "$T/error.log"
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    if start_apache "$conf5"; then
+        pass "start with scrip series 3 retiring at $retire"
+        while [ "$(date +%s)" -le "$retire" ]; do sleep 0.2; done
+        MP_IT_CHANGE_SERIES=2 run_client "series 3 retired: change minted in series 2, and it spends" change
+        if tail -n +"$((from + 1))" "$T/error.log" |
+            grep -qE "\[micropay:info\].* MP00150: vendor news\.example: change series 3 retired; change is minted in series 2"; then
+            pass "series 3 retired: MP00150 says change moved to series 2"
+        else
+            fail "series 3 retired: no MP00150 line for news.example"
+        fi
+        stop_apache
+        check_log "change series retired" "$from" "" "$afrom"
+    else
+        fail "start with scrip series 3 retiring: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+    fi
+    # Every own series retired (1 is a broker's here): MP00151 once, the
+    # exact price still pays, a payment that needs change gets 500.
+    retire=$(($(date +%s) + 6))
+    sed -e '/^scrip 1 /s/$/ delegated/' -e "/^scrip 2 /s/\$/ retire=$retire/" "$T/vendor.secrets" >"$sfr"
+    chmod 600 "$sfr"
+    from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+    if start_apache "$conf5"; then
+        while [ "$(date +%s)" -le "$retire" ]; do sleep 0.2; done
+        MP_IT_CHANGE_SERIES=0 run_client "every own series retired: exact price paid, change 500" change
+        stop_apache
+        local n151
+        n151=$(tail -n +"$((from + 1))" "$T/error.log" | grep -cE "\[micropay:error\].* MP00151: vendor news\.example: every scrip series")
+        # once per process that saw a payment (prefork: each child)
+        if [ "$n151" -ge 1 ] && [ "$n151" -le 2 ]; then
+            pass "every own series retired: MP00151 logged ($n151)"
+        else
+            fail "every own series retired: $n151 MP00151 lines, want 1 or 2"
+        fi
+        check_log "every own series retired" "$from" 'MP00151: |MP00028: payment for /paid/b\.html failed' "$afrom"
+    else
+        fail "start with every own series retiring: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+    fi
+
+    # The receipt secret rotated (receipt 2 added, which stamps from now on):
+    # a receipt stamped under receipt 1 still opens its page for its window,
+    # and not once receipt 1 has retired (retire=) or its line is gone.
+    local r2 rcase sfx conf6=$T/httpd-receipt.conf
+    r2=$(printf 'mp-it receipt 2' | sha256sum | cut -c1-64)
+    for rcase in kept:200 retired:forged gone:forged; do
+        sfx=$T/secrets-receipt-${rcase%%:*}
+        case ${rcase%%:*} in
+        kept) { cat "$T/vendor.secrets"; echo "receipt 2 $r2"; } >"$sfx" ;;
+        retired) { sed -e "/^receipt 1 /s/\$/ retire=$(($(date +%s) - 1))/" "$T/vendor.secrets"
+                   echo "receipt 2 $r2"; } >"$sfx" ;;
+        gone) { grep -v '^receipt 1 ' "$T/vendor.secrets"; echo "receipt 2 $r2"; } >"$sfx" ;;
+        esac
+        chmod 600 "$sfx"
+        gen_conf "$conf6" "$T/store" "$sfx" "$T/error.log"
+        from=$(log_lines "$T/error.log"); afrom=$(log_lines "$T/apache.out")
+        if start_apache "$conf6"; then
+            MP_IT_RECEIPT_WANT=${rcase#*:} run_client \
+                "receipt secret rotated, receipt 1 ${rcase%%:*}: its receipt gets ${rcase#*:}" receipt-prev
+            stop_apache
+            check_log "receipt secret rotated, receipt 1 ${rcase%%:*}" "$from" "" "$afrom"
+        else
+            fail "start with receipt 1 ${rcase%%:*}: $(tail -n 5 "$T/error.log"; tail -n 3 "$T/apache.out")"
+        fi
+    done
 
     # secrets file readable by group/other: configtest and start must fail
     local mode

@@ -125,7 +125,8 @@ parallel_pages() {
 }
 logcheck() {
     local bad
-    bad=$(grep -E '\[([a-z0-9_]+:)?(warn|error|crit|alert|emerg)\]' "$T/error.log" | grep -vE "${1:-^$}" || true)
+    bad=$(grep -E '\[([a-z0-9_]+:)?(warn|error|crit|alert|emerg)\]' "$T/error.log" |
+          grep -vE "${1:+$1|}$sys_log_allow" || true)
     if [ -z "$bad" ]; then pass "$2: Apache error.log has no unexpected warn/error lines"
     else fail "$2: unexpected error.log lines:"; echo "$bad" | head -10 | sed 's/^/       /'; fi
 }
@@ -229,6 +230,15 @@ pe=$(earned shop payword)
 [ "$pe" = 14000 ]; check $? "each paid once: shop earned 0.14 USD ($pe units)"
 used=$(WJ balance | jq -r '[.chains[] | select(.vendor == "shop.example") | .used] | add')
 [ "$used" = 14 ]; check $? "14 words used in all ($used)"
+
+# ---- PayWord not offered: plain http without MicropayPayWordOverHTTP ---------------------------------
+W budget set --prefer payword >/dev/null; check $? "mpwallet budget set --prefer payword"
+e0=$(earned news millicent); pe0=$(earned news payword)
+fetch "$N/plain/a1.html"
+[ "$st" = 200 ] && cmp -s "$T/body" "$T/htdocs/news/plain/a1.html" &&
+    [ "$(earned news millicent)" = "$((e0 + 1000))" ] && [ "$(earned news payword)" = "$pe0" ]
+check $? "prefers PayWord, the offer lists only Millicent: paid with Millicent ($st, news earned $(earned news millicent) / $(earned news payword))"
+W budget set --prefer millicent >/dev/null; check $? "mpwallet budget set --prefer millicent"
 
 # ---- policy: threshold, confirmation, budgets ------------------------------------------------------
 e0=$(earned news millicent)

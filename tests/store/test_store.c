@@ -1632,6 +1632,154 @@ static void test_prices(void)
 
 /* ---- compaction and persistence ------------------------------------------------------ */
 
+/* Totals per (day, scheme, currency), and the lines and "*" lines of each. */
+#define GROUPS_MAX 16
+typedef struct {
+    struct { uint32_t day; uint8_t scheme; char cur[4]; uint64_t units, count; size_t lines, other; } g[GROUPS_MAX];
+    size_t n;
+} ledger_groups;
+
+static int group_cb(void *ctx, uint32_t day, uint8_t scheme, const char *path,
+                    uint64_t units, const char *cur, uint64_t count)
+{
+    ledger_groups *lg = ctx;
+    size_t i;
+
+    for (i = 0; i < lg->n; i++)
+        if (lg->g[i].day == day && lg->g[i].scheme == scheme && strcmp(lg->g[i].cur, cur) == 0)
+            break;
+    if (i == lg->n) {
+        if (lg->n == GROUPS_MAX)
+            return 1;
+        memset(&lg->g[i], 0, sizeof lg->g[i]);
+        lg->g[i].day = day;
+        lg->g[i].scheme = scheme;
+        snprintf(lg->g[i].cur, sizeof lg->g[i].cur, "%s", cur);
+        lg->n++;
+    }
+    lg->g[i].units += units;
+    lg->g[i].count += count;
+    lg->g[i].lines++;
+    lg->g[i].other += strcmp(path, MPS_LEDGER_OTHER) == 0;
+    return 0;
+}
+
+static ledger_groups groups(mps *s)
+{
+    ledger_groups lg;
+
+    memset(&lg, 0, sizeof lg);
+    ASSERT_OK(mps_ledger_list(s, group_cb, &lg));
+    return lg;
+}
+
+/* Days older than MPS_LEDGER_KEEP_DAYS are rolled up by compaction into
+ * one "*" line per (day, scheme, currency): every total and count kept. */
+static void test_ledger_rollup(void)
+{
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    uint64_t old = NOW - 40 * 86400, kept = NOW - 10 * 86400, id = 1;
+    uint32_t old_day = (uint32_t)(old / 86400);
+    ledger_groups before, after;
+    mp_amount eur;
+    mps_earning e;
+    char path[32];
+    size_t removed, i, j, lines_before;
+    int k;
+
+    CU_ASSERT_FATAL(s != NULL);
+    ASSERT_OK(mp_amount_set(&eur, 11, "EUR"));
+    for (k = 0; k < 50; k++) {             /* 50 paths, every fifth paid twice */
+        snprintf(path, sizeof path, "/old/%d", k);
+        e = earning(path, MP_SCHEME_MILLICENT, old, &unit7);
+        ASSERT_OK(spend(s, VENDOR, id++, 1, NOW + 100 * 86400, &e, NULL));
+        if (k % 5 == 0)
+            ASSERT_OK(spend(s, VENDOR, id++, 1, NOW + 100 * 86400, &e, NULL));
+    }
+    for (k = 0; k < 20; k++) {
+        snprintf(path, sizeof path, "/pw/%d", k);
+        e = earning(path, MP_SCHEME_PAYWORD, old + 3600, &unit7);
+        ASSERT_OK(spend(s, VENDOR, id++, 1, NOW + 100 * 86400, &e, NULL));
+    }
+    for (k = 0; k < 10; k++) {
+        snprintf(path, sizeof path, "/eur/%d", k);
+        e = earning(path, MP_SCHEME_MILLICENT, old, &eur);
+        ASSERT_OK(spend(s, VENDOR, id++, 1, NOW + 100 * 86400, &e, NULL));
+    }
+    for (k = 0; k < 5; k++) {              /* a day still kept per path */
+        snprintf(path, sizeof path, "/new/%d", k);
+        e = earning(path, MP_SCHEME_MILLICENT, kept, &unit7);
+        ASSERT_OK(spend(s, VENDOR, id++, 1, NOW + 100 * 86400, &e, NULL));
+    }
+    before = groups(s);
+    CU_ASSERT(before.n == 4);
+    lines_before = stats(s).ledger;
+    CU_ASSERT(lines_before == 85);
+
+    /* batches of 30 lines: three compactions roll the 80 old lines up */
+    for (k = 0; k < 4; k++)
+        ASSERT_OK(mps_compact(s, NOW, 30, &removed));
+    after = groups(s);
+    CU_ASSERT_FATAL(after.n == before.n);
+    for (i = 0; i < before.n; i++) {
+        for (j = 0; j < after.n; j++)
+            if (after.g[j].day == before.g[i].day && after.g[j].scheme == before.g[i].scheme
+                && strcmp(after.g[j].cur, before.g[i].cur) == 0)
+                break;
+        CU_ASSERT_FATAL(j < after.n);
+        CU_ASSERT(after.g[j].units == before.g[i].units && after.g[j].count == before.g[i].count);
+        if (before.g[i].day == old_day) {
+            CU_ASSERT(after.g[j].lines == 1 && after.g[j].other == 1);
+        } else {
+            CU_ASSERT(after.g[j].lines == 5 && after.g[j].other == 0);
+        }
+    }
+    CU_ASSERT(stats(s).ledger == 3 + 5);
+    CU_ASSERT(ledger_total(s, MPS_LEDGER_OTHER).count == 50 + 10 + 20 + 10);
+    CU_ASSERT(ledger_total(s, MPS_LEDGER_OTHER).units == (50 + 10 + 20) * 7 + 10 * 11);
+    /* again: nothing left to roll up, nothing changes */
+    ASSERT_OK(mps_maybe_compact(s, NOW + 86400, 60, &removed));
+    CU_ASSERT(stats(s).ledger == 3 + 5);
+    CU_ASSERT(ledger_total(s, NULL).count == 50 + 10 + 20 + 10 + 5);
+    mps_close(s);
+    assert_clean(d);
+}
+
+/* A day keeps at most MPS_LEDGER_DAY_LINES lines: paths beyond (any string
+ * a client puts in path info) count under "*", so the ledger stays bounded. */
+static void test_ledger_day_cap(void)
+{
+    const char *d = new_store();
+    mps *s = open_store(d, 0);
+    mps_earning e;
+    ledger_sum all, other;
+    char path[32];
+    uint64_t id;
+
+    CU_ASSERT_FATAL(s != NULL);
+    for (id = 1; id <= MPS_LEDGER_DAY_LINES + 25; id++) {
+        snprintf(path, sizeof path, "/x/%llu", (unsigned long long)id);
+        e = earning(path, id % 2 ? MP_SCHEME_MILLICENT : MP_SCHEME_PAYWORD, NOW, &unit7);
+        ASSERT_OK(spend(s, VENDOR, id, 1, NOW + 86400, &e, NULL));
+    }
+    /* a path of the day that has its line still adds to it */
+    e = earning("/x/1", MP_SCHEME_MILLICENT, NOW, &unit7);
+    ASSERT_OK(spend(s, VENDOR, id++, 1, NOW + 86400, &e, NULL));
+    all = ledger_total(s, NULL);
+    other = ledger_total(s, MPS_LEDGER_OTHER);
+    CU_ASSERT(all.count == MPS_LEDGER_DAY_LINES + 26 && all.units == 7 * (MPS_LEDGER_DAY_LINES + 26));
+    CU_ASSERT(other.lines == 2 && other.count == 25);   /* one per scheme */
+    CU_ASSERT(all.lines == MPS_LEDGER_DAY_LINES + 2);
+    CU_ASSERT(ledger_total(s, "/x/1").count == 2);
+    /* the next day starts afresh */
+    e = earning("/y", MP_SCHEME_MILLICENT, NOW + 86400, &unit7);
+    ASSERT_OK(spend(s, VENDOR, id++, 1, NOW + 2 * 86400, &e, NULL));
+    CU_ASSERT(ledger_total(s, "/y").count == 1);
+    mps_close(s);
+    assert_clean(d);
+}
+
 static void test_compact(void)
 {
     const char *d = new_store();
@@ -3123,6 +3271,8 @@ int main(int argc, char **argv)
         { "deposits: list, mark, compact", test_deposits },
         { "corrupt spent records", test_spent_corrupt },
         { "ledger", test_ledger },
+        { "ledger roll-up of old days: totals kept", test_ledger_rollup },
+        { "ledger lines per day capped", test_ledger_day_cap },
         { "change ids", test_ids },
         { "PayWord trackers", test_pw },
         { "decisions at the clock of the write; grace 0 keeps the margin", test_decision_clock },

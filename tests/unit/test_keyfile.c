@@ -173,7 +173,9 @@ static void test_parse_refusals(void)
         { "scrip 2 0x111111111111111111111111111111111111111111111111111111111111", 0,
           MP_ERR_MALFORMED },
         { "customer 2 %S retire=5", 0, MP_ERR_MALFORMED },
-        { "receipt 2 %S retire=5", 0, MP_ERR_MALFORMED },
+        { "receipt 2 %S delegated", 0, MP_ERR_MALFORMED },
+        { "receipt 2 %S retire=0", 0, MP_ERR_MALFORMED },
+        { "receipt 2 %S retire=5 retire=6", 0, MP_ERR_MALFORMED },
         { "scrip 2 %S retire=0", 0, MP_ERR_MALFORMED },
         { "scrip 2 %S retire=", 0, MP_ERR_MALFORMED },
         { "scrip 2 %S retire=x", 0, MP_ERR_MALFORMED },
@@ -493,6 +495,59 @@ static void pem_round_trip(mp_signer *s, uint8_t alg)
     MP_ASSERT_ST(mp_pubkey_to_pem(&pk, pem, len, &len2), MP_ERR_BUFFER);
 }
 
+/* The receipt secret before the newest stays accepted after a rotation
+ * (PROTOCOL.md 9), until its retire= time when it has one. */
+static void test_receipt_prev(void)
+{
+    mp_keyfile kf;
+    mp_mac *prev = NULL, *want = NULL;
+    uint64_t retire = 99;
+    uint8_t key[64], a[MP_HASH_LEN], b[MP_HASH_LEN];
+    size_t klen = 0, n;
+    mp_iov iov = { "receipt body", 12 };
+
+    /* receipt 3, 7 and 5: the one before the newest (7) is 5, not the last line */
+    MP_ASSERT_OK(mp_keyfile_parse(text, valid_file(), &kf, NULL));
+    MP_ASSERT_OK(mp_keyfile_receipt_prev(&kf, &prev, &retire));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(prev);
+    CU_ASSERT_EQUAL(retire, 0);
+    MP_ASSERT_OK(mp_mac_compute(prev, &iov, 1, a));
+    bytes_of(R5, key, &klen);
+    MP_ASSERT_OK(mp_mac_new(key, klen, &want));
+    MP_ASSERT_OK(mp_mac_compute(want, &iov, 1, b));
+    CU_ASSERT(memcmp(a, b, MP_HASH_LEN) == 0);
+    mp_mac_free(want);
+    mp_mac_free(prev);
+    prev = NULL;
+    mp_keyfile_wipe(&kf);
+
+    /* retire= on a receipt line: parsed, kept by format, handed out */
+    n = add(valid_file(), " retire=1900000000\n");
+    MP_ASSERT_OK(mp_keyfile_parse(text, n, &kf, NULL));
+    MP_ASSERT_OK(mp_keyfile_receipt_prev(&kf, &prev, &retire));
+    CU_ASSERT_PTR_NOT_NULL(prev);
+    CU_ASSERT_EQUAL(retire, 1900000000ULL);
+    mp_mac_free(prev);
+    prev = NULL;
+    {
+        char out[4096];
+        size_t len = 0;
+
+        MP_ASSERT_OK(mp_keyfile_format(&kf, out, sizeof out, &len));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, " retire=1900000000\n"));
+    }
+
+    /* one receipt line: no previous secret */
+    kf.n = 4;                                   /* scrip 1, 2, customer 1, receipt 3 */
+    retire = 99;
+    MP_ASSERT_OK(mp_keyfile_receipt_prev(&kf, &prev, &retire));
+    CU_ASSERT_PTR_NULL(prev);
+    CU_ASSERT_EQUAL(retire, 0);
+    MP_ASSERT_ST(mp_keyfile_receipt_prev(NULL, &prev, &retire), MP_ERR_ARG);
+    MP_ASSERT_ST(mp_keyfile_receipt_prev(&kf, NULL, &retire), MP_ERR_ARG);
+    mp_keyfile_wipe(&kf);
+}
+
 static void test_pem(void)
 {
     static char pem[16385];
@@ -542,6 +597,7 @@ int register_keyfile_tests(void)
         { "parse: size limit", test_parse_size },
         { "format: round trip and refusals", test_format },
         { "apply: issuer and receipt key", test_apply },
+        { "receipt secret before the newest", test_receipt_prev },
         { "PEM public keys", test_pem },
     };
     CU_pSuite s = CU_add_suite("keyfile", setup, NULL);
