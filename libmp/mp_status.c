@@ -1,6 +1,7 @@
 /* mp_status.c - texts of the status codes. The tables are indexed by the
  * enum so a new status without a text fails to compile (array size). */
 #include <stddef.h>
+#include <string.h>
 #include "mp_status.h"
 
 static const char *const messages[MP_STATUS_COUNT] = {
@@ -83,4 +84,17 @@ const char *mp_reason(mp_status st)
     if ((unsigned)st >= MP_STATUS_COUNT || reasons[st] == NULL)
         return "internal";
     return reasons[st];
+}
+
+mp_class mp_status_class(mp_status st)
+{
+    const char *r = mp_reason(st);
+
+    if (st == MP_OK)
+        return MP_CLASS_OK;
+    if (strcmp(r, "malformed") == 0)
+        return MP_CLASS_MALFORMED;
+    if (strcmp(r, "internal") == 0)
+        return MP_CLASS_INTERNAL;
+    return MP_CLASS_REFUSED;
 }

@@ -65,4 +65,15 @@ const char *mp_strerror(mp_status st);
  * "internal" for errors that are not the client's. Never NULL. */
 const char *mp_reason(mp_status st);
 
+/* The class of st, which decides the HTTP status in the one place the glue
+ * maps it (mod_micropay_status.c): the reason token "ok", "malformed",
+ * "internal", or any other token (a refusal of the payment). */
+typedef enum {
+    MP_CLASS_OK,
+    MP_CLASS_MALFORMED,     /* the record or request alone is wrong: 400 */
+    MP_CLASS_REFUSED,       /* a verification failed: 402 (vendor), 422 (broker) */
+    MP_CLASS_INTERNAL       /* not the client's fault: 500 */
+} mp_class;
+mp_class mp_status_class(mp_status st);
+
 #endif

@@ -168,6 +168,12 @@ typedef struct {
 } mpx_answer;
 
 int mpx_respond(request_rec *r, mpx_outcome outcome, mpx_answer *a);
+
+/* The HTTP status of a libmp status, the one place the vendor and the
+ * broker map them (mod_micropay_status.c): malformed 400, a refusal 402 at
+ * the vendor and 422 at the broker (PROTOCOL 7.7, 8.2), internal 500. */
+typedef enum { MPX_PARTY_VENDOR, MPX_PARTY_BROKER } mpx_party;
+int mpx_http_status(mp_status st, mpx_party party);
 /* 1 when the payment recorded on paid (its note micropay-paid, set by
  * mpx_respond) is at least price, in its currency: what a request that
  * follows or belongs to a paid one may cost. */

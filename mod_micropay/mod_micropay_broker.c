@@ -193,16 +193,14 @@ static int fail(bx *x, int status, const char *reason, const char *message)
 /* A libmp status as a request failure (8.2): client reasons are 400 or 422. */
 static int fail_st(bx *x, mp_status st, const char *message)
 {
-    const char *reason = mp_reason(st);
+    int status = mpx_http_status(st, MPX_PARTY_BROKER);
 
-    if (strcmp(reason, "internal") == 0) {
+    if (status == HTTP_INTERNAL_SERVER_ERROR || st == MP_OK) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, x->r, "MP00121: broker %s: %s failed: %s",
                       x->bc->name, x->ep_name, mp_strerror(st));
         return fail(x, HTTP_INTERNAL_SERVER_ERROR, "internal", "internal error");
     }
-    return fail(x, strcmp(reason, "malformed") == 0 ? HTTP_BAD_REQUEST
-                                                    : HTTP_UNPROCESSABLE_ENTITY,
-                reason, message ? message : mp_strerror(st));
+    return fail(x, status, mp_reason(st), message ? message : mp_strerror(st));
 }
 
 static int store_failed(bx *x)
@@ -579,8 +577,7 @@ static int txn_failed(bx *x, mp_status st)
 {
     if (st == MP_ERR_STORE)
         return store_failed(x);
-    return fail_st(x, st == MP_OK ? MP_ERR_ARG : (strcmp(mp_reason(st), "internal") == 0
-                                                  ? st : MP_ERR_ARG), NULL);
+    return fail_st(x, mp_status_class(st) == MP_CLASS_INTERNAL ? st : MP_ERR_ARG, NULL);
 }
 
 static const char *scrip_b64(bx *x, const mp_scrip *s)

@@ -520,7 +520,9 @@ static int load_secrets(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, mpx
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MP00001: vendor %s: secrets loaded, change in "
                  "series %u, receipts %s%s", sc->vendor, sc->change_series,
                  sc->receipt_key ? "on" : "off (no receipt secret)",
-                 sc->receipt_prev ? ", the previous receipt secret accepted too" : "");
+                 sc->receipt_prev == NULL ? ""
+                 : sc->receipt_prev_retire != 0 ? ", the previous receipt secret accepted until it retires"
+                 : ", the previous receipt secret ignored (its line has no retire=)");
     rc = OK;
 done:
     mp_wipe(text, len);

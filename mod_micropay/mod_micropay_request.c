@@ -296,6 +296,11 @@ static void maybe_compact(request_rec *r, mpx_server_conf *sc, uint64_t now)
     else if (removed > 0)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MP00011: store compaction removed %lu "
                       "expired records", (unsigned long)removed);
+    /* A full batch leaves a backlog (every payment adds a record, PayWord a
+     * retry record too): go on a second later, not a minute, so removal
+     * keeps up with up to a batch a second per process. */
+    if (removed >= MPS_COMPACT_BATCH)
+        apr_atomic_set32(&last_compact_check, (apr_uint32_t)now - 59);
 }
 
 /* A full store fails every paid request alike: one line a second per
@@ -568,11 +573,11 @@ static mp_status pay_receipt(mpx_pay *x, const uint8_t *rec, size_t len)
     st = mp_receipt_check(x->tc->receipt_key, rc, x->sc->vendor, x->target, strlen(x->target),
                           x->now);
     /* Stamped before the receipt secret was rotated: the one before it is
-     * accepted until it retires (PROTOCOL.md 9). Its receipts were issued
-     * before the rotation, so their window ends at most one window after
-     * it; retire= bounds a secret that leaked. */
-    if (st == MP_ERR_FORGED && x->tc->receipt_prev != NULL
-        && (x->sc->receipt_prev_retire == 0 || x->now < x->sc->receipt_prev_retire))
+     * accepted until it retires (PROTOCOL.md 9), and only when its line
+     * says when (retire=): without an end, whoever holds an old secret
+     * would forge receipts for any page at any price for ever. */
+    if (st == MP_ERR_FORGED && x->tc->receipt_prev != NULL && x->sc->receipt_prev_retire != 0
+        && x->now < x->sc->receipt_prev_retire)
         st = mp_receipt_check(x->tc->receipt_prev, rc, x->sc->vendor, x->target,
                               strlen(x->target), x->now);
     if (st != MP_OK)
@@ -726,10 +731,17 @@ int mpx_fixups(request_rec *r)
     x.now = (uint64_t)apr_time_sec(apr_time_now());
     x.target = request_target(r);
     x.path = r->parsed_uri.path ? r->parsed_uri.path : "/";
-    if (strlen(x.target) > MP_TARGET_MAX || !visible(x.target, strlen(x.target))) {
+    if (strlen(x.target) > MP_TARGET_MAX) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00034: request target of a paid location "
                       "is longer than %d bytes", MP_TARGET_MAX);
         return HTTP_REQUEST_URI_TOO_LARGE;
+    }
+    /* 414 says "too long"; bytes no payment can bind (PROTOCOL 3.1: targets
+     * are visible ASCII) make the request itself bad. */
+    if (!visible(x.target, strlen(x.target))) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MP00037: request target of a paid location "
+                      "has bytes outside visible ASCII: 400");
+        return HTTP_BAD_REQUEST;
     }
     if (strlen(r->method) > MP_METHOD_MAX)
         return HTTP_NOT_IMPLEMENTED;
@@ -817,7 +829,7 @@ int mpx_fixups(request_rec *r)
             log_store_error(r, sc, r->uri);
             return mpx_respond(r, MPX_OUT_ERROR, &a);
         }
-        if (strcmp(mp_reason(st), "internal") == 0) {
+        if (mp_status_class(st) == MP_CLASS_INTERNAL) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MP00028: payment for %s failed: %s",
                           r->uri, mp_strerror(st));
             return mpx_respond(r, MPX_OUT_ERROR, &a);
@@ -832,6 +844,9 @@ int mpx_fixups(request_rec *r)
     if ((cred = apr_table_get(r->headers_in, "Authorization")) != NULL
         && strncasecmp(cred, "Payment", 7) == 0)
         apr_table_unset(r->headers_in, "Authorization");
+    /* A retry runs the handler again: backends behind a proxy learn it
+     * from a header the client cannot set (CGI from MICROPAY_RESULT). */
+    apr_table_setn(r->headers_in, "Micropay-Result", x.result);
     set_env(r, x.scheme_name, x.units, &x.price, x.payer, x.result);
     a.change_b64 = x.change_b64;
     a.receipt_b64 = make_receipt(&x);

@@ -260,7 +260,7 @@ int mpx_handler(request_rec *r)
         status = HTTP_PAYMENT_REQUIRED;
     } else {
         reason = mp_reason(a->status);
-        status = strcmp(reason, "malformed") == 0 ? HTTP_BAD_REQUEST : HTTP_PAYMENT_REQUIRED;
+        status = mpx_http_status(a->status, MPX_PARTY_VENDOR);
     }
     r->status = status;
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");

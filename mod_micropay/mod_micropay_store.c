@@ -80,7 +80,7 @@
 #define SEQ_LIMIT       ((uint64_t)1 << 48)
 /* mps_maybe_compact runs on the request path: a bounded batch keeps one
  * unlucky request from paying for a large backlog. */
-#define COMPACT_BATCH   1000
+#define COMPACT_BATCH   MPS_COMPACT_BATCH
 /* mps_upgrade converts this many records per transaction. */
 #define UPGRADE_BATCH   2000
 #define MAX2(a, b)      ((a) > (b) ? (a) : (b))
@@ -1007,6 +1007,26 @@ static int spent_is_retry(const spent_rec *sr, const uint8_t *payment, size_t pa
         && mp_ct_equal(sr->body_digest, MP_HASH_LEN, rt->body_digest, MP_HASH_LEN);
 }
 
+/* A spend record found for a payment: its retry (the stored reply copied
+ * out, *retry = 1) or MP_ERR_SPENT; MP_ERR_STORE when it does not parse. */
+static mp_status spent_found(const MDB_val *v, const uint8_t *payment, size_t payment_len,
+                             const mp_request *req, const mps_retry *rt, int *retry,
+                             uint8_t *reply_out, size_t *reply_out_len)
+{
+    spent_rec sr;
+    mp_status st;
+
+    if ((st = spent_parse(v, &sr)) != MP_OK)
+        return st;
+    if (!spent_is_retry(&sr, payment, payment_len, req, rt))
+        return MP_ERR_SPENT;
+    if (sr.reply_len)
+        memcpy(reply_out, sr.reply, sr.reply_len);
+    *reply_out_len = sr.reply_len;
+    *retry = 1;
+    return MP_OK;
+}
+
 mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t expiry,
                        uint64_t keep_until, const uint8_t req_sig[MP_HASH_LEN],
                        const uint8_t *payment, size_t payment_len, const mp_request *req,
@@ -1015,7 +1035,6 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
                        size_t *reply_out_len)
 {
     uint8_t key[SPENT_KEY_MAX], lkey[LEDGER_KEY_LEN];
-    spent_rec sr;
     MDB_txn *txn = NULL;
     MDB_val k, v;
     size_t klen;
@@ -1046,20 +1065,11 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
     if ((rc = get_rec(s, txn, T_SPENT, key, klen, &v, &st)) < 0)
         goto out;
     if (rc == 0) {
-        if ((st = spent_parse(&v, &sr)) != MP_OK)
-            goto out;
         /* Two identical requests that raced past mps_mc_find: the loser
-         * is a retry of the winner under the same rule. */
-        if (!spent_is_retry(&sr, payment, payment_len, req, rt)) {
-            st = MP_ERR_SPENT;
-            goto out;
-        }
-        if (sr.reply_len)
-            memcpy(reply_out, sr.reply, sr.reply_len);
-        *reply_out_len = sr.reply_len;
-        *retry = 1;
-        st = MP_OK;
-        goto out;               /* a retry writes nothing: the abort below ends it */
+         * is a retry of the winner under the same rule. A retry writes
+         * nothing: the abort below ends it. */
+        st = spent_found(&v, payment, payment_len, req, rt, retry, reply_out, reply_out_len);
+        goto out;
     }
     if (clock_now() >= expiry) {
         set_msg("store: scrip expired before its spend was written");
@@ -1095,7 +1105,6 @@ mp_status mps_mc_find(mps *s, const char *vendor, uint64_t scrip_id, const uint8
                       int *retry, uint8_t *reply_out, size_t *reply_out_len)
 {
     uint8_t key[SPENT_KEY_MAX];
-    spent_rec sr;
     MDB_txn *txn = NULL;
     MDB_val v;
     size_t klen;
@@ -1123,17 +1132,7 @@ mp_status mps_mc_find(mps *s, const char *vendor, uint64_t scrip_id, const uint8
         st = MP_OK;
         goto out;
     }
-    if ((st = spent_parse(&v, &sr)) != MP_OK)
-        goto out;
-    if (!spent_is_retry(&sr, payment, payment_len, req, rt)) {
-        st = MP_ERR_SPENT;
-        goto out;
-    }
-    if (sr.reply_len)
-        memcpy(reply_out, sr.reply, sr.reply_len);
-    *reply_out_len = sr.reply_len;
-    *retry = 1;
-    st = MP_OK;
+    st = spent_found(&v, payment, payment_len, req, rt, retry, reply_out, reply_out_len);
 out:
     end(s, &txn);
     return st;

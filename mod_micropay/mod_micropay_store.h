@@ -334,6 +334,11 @@ mp_status mps_ledger_list(mps *s, mps_ledger_cb cb, void *ctx);
  * lines of old days (see MPS_LEDGER_KEEP_DAYS; not counted in *removed). */
 mp_status mps_compact(mps *s, uint64_t now, size_t max, size_t *removed);
 
+/* Records one mps_maybe_compact removes at most, in one write
+ * transaction: *removed equal to it means a backlog is left, and the next
+ * call (due at once) goes on with it. */
+#define MPS_COMPACT_BATCH 1000
+
 /* Runs mps_compact when the last compaction (recorded in the store) is
  * older than interval seconds; cheap (one read) otherwise. */
 mp_status mps_maybe_compact(mps *s, uint64_t now, uint64_t interval, size_t *removed);

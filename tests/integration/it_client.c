@@ -1760,6 +1760,16 @@ static void t_options_and_limits(void)
     EXPECT(r.status == 414, "target of 5013 bytes on a paid location: %ld, want 414", r.status);
     resp_free(&r);
     free(longt);
+    /* a byte no payment can bind: the request is bad, not too long (the
+     * core or we answer 400; 414 is for length) */
+    {
+        reqspec q = { "GET", "/paid/a.html", { NULL }, 0, "/paid/a.html?q=\x80" };
+
+        do_req(&q, &r);
+    }
+    EXPECT(r.status == 400, "target with a raw 0x80 byte on a paid location: %ld, want 400",
+           r.status);
+    resp_free(&r);
     /* a non-Payment Authorization is not a credential */
     get_h(&r, "GET", "/paid/a.html", "Authorization: Basic dXNlcjpwYXNz", NULL);
     expect_offer(&r, "GET", "/paid/a.html", 500, 3, NULL);
@@ -2472,13 +2482,14 @@ static void t_pw_commitment_checks(void)
         pw_fail(w, "/paid/a.html", 5, 5, 1, NULL, 400, "malformed");
         pw_free(w);
     }
-    /* worth more than the credit limit */
+    /* worth more than the credit limit: the record alone shows it, so
+     * malformed (3.2, 5.5) */
     {
         mp_pw_cert small;
 
         cert_make(&small, BROKER, g_broker, g_user, t + 30 * DAY, "0.05 USD");
         w = pw_make(VENDOR, &small, g_user, t, t + DAY, "0.001 USD", 100);
-        pw_fail(w, "/paid/a.html", 5, 5, 1, NULL, 402, "insufficient");
+        pw_fail(w, "/paid/a.html", 5, 5, 1, NULL, 400, "malformed");
         pw_free(w);
     }
     /* A coarser unit than MicropayPayWordUnit (0.001 USD): two words of
@@ -4014,6 +4025,8 @@ static void post_body(resp *r, const char *target, const char *cred, const char 
     q.target = target;
     q.hdr[0] = h ? h : (chunked ? "Transfer-Encoding: chunked" : NULL);
     q.hdr[1] = h && chunked ? "Transfer-Encoding: chunked" : NULL;
+    /* a client claiming what only the module may tell the handler */
+    q.hdr[q.hdr[0] == NULL ? 0 : q.hdr[1] == NULL ? 1 : 2] = "Micropay-Result: paid";
     g_body = body;
     g_body_len = len;
     do_req(&q, r);
@@ -4071,6 +4084,10 @@ static void t_retry_mc_body(void)
     post_body(&r, "/cgi-bin/echo.cgi", cred, BODY_A, strlen(BODY_A), 1);
     EXPECT(echoed(&r, BODY_A, strlen(BODY_A)) && body_has(&r, "MICROPAY_RESULT=retry"),
            "identical retry of POST A: %ld (%s) %.200s", r.status, rh(&r, "Payment-Error"), r.body);
+    /* the handler runs again and is told, whatever the client claimed:
+     * the header is what a proxied backend sees */
+    EXPECT(body_has(&r, "HTTP_MICROPAY_RESULT=retry\n"),
+           "retry: the handler saw no Micropay-Result: retry header: %.300s", r.body);
     EXPECT(streq(rh(&r, "Payment-Change"), change), "retry: another Payment-Change");
     EXPECT(rh(&r, "Payment-Receipt") == NULL, "retry: a receipt");
     expect_log(&r, "millicent", NULL, cust_str(), "retry", NULL);

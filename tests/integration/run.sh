@@ -160,6 +160,7 @@ EOF
 printf 'Content-Type: text/plain\r\n\r\n'
 echo ECHO-CGI
 echo "MICROPAY_RESULT=$MICROPAY_RESULT"
+echo "HTTP_MICROPAY_RESULT=$HTTP_MICROPAY_RESULT"
 printf 'BODY-SHA256=%s\n' "$(sha256sum | cut -d' ' -f1)"
 exit 0
 EOF
@@ -324,6 +325,7 @@ ScriptAlias /cgi-bin/ "$T/cgi-bin/"
     MicropayPrice "0.005 USD"
     MicropaySchemes millicent payword
     MicropayPayWordUnit "0.001 USD"
+    MicropayPayWordOverHTTP on
 </LocationMatch>
 <Location "/cgi-bin/echo-w2.cgi">
     MicropayRetryWindow 2
@@ -629,13 +631,17 @@ run_mpm() {
     fi
 
     # The receipt secret rotated (receipt 2 added, which stamps from now on):
-    # a receipt stamped under receipt 1 still opens its page for its window,
-    # and not once receipt 1 has retired (retire=) or its line is gone.
+    # a receipt stamped under receipt 1 still opens its page while receipt 1
+    # retires (retire= in the future), not once it has retired or its line
+    # is gone, and never when its line says no end (kept): an old secret
+    # without an end would forge receipts for ever.
     local r2 rcase sfx conf6=$T/httpd-receipt.conf
     r2=$(printf 'mp-it receipt 2' | sha256sum | cut -c1-64)
-    for rcase in kept:200 retired:forged gone:forged; do
+    for rcase in retiring:200 kept:forged retired:forged gone:forged; do
         sfx=$T/secrets-receipt-${rcase%%:*}
         case ${rcase%%:*} in
+        retiring) { sed -e "/^receipt 1 /s/\$/ retire=$(($(date +%s) + 600))/" "$T/vendor.secrets"
+                    echo "receipt 2 $r2"; } >"$sfx" ;;
         kept) { cat "$T/vendor.secrets"; echo "receipt 2 $r2"; } >"$sfx" ;;
         retired) { sed -e "/^receipt 1 /s/\$/ retire=$(($(date +%s) - 1))/" "$T/vendor.secrets"
                    echo "receipt 2 $r2"; } >"$sfx" ;;
