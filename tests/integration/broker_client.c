@@ -1667,7 +1667,11 @@ static void t_payword(void)
     resp_free(&r);
     w = pw_new(&A_ALICE, &cert, sg, SHOP, SHOP_UNIT, 200, 0);   /* 2.00 > the 1.00 credit */
     pay_pw(w, 2, page(), &r);
-    EXPECT_402(&r, "insufficient");
+    /* the record alone shows it: a decode check (PROTOCOL 3.2, 5.5) */
+    EXPECT(r.status == 400 && rh(&r, "Payment-Error") != NULL
+           && strcmp(rh(&r, "Payment-Error"), "malformed") == 0,
+           "commitment worth more than its cert's credit: %ld %s, want 400 malformed", r.status,
+           rh(&r, "Payment-Error") ? rh(&r, "Payment-Error") : "-");
     resp_free(&r);
     if (mp_signer_generate(&other) != MP_OK)
         die("signer");
