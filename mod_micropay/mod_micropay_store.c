@@ -15,9 +15,10 @@
  *           undeposited, expiry once flags has SPENT_DEPOSITED; the bracketed
  *           part is there when flags has SPENT_RETRYABLE (every spend of
  *           format 4; a spend of format 3 has no accepted time and is never
- *           answered as a retry)
+ *           answered as a retry); flags bits 2-3 count the retries answered
+ *           (at most MPS_RETRY_MAX)
  *   retry   32 commitment id | u32 i -> u64 time | u64 accepted_at | u32 k | 32 w_i
- *                                      | 16 request tag
+ *                                      | 16 request tag | u8 retries answered
  *           one accepted PayWord payment, for retries of it; time is when
  *           compaction drops it (accepted_at + MPS_RETRY_KEEP)
  *   pw      32 commitment id        -> u64 keep_until | u32 redeemed | u16 track_len
@@ -62,13 +63,15 @@
 #define SPENT_HDR       (8 + 8 + 1 + MP_HASH_LEN)
 #define SPENT_DEPOSITED 0x01
 #define SPENT_RETRYABLE 0x02
+#define SPENT_RETRIES   0x0c    /* retries answered so far, 0..MPS_RETRY_MAX */
+#define SPENT_RETRY_ONE 0x04
 #define SPENT_RETRY_LEN (8 + MP_HASH_LEN)
 /* The largest spent record: header, reply, payment, method, host, target,
  * accepted time and body digest. */
 #define SPENT_REC_MAX   (SPENT_HDR + 2 + MP_WIRE_MAX + 2 + MP_WIRE_MAX + 1 + MP_METHOD_MAX \
                          + 1 + MP_HOST_MAX + 2 + MP_TARGET_MAX + SPENT_RETRY_LEN)
 #define RETRY_KEY_LEN   (MP_HASH_LEN + 4)
-#define RETRY_VAL_LEN   (8 + 8 + 4 + MP_HASH_LEN + MP_PW_TAG_LEN)
+#define RETRY_VAL_LEN   (8 + 8 + 4 + MP_HASH_LEN + MP_PW_TAG_LEN + 1)   /* + retries answered */
 #define SPENT_KEY_MAX   (MP_NAME_MAX + 1 + 8)
 #define PW_HDR          (8 + 4 + 2)
 #define PW_REC_MAX      (PW_HDR + MP_PW_TRACK_MAX + MP_PW_COMMIT_MAX)
@@ -906,7 +909,9 @@ static mp_status spent_parse(const MDB_val *v, spent_rec *r)
     r->req_sig = p + 17;
     r->accepted_at = 0;
     r->body_digest = NULL;
-    if ((r->flags & ~(SPENT_DEPOSITED | SPENT_RETRYABLE)) != 0 || r->time < r->expiry
+    if ((r->flags & ~(SPENT_DEPOSITED | SPENT_RETRYABLE | SPENT_RETRIES)) != 0
+        || (r->flags & SPENT_RETRIES) / SPENT_RETRY_ONE > MPS_RETRY_MAX
+        || ((r->flags & SPENT_RETRIES) && !(r->flags & SPENT_RETRYABLE)) || r->time < r->expiry
         || !spent_field(p, n, &off, 2, MP_WIRE_MAX, &r->reply, &r->reply_len)
         || !spent_field(p, n, &off, 2, MP_WIRE_MAX, &r->payment, &r->payment_len)
         || !spent_field(p, n, &off, 1, MP_METHOD_MAX, &r->method, &r->method_len)
@@ -1007,22 +1012,40 @@ static int spent_is_retry(const spent_rec *sr, const uint8_t *payment, size_t pa
         && mp_ct_equal(sr->body_digest, MP_HASH_LEN, rt->body_digest, MP_HASH_LEN);
 }
 
-/* A spend record found for a payment: its retry (the stored reply copied
- * out, *retry = 1) or MP_ERR_SPENT; MP_ERR_STORE when it does not parse. */
-static mp_status spent_found(const MDB_val *v, const uint8_t *payment, size_t payment_len,
+/* A spend record found for a payment, in the write transaction txn: its
+ * retry (the stored reply copied out, *retry = 1, the record's retry count
+ * raised in txn) or MP_ERR_SPENT, also once MPS_RETRY_MAX retries were
+ * answered; MP_ERR_STORE when it does not parse or cannot be written. */
+static mp_status spent_found(mps *s, MDB_txn *txn, const uint8_t *key, size_t klen,
+                             const MDB_val *v, const uint8_t *payment, size_t payment_len,
                              const mp_request *req, const mps_retry *rt, int *retry,
                              uint8_t *reply_out, size_t *reply_out_len)
 {
     spent_rec sr;
+    uint8_t *rec;
+    int rc;
     mp_status st;
 
     if ((st = spent_parse(v, &sr)) != MP_OK)
         return st;
-    if (!spent_is_retry(&sr, payment, payment_len, req, rt))
+    if (!spent_is_retry(&sr, payment, payment_len, req, rt)
+        || (sr.flags & SPENT_RETRIES) / SPENT_RETRY_ONE >= MPS_RETRY_MAX)
         return MP_ERR_SPENT;
     if (sr.reply_len)
         memcpy(reply_out, sr.reply, sr.reply_len);
     *reply_out_len = sr.reply_len;
+    /* Copied out before the put: the value may live in a page the put
+     * rewrites (its reply was copied out above for the same reason). */
+    if ((rec = malloc(v->mv_size)) == NULL) {
+        set_msg("store: out of memory");
+        return MP_ERR_NOMEM;
+    }
+    memcpy(rec, v->mv_data, v->mv_size);
+    rec[16] = (uint8_t)(sr.flags + SPENT_RETRY_ONE);
+    rc = put_rec(s, txn, T_SPENT, key, klen, rec, v->mv_size, 0);
+    free(rec);
+    if (rc != 0)
+        return lmdb_fail("spent retry count", rc);
     *retry = 1;
     return MP_OK;
 }
@@ -1066,9 +1089,10 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
         goto out;
     if (rc == 0) {
         /* Two identical requests that raced past mps_mc_find: the loser
-         * is a retry of the winner under the same rule. A retry writes
-         * nothing: the abort below ends it. */
-        st = spent_found(&v, payment, payment_len, req, rt, retry, reply_out, reply_out_len);
+         * is a retry of the winner under the same rule, and counts. */
+        if ((st = spent_found(s, txn, key, klen, &v, payment, payment_len, req, rt, retry,
+                              reply_out, reply_out_len)) == MP_OK)
+            st = commit(s, &txn);
         goto out;
     }
     if (clock_now() >= expiry) {
@@ -1123,16 +1147,30 @@ mp_status mps_mc_find(mps *s, const char *vendor, uint64_t scrip_id, const uint8
     }
     mpl_put_u64(key + klen, scrip_id);
     klen += 8;
+    /* Most payments find nothing: a read. Only a record found is looked at
+     * again in a write transaction, which counts the retry it answers. */
     if ((st = begin(s, MDB_RDONLY, &txn)) != MP_OK)
         goto out;
     if ((rc = get_rec(s, txn, T_SPENT, key, klen, &v, &st)) < 0)
         goto out;
+    end(s, &txn);
     if (rc == REC_ABSENT) {
         *retry = 0;
         st = MP_OK;
         goto out;
     }
-    st = spent_found(&v, payment, payment_len, req, rt, retry, reply_out, reply_out_len);
+    if ((st = begin(s, 0, &txn)) != MP_OK)
+        goto out;
+    if ((rc = get_rec(s, txn, T_SPENT, key, klen, &v, &st)) < 0)
+        goto out;
+    if (rc == REC_ABSENT) {         /* compacted meanwhile */
+        *retry = 0;
+        st = MP_OK;
+        goto out;
+    }
+    if ((st = spent_found(s, txn, key, klen, &v, payment, payment_len, req, rt, retry,
+                          reply_out, reply_out_len)) == MP_OK)
+        st = commit(s, &txn);
 out:
     end(s, &txn);
     return st;
@@ -1361,6 +1399,7 @@ static mp_status retry_put(mps *s, MDB_txn *txn, const uint8_t commit_id[MP_HASH
     mpl_put_u32(val + 16, pd->k);
     memcpy(val + 20, pd->w, MP_HASH_LEN);
     memcpy(val + 20 + MP_HASH_LEN, pd->tag, MP_PW_TAG_LEN);
+    val[RETRY_VAL_LEN - 1] = 0;
     /* A word is accepted once, so (commitment, i) is new: an existing
      * record means the tracker and the records disagree. */
     if ((rc = put_rec(s, txn, T_RETRY, key, RETRY_KEY_LEN, val, RETRY_VAL_LEN,
@@ -1370,17 +1409,61 @@ static mp_status retry_put(mps *s, MDB_txn *txn, const uint8_t commit_id[MP_HASH
     return expiry_add(s, txn, drop, KIND_RETRY, key, RETRY_KEY_LEN);
 }
 
+/* The retry test against the retry record of word i in txn; with write
+ * set (a write transaction), a retry it answers is counted there. */
+static mp_status pw_retry_check(mps *s, MDB_txn *txn, const uint8_t *key, uint32_t k,
+                                const uint8_t w[MP_HASH_LEN], const uint8_t tag[MP_PW_TAG_LEN],
+                                uint64_t now, uint32_t window, int write, int *found,
+                                int *retry)
+{
+    uint8_t val[RETRY_VAL_LEN];
+    const uint8_t *p;
+    MDB_val v;
+    uint64_t at;
+    int rc;
+    mp_status st = MP_OK;
+
+    /* Damage must not answer "no record" either: the payment would then be
+     * decided by the tracker, which may still remember it. */
+    if ((rc = get_rec(s, txn, T_RETRY, key, RETRY_KEY_LEN, &v, &st)) < 0)
+        return st;
+    *found = rc != REC_ABSENT;
+    if (rc == REC_ABSENT) {
+        *retry = 0;
+        return MP_OK;
+    }
+    if (v.mv_size != RETRY_VAL_LEN)
+        return corrupt("retry record");
+    p = v.mv_data;
+    at = mpl_get_u64(p + 8);
+    /* Word i was accepted: only the same payment for the same request,
+     * within the window in force now, is its retry, MPS_RETRY_MAX times
+     * at most (each runs the handler again); anything else with that word
+     * overlaps an accepted interval. */
+    if (window == 0 || now < at || now - at >= (uint64_t)window
+        || mpl_get_u32(p + 16) != k
+        || !mp_ct_equal(p + 20, MP_HASH_LEN, w, MP_HASH_LEN)
+        || !mp_ct_equal(p + 20 + MP_HASH_LEN, MP_PW_TAG_LEN, tag, MP_PW_TAG_LEN)
+        || p[RETRY_VAL_LEN - 1] >= MPS_RETRY_MAX)
+        return MP_ERR_SPENT;
+    if (write) {
+        memcpy(val, p, RETRY_VAL_LEN);
+        val[RETRY_VAL_LEN - 1]++;
+        if ((rc = put_rec(s, txn, T_RETRY, key, RETRY_KEY_LEN, val, RETRY_VAL_LEN, 0)) != 0)
+            return lmdb_fail("retry count", rc);
+    }
+    *retry = 1;
+    return MP_OK;
+}
+
 mp_status mps_pw_retry_find(mps *s, const uint8_t commit_id[MP_HASH_LEN], uint32_t i,
                             uint32_t k, const uint8_t w[MP_HASH_LEN],
                             const uint8_t tag[MP_PW_TAG_LEN], uint64_t now, uint32_t window,
                             int *retry)
 {
     uint8_t key[RETRY_KEY_LEN];
-    const uint8_t *p;
     MDB_txn *txn = NULL;
-    MDB_val v;
-    uint64_t at;
-    int rc;
+    int found = 0, r = 0;
     mp_status st = MP_ERR_ARG;
 
     if (s == NULL || commit_id == NULL || w == NULL || tag == NULL || retry == NULL) {
@@ -1389,35 +1472,21 @@ mp_status mps_pw_retry_find(mps *s, const uint8_t commit_id[MP_HASH_LEN], uint32
     }
     memcpy(key, commit_id, MP_HASH_LEN);
     mpl_put_u32(key + MP_HASH_LEN, i);
+    /* A read first (most payments find nothing, or a refusal); a retry it
+     * would answer is decided again in a write transaction that counts it. */
     if ((st = begin(s, MDB_RDONLY, &txn)) != MP_OK)
         goto out;
-    /* Damage must not answer "no record" either: the payment would then be
-     * decided by the tracker, which may still remember it. */
-    if ((rc = get_rec(s, txn, T_RETRY, key, RETRY_KEY_LEN, &v, &st)) < 0)
+    st = pw_retry_check(s, txn, key, k, w, tag, now, window, 0, &found, &r);
+    end(s, &txn);
+    if (st != MP_OK || !r)
+        goto done;
+    if ((st = begin(s, 0, &txn)) != MP_OK)
         goto out;
-    if (rc == REC_ABSENT) {
-        *retry = 0;
-        st = MP_OK;
-        goto out;
-    }
-    if (v.mv_size != RETRY_VAL_LEN) {
-        st = corrupt("retry record");
-        goto out;
-    }
-    p = v.mv_data;
-    at = mpl_get_u64(p + 8);
-    /* Word i was accepted: only the same payment for the same request,
-     * within the window in force now, is its retry; anything else with
-     * that word overlaps an accepted interval. */
-    if (window == 0 || now < at || now - at >= (uint64_t)window
-        || mpl_get_u32(p + 16) != k
-        || !mp_ct_equal(p + 20, MP_HASH_LEN, w, MP_HASH_LEN)
-        || !mp_ct_equal(p + 20 + MP_HASH_LEN, MP_PW_TAG_LEN, tag, MP_PW_TAG_LEN)) {
-        st = MP_ERR_SPENT;
-        goto out;
-    }
-    *retry = 1;
-    st = MP_OK;
+    if ((st = pw_retry_check(s, txn, key, k, w, tag, now, window, 1, &found, &r)) == MP_OK && r)
+        st = commit(s, &txn);
+done:
+    if (st == MP_OK)
+        *retry = r;
 out:
     end(s, &txn);
     return st;
@@ -2212,6 +2281,7 @@ static const char *record_problem(unsigned t, const MDB_val *k, const MDB_val *v
             return "retry key is not a commitment id and a word index";
         if (v.mv_size != RETRY_VAL_LEN || mpl_get_u32(p + 16) == 0
             || mpl_get_u32(p + 16) > mpl_get_u32(kp + MP_HASH_LEN)
+            || p[RETRY_VAL_LEN - 1] > MPS_RETRY_MAX
             || mpl_get_u64(p) < mpl_get_u64(p + 8))
             return "retry record does not parse";
         return NULL;

@@ -144,6 +144,10 @@ typedef struct {
 } mps_retry;
 
 #define MPS_RETRY_WINDOW_MAX 3600
+/* Retries answered per payment at most: a retry runs the handler again,
+ * so one payment runs it at most 1 + MPS_RETRY_MAX times. A lost answer
+ * needs one; a few cover a flaky network. */
+#define MPS_RETRY_MAX 3
 /* Retry records outlive the longest window by a margin, so that a window
  * raised since never finds one already gone. */
 #define MPS_RETRY_KEEP       (MPS_RETRY_WINDOW_MAX + 300)
@@ -170,7 +174,7 @@ typedef struct {
  * Outcomes:
  *   not spent before            -> MP_OK, *retry = 0
  *   spent, and this is a retry  -> MP_OK, *retry = 1, stored reply copied
- *   of it (see mps_mc_find)        into reply_out (nothing recorded again)
+ *   of it (see mps_mc_find)        into reply_out (the retry counted)
  *   spent otherwise             -> MP_ERR_SPENT
  *   not spent, expired by now   -> MP_ERR_EXPIRED (nothing recorded)
  *   store failure               -> MP_ERR_STORE
@@ -186,7 +190,8 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
 /*
  * The retry test of a Millicent payment, before any other check (a retry
  * recovers the answer of a payment accepted when it was made, whatever
- * the price or the clock says now). A read; the spend re-checks.
+ * the price or the clock says now). A read, and a write only to count a
+ * retry it answers (MPS_RETRY_MAX at most); the spend re-checks.
  *   scrip id not spent             -> MP_OK, *retry = 0
  *   spent by the byte-identical    -> MP_OK, *retry = 1, the stored reply in
  *   payment for the same method,      reply_out (room for MP_WIRE_MAX bytes)
@@ -195,7 +200,8 @@ mp_status mps_mc_spend(mps *s, const char *vendor, uint64_t scrip_id, uint64_t e
  *   time + rt->window
  *   spent otherwise (another        -> MP_ERR_SPENT
  *   payment, request or body, past
- *   the window, a spend of format 3)
+ *   the window, MPS_RETRY_MAX retries
+ *   answered, a spend of format 3)
  */
 mp_status mps_mc_find(mps *s, const char *vendor, uint64_t scrip_id, const uint8_t *payment,
                       size_t payment_len, const mp_request *req, const mps_retry *rt,
@@ -275,8 +281,10 @@ mp_status mps_pw_update(mps *s, const mp_pw_commit *first, uint64_t keep_until,
  * for the request whose tag is tag, from the retry records alone:
  *   word i never accepted (or its   -> MP_OK, *retry = 0
  *   record compacted)
- *   the same i, k, w and tag, now < -> MP_OK, *retry = 1
- *   accepted time + window
+ *   the same i, k, w and tag, now < -> MP_OK, *retry = 1, the retry
+ *   accepted time + window, fewer      counted in a write transaction
+ *   than MPS_RETRY_MAX retries
+ *   answered before
  *   word i accepted otherwise       -> MP_ERR_SPENT
  */
 mp_status mps_pw_retry_find(mps *s, const uint8_t commit_id[MP_HASH_LEN], uint32_t i,

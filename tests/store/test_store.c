@@ -2049,7 +2049,11 @@ static void test_processes(void)
     for (j = 0; j < CONC_IDS; j++) {
         if (fresh[j] != 1)
             good = 0;
-        if (j < CONC_IDS / 2 && (retry[j] != CHILDREN - 1 || spent[j] != 0))
+        /* identical payments: one spend, MPS_RETRY_MAX retries at most,
+         * counted exactly under the race, the rest refused */
+        if (j < CONC_IDS / 2
+            && (retry[j] != (CHILDREN - 1 < MPS_RETRY_MAX ? CHILDREN - 1 : MPS_RETRY_MAX)
+                || spent[j] != CHILDREN - 1 - retry[j]))
             good = 0;
         if (j >= CONC_IDS / 2 && (spent[j] != CHILDREN - 1 || retry[j] != 0))
             good = 0;
@@ -3039,7 +3043,29 @@ static void test_mc_retry_window(void)
               MP_ERR_SPENT);
     ASSERT_ST(mps_mc_find(s, VENDOR, 9, pay, sizeof pay, &post, NULL, &retry, out, &out_len),
               MP_ERR_ARG);
-    CU_ASSERT(stats(s).spent == 1);
+    /* each retry runs the handler again: MPS_RETRY_MAX of them, whichever
+     * path answers it (both count), then the payment is spent */
+    rt.now = NOW;
+    rt.window = 60;
+    rt.body_digest = body_a;
+    sig_for(sig, 10, 1);
+    ASSERT_OK(mps_mc_spend(s, VENDOR, 10, NOW + 1000, NOW + 1000, sig, pay, sizeof pay, &post,
+                           (const uint8_t *)"chg", 3, NULL, &rt, &retry, out, &out_len));
+    CU_ASSERT(retry == 0);
+    ASSERT_OK(mps_mc_spend(s, VENDOR, 10, NOW + 1000, NOW + 1000, sig, pay, sizeof pay, &post,
+                           NULL, 0, NULL, &rt, &retry, out, &out_len));
+    CU_ASSERT(retry == 1);
+    for (i = 1; i < MPS_RETRY_MAX; i++) {
+        retry = -1;
+        ASSERT_OK(mps_mc_find(s, VENDOR, 10, pay, sizeof pay, &post, &rt, &retry, out,
+                              &out_len));
+        CU_ASSERT(retry == 1 && out_len == 3 && memcmp(out, "chg", 3) == 0);
+    }
+    ASSERT_ST(mps_mc_find(s, VENDOR, 10, pay, sizeof pay, &post, &rt, &retry, out, &out_len),
+              MP_ERR_SPENT);
+    ASSERT_ST(mps_mc_spend(s, VENDOR, 10, NOW + 1000, NOW + 1000, sig, pay, sizeof pay, &post,
+                           NULL, 0, NULL, &rt, &retry, out, &out_len), MP_ERR_SPENT);
+    CU_ASSERT(stats(s).spent == 2);
     mps_close(s);
     assert_clean(d);
 }
@@ -3072,8 +3098,17 @@ static void test_pw_retry_records(void)
                                 NULL, NULL, NULL, &pd, NULL));
     }
     CU_ASSERT(stats(s).retry == 40 && stats(s).expiry_index == 41);
-    /* the first payment is still known after 39 more: a retry */
-    ASSERT_OK(mps_pw_retry_find(s, commit.id, 1, 1, words[1], tag_a, NOW + 30, 60, &retry));
+    /* the first payment is still known after 39 more: a retry, answered
+     * MPS_RETRY_MAX times (each runs the handler again), then refused */
+    for (i = 0; i < MPS_RETRY_MAX; i++) {
+        retry = -1;
+        ASSERT_OK(mps_pw_retry_find(s, commit.id, 1, 1, words[1], tag_a, NOW + 30, 60, &retry));
+        CU_ASSERT(retry == 1);
+    }
+    ASSERT_ST(mps_pw_retry_find(s, commit.id, 1, 1, words[1], tag_a, NOW + 30, 60, &retry),
+              MP_ERR_SPENT);
+    /* another word's record keeps its own count */
+    ASSERT_OK(mps_pw_retry_find(s, commit.id, 2, 1, words[2], tag_b, NOW + 30, 60, &retry));
     CU_ASSERT(retry == 1);
     /* the same words for another request, other words, another k */
     ASSERT_ST(mps_pw_retry_find(s, commit.id, 1, 1, words[1], tag_b, NOW + 30, 60, &retry),
